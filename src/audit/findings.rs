@@ -1,0 +1,410 @@
+//! The orphan audit: every inconsistency between Services, IPAddresses and ServiceCIDRs, each with
+//! a safe, concrete action.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+use crate::audit::index::RangeIndex;
+use crate::model::{ParentRef, ServiceIps, Snapshot};
+
+/// The apiserver's repair loop leaves IPAddresses younger than this alone.
+pub const REPAIR_GRACE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ValueEnum)]
+#[value(rename_all = "PascalCase")]
+pub enum FindingKind {
+    /// An IPAddress inside no existing ServiceCIDR: its range is gone.
+    Orphaned,
+    /// Inside terminating ranges only: an orphan once they go.
+    AtRisk,
+    /// The parentRef names a Service that no longer exists.
+    DanglingParent,
+    /// The Service exists but does not hold that IP.
+    WrongParent,
+    /// A Service ClusterIP with no IPAddress object.
+    Unrecorded,
+    /// An IPAddress the apiserver's allocator did not make (never repaired by it).
+    Unmanaged,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub ip: IpAddr,
+    /// The Service concerned, `namespace/name`.
+    pub service: Option<String>,
+    /// For AtRisk: the terminating ranges that still hold it.
+    pub ranges: Vec<String>,
+    pub age: Option<Duration>,
+    /// The apiserver's repair loop fixes this by itself.
+    pub self_healing: bool,
+    pub action: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    pub now: SystemTime,
+    pub include_recent: bool,
+    /// Only these kinds; empty means all.
+    pub kinds: Vec<FindingKind>,
+}
+
+/// Which Services hold each ClusterIP.
+fn holders(services: &[ServiceIps]) -> HashMap<IpAddr, Vec<&ServiceIps>> {
+    let mut map: HashMap<IpAddr, Vec<&ServiceIps>> = HashMap::new();
+    for svc in services {
+        for ip in &svc.cluster_ips {
+            map.entry(*ip).or_default().push(svc);
+        }
+    }
+    map
+}
+
+fn key(svc: &ServiceIps) -> String {
+    format!("{}/{}", svc.namespace, svc.name)
+}
+
+fn parent_key(p: &ParentRef) -> String {
+    format!("{}/{}", p.namespace, p.name)
+}
+
+pub fn audit(snapshot: &Snapshot, opts: &AuditOptions) -> Vec<Finding> {
+    let index = RangeIndex::new(&snapshot.ranges);
+    let holders = holders(&snapshot.services);
+    let services: HashMap<(&str, &str), &ServiceIps> = snapshot
+        .services
+        .iter()
+        .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
+        .collect();
+    let age = |t: Option<SystemTime>| t.map(|t| opts.now.duration_since(t).unwrap_or_default());
+    let mut findings = Vec::new();
+
+    for alloc in &snapshot.ips {
+        let holder = holders
+            .get(&alloc.ip)
+            .and_then(|h| h.first())
+            .map(|s| key(s));
+        let svc_label = holder
+            .clone()
+            .or_else(|| alloc.parent.as_ref().map(parent_key));
+        let mut push =
+            |kind: FindingKind, ranges: Vec<String>, self_healing: bool, action: String| {
+                findings.push(Finding {
+                    kind,
+                    ip: alloc.ip,
+                    service: svc_label.clone(),
+                    ranges,
+                    age: age(alloc.created),
+                    self_healing,
+                    action,
+                })
+            };
+
+        let containing: Vec<usize> = index.containing(alloc.ip).map(|e| e.range).collect();
+        if containing.is_empty() {
+            push(
+                FindingKind::Orphaned,
+                vec![],
+                false,
+                orphan_action(alloc.ip, holder.as_deref()),
+            );
+        } else if containing
+            .iter()
+            .all(|&r| snapshot.ranges[r].is_terminating())
+        {
+            let mut names: Vec<String> = containing
+                .iter()
+                .map(|&r| snapshot.ranges[r].name.clone())
+                .collect();
+            names.dedup();
+            let action = format!(
+                "create a ServiceCIDR covering {} before {} is released (orphans --suggest-range){}",
+                alloc.ip,
+                names.join(", "),
+                holder
+                    .as_deref()
+                    .map(|s| format!(", or recreate Service {s}"))
+                    .unwrap_or_default()
+            );
+            push(FindingKind::AtRisk, names, false, action);
+        }
+
+        if !alloc.managed {
+            push(
+                FindingKind::Unmanaged,
+                vec![],
+                false,
+                "not made by the apiserver's allocator, so never repaired by it: check the tool that created it".into(),
+            );
+        }
+
+        let Some(parent) = alloc.parent.as_ref().filter(|p| p.is_service()) else {
+            continue;
+        };
+        let parent_svc = services.get(&(parent.namespace.as_str(), parent.name.as_str()));
+        let kind = match parent_svc {
+            None => FindingKind::DanglingParent,
+            Some(svc) if !svc.cluster_ips.contains(&alloc.ip) => FindingKind::WrongParent,
+            Some(_) => continue,
+        };
+        if alloc.managed
+            && !opts.include_recent
+            && age(alloc.created).is_some_and(|a| a < REPAIR_GRACE)
+        {
+            continue;
+        }
+        let (event, what) = match kind {
+            FindingKind::DanglingParent => (
+                "IPAddressNotAllocated",
+                format!("Service {} no longer exists", parent_key(parent)),
+            ),
+            _ => (
+                "IPAddressWrongReference",
+                format!("Service {} does not hold {}", parent_key(parent), alloc.ip),
+            ),
+        };
+        let action = match &holder {
+            // Never suggest deleting an IPAddress a live Service still uses.
+            Some(h) => format!(
+                "{what}, but Service {h} holds this IP: do not delete it; recreate Service {h} if the repair loop does not re-record it"
+            ),
+            None if alloc.managed => format!(
+                "{what}: the apiserver's repair loop deletes it ({event}) within minutes; if it stays: kubectl delete ipaddress {}",
+                alloc.ip
+            ),
+            None => format!(
+                "{what}: no Service holds this IP, delete it: kubectl delete ipaddress {}",
+                alloc.ip
+            ),
+        };
+        push(kind, vec![], alloc.managed, action);
+    }
+
+    let recorded: HashSet<IpAddr> = snapshot.ips.iter().map(|a| a.ip).collect();
+    for svc in &snapshot.services {
+        let svc_age = age(svc.created);
+        if !opts.include_recent && svc_age.is_some_and(|a| a < REPAIR_GRACE) {
+            continue;
+        }
+        for ip in svc.cluster_ips.iter().filter(|ip| !recorded.contains(ip)) {
+            findings.push(Finding {
+                kind: FindingKind::Unrecorded,
+                ip: *ip,
+                service: Some(key(svc)),
+                ranges: vec![],
+                age: svc_age,
+                self_healing: true,
+                action: format!(
+                    "the apiserver's repair loop records it (ClusterIPNotAllocated) within minutes; if not, recreate Service {}",
+                    key(svc)
+                ),
+            });
+        }
+    }
+
+    if !opts.kinds.is_empty() {
+        findings.retain(|f| opts.kinds.contains(&f.kind));
+    }
+    findings.sort_by(|a, b| (a.kind, a.ip).cmp(&(b.kind, b.ip)));
+    findings
+}
+
+fn orphan_action(ip: IpAddr, holder: Option<&str>) -> String {
+    match holder {
+        Some(svc) => format!(
+            "create a ServiceCIDR covering {ip} (orphans --suggest-range), or recreate Service {svc} to get an IP from a live range"
+        ),
+        None => format!(
+            "create a ServiceCIDR covering {ip} (orphans --suggest-range) if it is still needed"
+        ),
+    }
+}
+
+/// IPs that need a covering range: orphans, and those at risk of becoming one.
+pub fn uncovered_ips(findings: &[Finding]) -> Vec<IpAddr> {
+    findings
+        .iter()
+        .filter(|f| matches!(f.kind, FindingKind::Orphaned | FindingKind::AtRisk))
+        .map(|f| f.ip)
+        .collect()
+}
+
+/// Count per kind, in kind order, only kinds that occur.
+pub fn counts(findings: &[Finding]) -> Vec<(FindingKind, usize)> {
+    let mut out: Vec<(FindingKind, usize)> = Vec::new();
+    for f in findings {
+        match out.last_mut() {
+            Some((k, n)) if *k == f.kind => *n += 1,
+            _ => out.push((f.kind, 1)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::index::tests::range;
+    use crate::model::IpAllocation;
+    use proptest::prelude::*;
+
+    const NOW: Duration = Duration::from_secs(10_000);
+
+    fn at(secs_ago: u64) -> Option<SystemTime> {
+        Some(SystemTime::UNIX_EPOCH + NOW - Duration::from_secs(secs_ago))
+    }
+
+    fn ip(addr: &str, svc: &str) -> IpAllocation {
+        let (ns, name) = svc.split_once('/').unwrap();
+        IpAllocation {
+            ip: addr.parse().unwrap(),
+            parent: Some(ParentRef {
+                group: String::new(),
+                resource: "services".into(),
+                namespace: ns.into(),
+                name: name.into(),
+            }),
+            managed: true,
+            created: at(600),
+        }
+    }
+
+    fn svc(key: &str, ips: &[&str]) -> ServiceIps {
+        let (ns, name) = key.split_once('/').unwrap();
+        ServiceIps {
+            namespace: ns.into(),
+            name: name.into(),
+            cluster_ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
+            created: at(600),
+        }
+    }
+
+    fn opts() -> AuditOptions {
+        AuditOptions {
+            now: SystemTime::UNIX_EPOCH + NOW,
+            include_recent: false,
+            kinds: vec![],
+        }
+    }
+
+    fn kinds(f: &[Finding]) -> Vec<(FindingKind, String)> {
+        f.iter().map(|f| (f.kind, f.ip.to_string())).collect()
+    }
+
+    #[test]
+    fn a_consistent_cluster_has_no_findings() {
+        let snap = Snapshot {
+            ranges: vec![range("kubernetes", &["10.96.0.0/16"])],
+            ips: vec![ip("10.96.0.1", "default/kubernetes")],
+            services: vec![svc("default/kubernetes", &["10.96.0.1"])],
+        };
+        assert!(audit(&snap, &opts()).is_empty());
+    }
+
+    #[test]
+    fn finds_each_kind() {
+        let mut dying = range("dying", &["10.2.0.0/24"]);
+        dying.deleting = at(30);
+        let mut unmanaged = ip("10.96.0.9", "a/manual");
+        unmanaged.managed = false;
+        let snap = Snapshot {
+            ranges: vec![range("kubernetes", &["10.96.0.0/16"]), dying],
+            ips: vec![
+                ip("10.1.0.5", "a/orphan"),
+                ip("10.2.0.5", "a/risky"),
+                ip("10.96.0.5", "a/gone"),
+                ip("10.96.0.6", "a/moved"),
+                unmanaged,
+            ],
+            services: vec![
+                svc("a/orphan", &["10.1.0.5"]),
+                svc("a/risky", &["10.2.0.5"]),
+                svc("a/moved", &["10.96.0.7"]),
+                svc("a/manual", &["10.96.0.9"]),
+            ],
+        };
+        let found = audit(&snap, &opts());
+        use FindingKind::*;
+        assert_eq!(
+            kinds(&found),
+            [
+                (Orphaned, "10.1.0.5".into()),
+                (AtRisk, "10.2.0.5".into()),
+                (DanglingParent, "10.96.0.5".into()),
+                (WrongParent, "10.96.0.6".into()),
+                (Unrecorded, "10.96.0.7".into()),
+                (Unmanaged, "10.96.0.9".into()),
+            ]
+        );
+        assert_eq!(found[1].ranges, ["dying"]);
+        assert!(found[2].self_healing && !found[0].self_healing);
+        assert_eq!(
+            counts(&found),
+            [
+                (Orphaned, 1),
+                (AtRisk, 1),
+                (DanglingParent, 1),
+                (WrongParent, 1),
+                (Unrecorded, 1),
+                (Unmanaged, 1)
+            ]
+        );
+        assert_eq!(
+            uncovered_ips(&found),
+            [
+                "10.1.0.5".parse::<IpAddr>().unwrap(),
+                "10.2.0.5".parse().unwrap()
+            ]
+        );
+        let only = AuditOptions {
+            kinds: vec![Orphaned, Unmanaged],
+            ..opts()
+        };
+        assert_eq!(audit(&snap, &only).len(), 2);
+    }
+
+    #[test]
+    fn recent_self_healing_findings_wait_for_the_repair_loop() {
+        let mut young = ip("10.96.0.5", "a/gone");
+        young.created = at(10);
+        let mut new_svc = svc("a/new", &["10.96.0.8"]);
+        new_svc.created = at(10);
+        let snap = Snapshot {
+            ranges: vec![range("kubernetes", &["10.96.0.0/16"])],
+            ips: vec![young],
+            services: vec![new_svc],
+        };
+        assert!(audit(&snap, &opts()).is_empty());
+        let all = AuditOptions {
+            include_recent: true,
+            ..opts()
+        };
+        assert_eq!(audit(&snap, &all).len(), 2);
+    }
+
+    proptest! {
+        // Never suggest deleting an IPAddress that a live Service still holds.
+        #[test]
+        fn never_suggests_deleting_a_held_ip(
+            entries in prop::collection::vec((0u8..6, 0u8..4, 0u8..4, any::<bool>()), 0..20),
+            held in prop::collection::vec((0u8..4, 0u8..6), 0..12),
+        ) {
+            let ips: Vec<IpAllocation> = entries.iter().map(|(h, p, _, managed)| {
+                let mut a = ip(&format!("10.96.0.{h}"), &format!("ns/s{p}"));
+                a.managed = *managed;
+                a
+            }).collect();
+            let services: Vec<ServiceIps> = held.iter().map(|(s, h)| svc(&format!("ns/s{s}"), &[&format!("10.96.0.{h}")])).collect();
+            let snap = Snapshot { ranges: vec![range("kubernetes", &["10.96.0.0/29"])], ips, services };
+            for f in audit(&snap, &AuditOptions { include_recent: true, ..opts() }) {
+                if f.action.contains("kubectl delete ipaddress") {
+                    prop_assert!(!snap.services.iter().any(|s| s.cluster_ips.contains(&f.ip)), "{:?}", f);
+                }
+            }
+        }
+    }
+}

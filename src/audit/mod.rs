@@ -1,0 +1,8 @@
+//! Pure logic over the model: no I/O, no kube types, so every rule is a fast unit test.
+
+pub mod findings;
+pub mod index;
+pub mod range;
+pub mod safety;
+pub mod suggest;
+pub mod usage;

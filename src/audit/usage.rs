@@ -1,0 +1,327 @@
+//! Usage of every range: capacity, allocated, free, overlaps, and why a terminating range waits.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::audit::index::{Entry, RangeIndex};
+use crate::audit::range::{capacity, overlaps};
+use crate::audit::safety::uncovered_without;
+use crate::model::{ConditionStatus, Family, IpAllocation, ReadyCondition, ServiceCidr};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum State {
+    Ready,
+    /// No Ready condition yet: the controller has not seen it (the allocator still uses it).
+    Pending,
+    NotReady,
+    Terminating,
+}
+
+impl State {
+    pub fn of(range: &ServiceCidr) -> State {
+        if range.is_terminating() {
+            return State::Terminating;
+        }
+        match range.ready.as_ref().map(|c| c.status) {
+            Some(ConditionStatus::True) => State::Ready,
+            Some(ConditionStatus::False) => State::NotReady,
+            Some(ConditionStatus::Unknown) | None => State::Pending,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CidrUsage {
+    pub cidr: IpNet,
+    pub family: Family,
+    pub capacity: u128,
+    /// IPAddresses inside this CIDR (an IP inside overlapping ranges counts in each).
+    pub allocated: u64,
+    /// IPAddresses for which this CIDR is the most specific container.
+    pub attributed: u64,
+    /// Names of the other ServiceCIDRs with a CIDR overlapping this one.
+    pub overlaps_with: Vec<String>,
+}
+
+impl CidrUsage {
+    pub fn free(&self) -> u128 {
+        self.capacity.saturating_sub(u128::from(self.allocated))
+    }
+
+    pub fn percent(&self) -> f64 {
+        if self.capacity == 0 {
+            return if self.allocated > 0 { 100.0 } else { 0.0 };
+        }
+        self.allocated as f64 * 100.0 / self.capacity as f64
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeStatus {
+    pub name: String,
+    pub state: State,
+    pub age: Option<Duration>,
+    pub terminating_for: Option<Duration>,
+    /// For a terminating range: IPAddresses no other usable range covers (our count).
+    pub blocking: Option<u64>,
+    pub finalizers: Vec<String>,
+    pub ready: Option<ReadyCondition>,
+    pub cidrs: Vec<CidrUsage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyTotal {
+    pub family: Family,
+    pub capacity: u128,
+    pub allocated: u64,
+}
+
+/// Where one IP belongs: its most specific range, or none (an orphan).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribution {
+    pub ip: IpAddr,
+    pub range: Option<(String, IpNet)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReport {
+    pub ranges: Vec<RangeStatus>,
+    /// Capacity counts each address once even where ranges overlap: it sums only the outermost.
+    pub totals: Vec<FamilyTotal>,
+    pub orphaned: u64,
+    pub attribution: Vec<Attribution>,
+}
+
+fn age(now: SystemTime, since: Option<SystemTime>) -> Option<Duration> {
+    since.map(|t| now.duration_since(t).unwrap_or_default())
+}
+
+/// Builds the report. `attribute` keeps one row per IP for machine output.
+pub fn status_report(
+    ranges: &[ServiceCidr],
+    ips: &[IpAllocation],
+    now: SystemTime,
+    attribute: bool,
+) -> StatusReport {
+    let index = RangeIndex::new(ranges);
+    let mut allocated: Vec<Vec<u64>> = ranges.iter().map(|r| vec![0; r.cidrs.len()]).collect();
+    let mut attributed = allocated.clone();
+    let mut blocking = vec![0u64; ranges.len()];
+    let mut orphaned = 0;
+    let mut attribution = Vec::new();
+    let mut containing: Vec<Entry> = Vec::new();
+    let mut inside_by_family: BTreeMap<Family, u64> = BTreeMap::new();
+    for alloc in ips {
+        containing.clear();
+        containing.extend(index.containing(alloc.ip));
+        for e in &containing {
+            allocated[e.range][e.cidr] += 1;
+            if ranges[e.range].is_terminating() && uncovered_without(&index, &containing, e.range) {
+                blocking[e.range] += 1;
+            }
+        }
+        match containing.first() {
+            Some(e) => {
+                attributed[e.range][e.cidr] += 1;
+                *inside_by_family.entry(Family::of(alloc.ip)).or_default() += 1;
+            }
+            None => orphaned += 1,
+        }
+        if attribute {
+            attribution.push(Attribution {
+                ip: alloc.ip,
+                range: containing
+                    .first()
+                    .map(|e| (ranges[e.range].name.clone(), ranges[e.range].cidrs[e.cidr])),
+            });
+        }
+    }
+
+    let report_ranges = ranges
+        .iter()
+        .enumerate()
+        .map(|(r, range)| RangeStatus {
+            name: range.name.clone(),
+            state: State::of(range),
+            age: age(now, range.created),
+            terminating_for: age(now, range.deleting),
+            blocking: range.is_terminating().then_some(blocking[r]),
+            finalizers: range.finalizers.clone(),
+            ready: range.ready.clone(),
+            cidrs: range
+                .cidrs
+                .iter()
+                .enumerate()
+                .map(|(c, net)| CidrUsage {
+                    cidr: *net,
+                    family: Family::of_net(net),
+                    capacity: capacity(net),
+                    allocated: allocated[r][c],
+                    attributed: attributed[r][c],
+                    overlaps_with: overlapping(ranges, r, net),
+                })
+                .collect(),
+        })
+        .collect();
+
+    StatusReport {
+        ranges: report_ranges,
+        totals: totals(ranges, &inside_by_family),
+        orphaned,
+        attribution,
+    }
+}
+
+fn overlapping(ranges: &[ServiceCidr], own: usize, net: &IpNet) -> Vec<String> {
+    ranges
+        .iter()
+        .enumerate()
+        .filter(|&(r, other)| r != own && other.cidrs.iter().any(|o| overlaps(o, net)))
+        .map(|(_, other)| other.name.clone())
+        .collect()
+}
+
+/// Per family: the capacity of the union of all CIDRs (the outermost prefixes, each once) and the
+/// IPAddresses inside at least one range.
+fn totals(ranges: &[ServiceCidr], inside: &BTreeMap<Family, u64>) -> Vec<FamilyTotal> {
+    let mut nets: Vec<IpNet> = ranges
+        .iter()
+        .flat_map(|r| r.cidrs.iter().copied())
+        .collect();
+    nets.sort_unstable_by_key(|n| (Family::of_net(n), n.prefix_len()));
+    let mut outermost: Vec<IpNet> = Vec::new();
+    for n in nets {
+        if !outermost.iter().any(|o| o.contains(&n)) {
+            outermost.push(n);
+        }
+    }
+    let mut by_family: BTreeMap<Family, u128> = BTreeMap::new();
+    for n in &outermost {
+        let sum = by_family.entry(Family::of_net(n)).or_default();
+        *sum = sum.saturating_add(capacity(n));
+    }
+    by_family
+        .into_iter()
+        .map(|(family, capacity)| FamilyTotal {
+            family,
+            capacity,
+            allocated: inside.get(&family).copied().unwrap_or(0),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::index::tests::range;
+    use proptest::prelude::*;
+
+    fn alloc(ip: &str) -> IpAllocation {
+        IpAllocation {
+            ip: ip.parse().unwrap(),
+            parent: None,
+            managed: true,
+            created: None,
+        }
+    }
+
+    fn report(ranges: &[ServiceCidr], ips: &[&str]) -> StatusReport {
+        let ips: Vec<IpAllocation> = ips.iter().map(|s| alloc(s)).collect();
+        status_report(
+            ranges,
+            &ips,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(600),
+            true,
+        )
+    }
+
+    #[test]
+    fn counts_allocated_and_free_per_cidr() {
+        let ranges = [range("kubernetes", &["10.96.0.0/24", "fd00::/112"])];
+        let r = report(
+            &ranges,
+            &["10.96.0.1", "10.96.0.10", "fd00::1", "10.97.0.1"],
+        );
+        let cidrs = &r.ranges[0].cidrs;
+        assert_eq!((cidrs[0].allocated, cidrs[0].free()), (2, 252));
+        assert_eq!((cidrs[1].allocated, cidrs[1].free()), (1, 65_534));
+        assert_eq!(r.orphaned, 1);
+        assert_eq!(r.ranges[0].state, State::Ready);
+        assert_eq!(r.ranges[0].age, Some(Duration::from_secs(600)));
+        assert_eq!(
+            r.attribution[3],
+            Attribution {
+                ip: "10.97.0.1".parse().unwrap(),
+                range: None
+            }
+        );
+    }
+
+    #[test]
+    fn overlapping_ranges_count_an_ip_in_each_and_attribute_it_once() {
+        let ranges = [
+            range("wide", &["10.0.0.0/16"]),
+            range("narrow", &["10.0.5.0/24"]),
+        ];
+        let r = report(&ranges, &["10.0.5.1", "10.0.6.1"]);
+        assert_eq!(r.ranges[0].cidrs[0].allocated, 2);
+        assert_eq!(r.ranges[0].cidrs[0].attributed, 1);
+        assert_eq!(r.ranges[1].cidrs[0].allocated, 1);
+        assert_eq!(r.ranges[1].cidrs[0].attributed, 1);
+        assert_eq!(r.ranges[0].cidrs[0].overlaps_with, ["narrow"]);
+        assert_eq!(r.ranges[1].cidrs[0].overlaps_with, ["wide"]);
+        assert_eq!(
+            r.attribution[0].range,
+            Some(("narrow".into(), "10.0.5.0/24".parse().unwrap()))
+        );
+        // The union counts each address once.
+        assert_eq!(
+            r.totals,
+            [FamilyTotal {
+                family: Family::IPv4,
+                capacity: 65_534,
+                allocated: 2
+            }]
+        );
+    }
+
+    #[test]
+    fn a_terminating_range_counts_what_blocks_it() {
+        let mut blue = range("blue", &["10.1.0.0/24"]);
+        blue.deleting = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(540));
+        let ranges = [blue, range("cover", &["10.1.0.0/25"])];
+        let r = report(&ranges, &["10.1.0.5", "10.1.0.200", "10.1.0.201"]);
+        assert_eq!(r.ranges[0].state, State::Terminating);
+        assert_eq!(r.ranges[0].terminating_for, Some(Duration::from_secs(60)));
+        assert_eq!(r.ranges[0].blocking, Some(2));
+        assert_eq!(r.ranges[1].blocking, None);
+    }
+
+    proptest! {
+        // Allocated plus free is the capacity until a range is over-full, and attribution is
+        // a partition: every IP is attributed once or is an orphan.
+        #[test]
+        fn attribution_partitions_the_ips(
+            lens in prop::collection::vec((0u8..4, 22u8..=30), 1..6),
+            hosts in prop::collection::vec((0u8..4, any::<u8>()), 0..60),
+        ) {
+            let ranges: Vec<ServiceCidr> = lens.iter().enumerate().map(|(i, (t, l))| {
+                let net = ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 0, *t, 0), *l).unwrap().trunc();
+                range(&format!("r{i}"), &[&net.to_string()])
+            }).collect();
+            let ips: Vec<String> = hosts.iter().map(|(t, h)| format!("10.0.{t}.{h}")).collect();
+            let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
+            let r = report(&ranges, &ips);
+            let attributed: u64 = r.ranges.iter().flat_map(|x| &x.cidrs).map(|c| c.attributed).sum();
+            prop_assert_eq!(attributed + r.orphaned, ips.len() as u64);
+            for c in r.ranges.iter().flat_map(|x| &x.cidrs) {
+                prop_assert!(c.attributed <= c.allocated);
+                prop_assert!(u128::from(c.allocated) + c.free() >= c.capacity);
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The command line: kubectl's global flags (kubectl passes plugins none), subcommands, formats.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::audit::findings::FindingKind;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl-servicecidr",
+    bin_name = "kubectl servicecidr",
+    version,
+    about = "Status, orphan audit and safe deletion of Kubernetes Service CIDRs",
+    after_help = "Examples:\n  kubectl servicecidr status\n  kubectl servicecidr orphans --suggest-range\n  kubectl servicecidr delete blue --wait"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// The kubeconfig cluster to use
+    #[arg(long, global = true, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// The kubeconfig user to use
+    #[arg(long, global = true, value_name = "NAME")]
+    pub user: Option<String>,
+    /// How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)
+    #[arg(long, global = true, value_name = "DURATION", default_value = "0", value_parser = parse_request_timeout)]
+    pub request_timeout: Duration,
+    /// Output format
+    #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Leave out table headers
+    #[arg(long, global = true)]
+    pub no_headers: bool,
+    /// When to colour the table
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+    /// Log requests to stderr (-v: requests, -vv: more); credentials are never logged
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Objects per list request (page size)
+    #[arg(long, global = true, default_value_t = 500, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub chunk_size: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// A table for people
+    Table,
+    /// The table with finalizers, conditions and blocking counts
+    Wide,
+    /// A JSON document with stable field names
+    Json,
+    /// The same document as YAML
+    Yaml,
+}
+
+impl Output {
+    pub fn is_table(self) -> bool {
+        matches!(self, Output::Table | Output::Wide)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stdout is a terminal and NO_COLOR is unset
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Every ServiceCIDR with its ranges, state and usage (allocated, free, percent)
+    #[command(
+        after_help = "Examples:\n  kubectl servicecidr status\n  kubectl servicecidr status kubernetes blue -o wide\n  kubectl servicecidr status -o json | jq '.serviceCIDRs[].cidrs[].usagePercent'\n  kubectl servicecidr status --watch"
+    )]
+    Status(StatusArgs),
+    /// IPAddresses whose range is gone, and every other inconsistency between Services,
+    /// IPAddresses and ServiceCIDRs, with what to do about each
+    #[command(
+        after_help = "Exit status: 0 when clean, 3 when anything was found.\n\nExamples:\n  kubectl servicecidr orphans\n  kubectl servicecidr orphans --kind Orphaned,AtRisk -o json\n  kubectl servicecidr orphans --suggest-range | kubectl apply -f -"
+    )]
+    Orphans(OrphansArgs),
+    /// Retire ServiceCIDRs safely: check, delete, wait out the grace period, release
+    #[command(
+        after_help = "Exit status: 0 when deleted, 3 when refused as unsafe or an IP appeared during the grace period.\n\nExamples:\n  kubectl servicecidr delete blue --dry-run\n  kubectl servicecidr delete blue --wait\n  kubectl servicecidr delete blue green --wait --remove-finalizer"
+    )]
+    Delete(DeleteArgs),
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  kubectl servicecidr completion bash > /etc/bash_completion.d/kubectl-servicecidr"
+    )]
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only these ServiceCIDRs
+    pub names: Vec<String>,
+    /// Redraw as ServiceCIDRs and IPAddresses change, until Ctrl-C
+    #[arg(short, long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OrphansArgs {
+    /// Only findings of these kinds
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub kind: Vec<FindingKind>,
+    /// Also report findings younger than the repair loop's 60 s grace
+    #[arg(long)]
+    pub include_recent: bool,
+    /// Print a ServiceCIDR manifest covering the orphaned and at-risk IPs, ready for kubectl apply
+    #[arg(long)]
+    pub suggest_range: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DryRun {
+    /// Really delete
+    None,
+    /// Only run the checks
+    Client,
+    /// Send a server-side dry-run delete
+    Server,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// ServiceCIDRs to delete (handled concurrently)
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Wait until the range is gone, releasing the finalizer when no controller does
+    #[arg(long)]
+    pub wait: bool,
+    /// Check without deleting (client), or ask the server to validate the delete (server)
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "client", default_value_t = DryRun::None, value_name = "MODE")]
+    pub dry_run: DryRun,
+    /// Remove the finalizer as soon as the grace period has passed and it is provably safe,
+    /// without waiting for the controller
+    #[arg(long, requires = "wait")]
+    pub remove_finalizer: bool,
+    /// How long after the deletionTimestamp an apiserver may still allocate from the range
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub grace_period: Duration,
+    /// How long to wait for the service-cidr controller after the grace period before releasing
+    /// the finalizer ourselves
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub controller_timeout: Duration,
+    /// Upper bound for the whole wait
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+/// kubectl accepts `30s`, `1m` and a bare number of seconds.
+pub fn parse_request_timeout(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (expected e.g. 30s, 1m or a number of seconds)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn request_timeout_takes_kubectl_forms() {
+        assert_eq!(parse_request_timeout("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_request_timeout("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_request_timeout("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_request_timeout("0"), Ok(Duration::ZERO));
+        assert!(parse_request_timeout("soon").is_err());
+    }
+
+    #[test]
+    fn global_flags_go_anywhere_and_dry_run_defaults_to_client() {
+        let cli = Cli::try_parse_from([
+            "kubectl-servicecidr",
+            "delete",
+            "blue",
+            "--context",
+            "x",
+            "-o",
+            "json",
+            "--dry-run",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.context.as_deref(), Some("x"));
+        assert_eq!(cli.global.output, Output::Json);
+        let Command::Delete(d) = cli.command else {
+            panic!("expected delete")
+        };
+        assert_eq!(d.dry_run, DryRun::Client);
+        assert!(
+            Cli::try_parse_from([
+                "kubectl-servicecidr",
+                "delete",
+                "blue",
+                "--remove-finalizer"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["kubectl-servicecidr", "delete"]).is_err());
+    }
+}

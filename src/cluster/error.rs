@@ -1,0 +1,84 @@
+//! One readable line for each way a request can fail.
+
+use std::error::Error as _;
+
+/// A failed request, reduced to what a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The server answered with a Status: its message names the object and the cause.
+    #[error("{message}")]
+    Status {
+        code: u16,
+        reason: String,
+        message: String,
+    },
+    #[error("cannot reach the API server at {url}: {cause}")]
+    Unreachable { url: String, cause: String },
+    #[error("unexpected answer from the API server: {0}")]
+    Decode(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The innermost cause of an error chain, which is the useful part for network errors.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+impl ApiError {
+    pub fn from_kube(url: &str, e: kube::Error) -> ApiError {
+        match e {
+            kube::Error::Api(s) => {
+                let message = match (s.code, s.message.is_empty()) {
+                    (401, _) => "Unauthorized: the server rejected the credentials (check the token or certificate in the kubeconfig)".to_owned(),
+                    (_, true) => format!("{} ({})", s.reason, s.code),
+                    _ => s.message.clone(),
+                };
+                ApiError::Status {
+                    code: s.code,
+                    reason: s.reason.clone(),
+                    message,
+                }
+            }
+            kube::Error::SerdeError(e) => ApiError::Decode(e.to_string()),
+            kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
+                let cause = e.source().map(root_cause).unwrap_or_else(|| e.to_string());
+                ApiError::Unreachable {
+                    url: url.to_owned(),
+                    cause,
+                }
+            }
+            other => ApiError::Other(
+                other
+                    .source()
+                    .map(root_cause)
+                    .unwrap_or_else(|| other.to_string()),
+            ),
+        }
+    }
+
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.code() == Some(404)
+    }
+
+    pub fn is_conflict(&self) -> bool {
+        self.code() == Some(409)
+    }
+
+    /// Worth another try later: the server is away or overloaded, not refusing.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ApiError::Unreachable { .. })
+            || self.code().is_some_and(|c| c == 429 || c >= 500)
+    }
+}

@@ -1,0 +1,323 @@
+//! The JSON shapes read from the API, only the fields the plugin uses, and their conversion into
+//! the model. networking.k8s.io v1 and v1beta1 share these shapes.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::Deserialize;
+
+use crate::model::{
+    ALLOCATOR_MANAGER, ConditionStatus, IpAllocation, ParentRef, ReadyCondition, ServiceCidr,
+    ServiceIps, parse_cidr, parse_ip_name,
+};
+
+pub const MANAGED_BY_LABEL: &str = "ipaddress.kubernetes.io/managed-by";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub uid: String,
+    #[serde(default)]
+    pub resource_version: String,
+    pub creation_timestamp: Option<String>,
+    pub deletion_timestamp: Option<String>,
+    #[serde(default)]
+    pub finalizers: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListMeta {
+    #[serde(rename = "continue")]
+    pub continue_token: Option<String>,
+    #[serde(default)]
+    pub resource_version: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct List<T> {
+    #[serde(default)]
+    pub metadata: ListMeta,
+    #[serde(default = "Vec::new")]
+    pub items: Vec<T>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ServiceCidrSpec {
+    #[serde(default)]
+    pub cidrs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ServiceCidrStatus {
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WireServiceCidr {
+    pub metadata: Meta,
+    #[serde(default)]
+    pub spec: ServiceCidrSpec,
+    #[serde(default)]
+    pub status: ServiceCidrStatus,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireParentRef {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub resource: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpAddressSpec {
+    pub parent_ref: Option<WireParentRef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WireIpAddress {
+    pub metadata: Meta,
+    #[serde(default)]
+    pub spec: IpAddressSpec,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    #[serde(rename = "clusterIP")]
+    pub cluster_ip: Option<String>,
+    #[serde(rename = "clusterIPs", default)]
+    pub cluster_ips: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WireService {
+    pub metadata: Meta,
+    #[serde(default)]
+    pub spec: ServiceSpec,
+}
+
+/// A field of one object that does not parse into the model.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} {name:?}: {field}: {reason}")]
+pub struct InvalidObject {
+    pub kind: &'static str,
+    pub name: String,
+    pub field: &'static str,
+    pub reason: String,
+}
+
+fn time(
+    kind: &'static str,
+    name: &str,
+    field: &'static str,
+    t: &Option<String>,
+) -> Result<Option<SystemTime>, InvalidObject> {
+    t.as_deref()
+        .map(|s| {
+            humantime::parse_rfc3339(s).map_err(|e| InvalidObject {
+                kind,
+                name: name.into(),
+                field,
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
+impl WireServiceCidr {
+    pub fn into_model(self) -> Result<ServiceCidr, InvalidObject> {
+        const KIND: &str = "servicecidr";
+        let m = self.metadata;
+        let cidrs = self
+            .spec
+            .cidrs
+            .iter()
+            .map(|c| parse_cidr(c))
+            .collect::<Result<_, _>>()
+            .map_err(|e| InvalidObject {
+                kind: KIND,
+                name: m.name.clone(),
+                field: "spec.cidrs",
+                reason: e.to_string(),
+            })?;
+        let ready = self
+            .status
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| ReadyCondition {
+                status: match c.status.as_str() {
+                    "True" => ConditionStatus::True,
+                    "False" => ConditionStatus::False,
+                    _ => ConditionStatus::Unknown,
+                },
+                reason: c.reason,
+                message: c.message,
+            });
+        Ok(ServiceCidr {
+            created: time(
+                KIND,
+                &m.name,
+                "metadata.creationTimestamp",
+                &m.creation_timestamp,
+            )?,
+            deleting: time(
+                KIND,
+                &m.name,
+                "metadata.deletionTimestamp",
+                &m.deletion_timestamp,
+            )?,
+            name: m.name,
+            uid: m.uid,
+            resource_version: m.resource_version,
+            cidrs,
+            finalizers: m.finalizers,
+            ready,
+        })
+    }
+}
+
+impl WireIpAddress {
+    pub fn into_model(self) -> Result<IpAllocation, InvalidObject> {
+        const KIND: &str = "ipaddress";
+        let m = self.metadata;
+        let ip = parse_ip_name(&m.name).map_err(|e| InvalidObject {
+            kind: KIND,
+            name: m.name.clone(),
+            field: "metadata.name",
+            reason: e.to_string(),
+        })?;
+        Ok(IpAllocation {
+            ip,
+            parent: self.spec.parent_ref.map(|p| ParentRef {
+                group: p.group,
+                resource: p.resource,
+                namespace: p.namespace,
+                name: p.name,
+            }),
+            managed: m
+                .labels
+                .get(MANAGED_BY_LABEL)
+                .is_some_and(|v| v == ALLOCATOR_MANAGER),
+            created: time(
+                KIND,
+                &m.name,
+                "metadata.creationTimestamp",
+                &m.creation_timestamp,
+            )?,
+        })
+    }
+}
+
+impl WireService {
+    pub fn into_model(self) -> Result<ServiceIps, InvalidObject> {
+        const KIND: &str = "service";
+        let m = self.metadata;
+        let name = format!("{}/{}", m.namespace, m.name);
+        // clusterIPs supersedes clusterIP; "None" marks a headless Service, "" an ExternalName one.
+        let raw = if self.spec.cluster_ips.is_empty() {
+            self.spec.cluster_ip.into_iter().collect()
+        } else {
+            self.spec.cluster_ips
+        };
+        let cluster_ips = raw
+            .iter()
+            .filter(|s| !s.is_empty() && *s != "None")
+            .map(|s| s.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e: std::net::AddrParseError| InvalidObject {
+                kind: KIND,
+                name: name.clone(),
+                field: "spec.clusterIPs",
+                reason: e.to_string(),
+            })?;
+        Ok(ServiceIps {
+            created: time(
+                KIND,
+                &name,
+                "metadata.creationTimestamp",
+                &m.creation_timestamp,
+            )?,
+            namespace: m.namespace,
+            name: m.name,
+            cluster_ips,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_a_terminating_service_cidr() {
+        let w: WireServiceCidr = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "blue", "uid": "u1", "resourceVersion": "42",
+                         "creationTimestamp": "2026-11-24T10:00:00Z", "deletionTimestamp": "2026-11-24T10:05:00Z",
+                         "finalizers": ["networking.k8s.io/service-cidr-finalizer"]},
+            "spec": {"cidrs": ["10.1.0.0/24", "fd00:1::/112"]},
+            "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "Terminating",
+                "message": "There are still IPAddresses referencing the ServiceCIDR, please remove them or create a new ServiceCIDR",
+                "lastTransitionTime": "2026-11-24T10:05:00Z"}]}
+        }))
+        .unwrap();
+        let r = w.into_model().unwrap();
+        assert_eq!(r.cidrs.len(), 2);
+        assert!(r.is_terminating() && !r.is_usable() && r.has_controller_finalizer());
+        assert_eq!(r.ready.unwrap().reason, "Terminating");
+    }
+
+    #[test]
+    fn converts_an_ip_address_and_rejects_a_bad_name() {
+        let ok: WireIpAddress = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "10.96.0.10", "labels": {"ipaddress.kubernetes.io/managed-by": "ipallocator.k8s.io"}},
+            "spec": {"parentRef": {"resource": "services", "namespace": "kube-system", "name": "kube-dns"}}
+        }))
+        .unwrap();
+        let a = ok.into_model().unwrap();
+        assert!(a.managed && a.parent.unwrap().is_service());
+        let bad: WireIpAddress =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "2001:DB8::1"}}))
+                .unwrap();
+        assert_eq!(
+            bad.into_model().unwrap_err().to_string(),
+            "ipaddress \"2001:DB8::1\": metadata.name: \"2001:DB8::1\" is not in canonical form (expected \"2001:db8::1\")"
+        );
+    }
+
+    #[test]
+    fn a_headless_service_holds_no_ip() {
+        let w: WireService = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "db", "namespace": "a"}, "spec": {"clusterIP": "None", "clusterIPs": ["None"]}
+        }))
+        .unwrap();
+        assert!(w.into_model().unwrap().cluster_ips.is_empty());
+    }
+}

@@ -1,0 +1,57 @@
+//! Each command fetches through `cluster`, reasons through `audit`, prints through `render`.
+
+pub mod delete;
+pub mod orphans;
+pub mod status;
+
+use std::io::{self, IsTerminal, Write};
+
+use anyhow::Result;
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command};
+use crate::cluster::{Cluster, Connection};
+use crate::exit::Exit;
+use crate::render::Style;
+
+pub async fn run(cli: Cli) -> Result<Exit> {
+    let g = &cli.global;
+    let style = Style::from_env(g.output, g.color, g.no_headers);
+    if let Command::Completion { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "kubectl-servicecidr",
+            &mut io::stdout(),
+        );
+        return Ok(Exit::Success);
+    }
+    let conn = Connection {
+        kubeconfig: g.kubeconfig.clone(),
+        context: g.context.clone(),
+        cluster: g.cluster.clone(),
+        user: g.user.clone(),
+        request_timeout: Some(g.request_timeout),
+    };
+    let cluster = Cluster::connect(&conn, g.chunk_size).await?;
+    match cli.command {
+        Command::Status(args) => status::run(&cluster, &style, args).await,
+        Command::Orphans(args) => orphans::run(&cluster, &style, args).await,
+        Command::Delete(args) => delete::run(&cluster, &style, args).await,
+        Command::Completion { .. } => unreachable!("handled before connecting"),
+    }
+}
+
+/// Writes a whole rendering at once, so a redraw never interleaves with other output.
+pub fn print(render: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<()> {
+    let mut buf = Vec::new();
+    render(&mut buf)?;
+    let mut out = io::stdout().lock();
+    out.write_all(&buf)?;
+    out.flush()
+}
+
+/// Progress belongs on stderr, and only on a terminal.
+pub fn stderr_is_terminal() -> bool {
+    io::stderr().is_terminal()
+}

@@ -1,0 +1,12 @@
+//! kubectl-servicecidr: status, orphan audit and safe deletion of Kubernetes Service CIDRs.
+//!
+//! Data flows one way: `cluster` (the only code that talks to Kubernetes) -> `model` ->
+//! `audit` (pure) -> `render`. `commands` join them.
+
+pub mod audit;
+pub mod cli;
+pub mod cluster;
+pub mod commands;
+pub mod exit;
+pub mod model;
+pub mod render;

@@ -1,0 +1,67 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use kubectl_servicecidr::cli::Cli;
+use kubectl_servicecidr::commands;
+use kubectl_servicecidr::exit::Exit;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors.
+            let _ = e.print();
+            return if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Success
+            }
+            .into();
+        }
+    };
+    init_logging(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&anyhow::Error::from(e)),
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(exit) => exit.into(),
+        Err(e) if is_broken_pipe(&e) => Exit::Success.into(),
+        Err(e) => fail(&e),
+    }
+}
+
+/// One line: the message of every error here already carries its cause.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    let line: String = e
+        .to_string()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    eprintln!("error: {line}");
+    Exit::Error.into()
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+fn init_logging(verbose: u8) {
+    let filter = match verbose {
+        0 => "warn",
+        1 => "warn,kubectl_servicecidr=debug,kube_client=debug",
+        _ => "debug,kubectl_servicecidr=trace,kube_client=trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}

@@ -1,0 +1,290 @@
+//! Plain types for what the plugin reads from a cluster: ranges, IP allocations and Service IPs.
+//!
+//! No kube type crosses this edge: `cluster` converts into these, `audit` reasons over them.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+/// The finalizer the service-cidr controller puts on every ServiceCIDR.
+pub const SERVICE_CIDR_FINALIZER: &str = "networking.k8s.io/service-cidr-finalizer";
+/// The `managed-by` label value of IPAddresses made by the apiserver's allocator.
+pub const ALLOCATOR_MANAGER: &str = "ipallocator.k8s.io";
+/// The ServiceCIDR kube-apiserver creates from `--service-cluster-ip-range`.
+pub const DEFAULT_SERVICE_CIDR: &str = "kubernetes";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Family {
+    IPv4,
+    IPv6,
+}
+
+impl Family {
+    pub fn of(ip: IpAddr) -> Family {
+        match ip {
+            IpAddr::V4(_) => Family::IPv4,
+            IpAddr::V6(_) => Family::IPv6,
+        }
+    }
+
+    pub fn of_net(net: &IpNet) -> Family {
+        Family::of(net.addr())
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Family::IPv4 => "IPv4",
+            Family::IPv6 => "IPv6",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+/// The `Ready` condition the service-cidr controller writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyCondition {
+    pub status: ConditionStatus,
+    pub reason: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceCidr {
+    pub name: String,
+    pub uid: String,
+    pub resource_version: String,
+    pub cidrs: Vec<IpNet>,
+    pub created: Option<SystemTime>,
+    pub deleting: Option<SystemTime>,
+    pub finalizers: Vec<String>,
+    pub ready: Option<ReadyCondition>,
+}
+
+impl ServiceCidr {
+    pub fn is_terminating(&self) -> bool {
+        self.deleting.is_some()
+    }
+
+    /// Mirrors the allocator: Ready not False and no deletionTimestamp.
+    pub fn is_usable(&self) -> bool {
+        !self.is_terminating()
+            && self
+                .ready
+                .as_ref()
+                .is_none_or(|c| c.status != ConditionStatus::False)
+    }
+
+    pub fn has_controller_finalizer(&self) -> bool {
+        self.finalizers.iter().any(|f| f == SERVICE_CIDR_FINALIZER)
+    }
+}
+
+/// `spec.parentRef` of an IPAddress.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ParentRef {
+    pub group: String,
+    pub resource: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ParentRef {
+    /// The allocator writes `{group: "", resource: "services"}`.
+    pub fn is_service(&self) -> bool {
+        self.group.is_empty() && self.resource == "services"
+    }
+}
+
+impl fmt::Display for ParentRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // kubectl's PARENTREF column: resource/namespace/name
+        write!(f, "{}/{}/{}", self.resource, self.namespace, self.name)
+    }
+}
+
+/// An IPAddress object: one allocated IP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpAllocation {
+    pub ip: IpAddr,
+    pub parent: Option<ParentRef>,
+    pub managed: bool,
+    pub created: Option<SystemTime>,
+}
+
+/// The ClusterIPs one Service holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceIps {
+    pub namespace: String,
+    pub name: String,
+    pub cluster_ips: Vec<IpAddr>,
+    pub created: Option<SystemTime>,
+}
+
+/// Everything one audit needs, read at about the same time.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub ranges: Vec<ServiceCidr>,
+    pub ips: Vec<IpAllocation>,
+    pub services: Vec<ServiceIps>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("{0:?} is not an IP address")]
+    NotAnIp(String),
+    #[error("{input:?} is not in canonical form (expected {canonical:?})")]
+    NotCanonical { input: String, canonical: String },
+    #[error("{0:?} is not a CIDR (expected e.g. 10.96.0.0/16 or fd00::/108)")]
+    NotACidr(String),
+    #[error("{input:?} has host bits set (the network is {network})")]
+    HostBits { input: String, network: IpNet },
+}
+
+/// Parses an IPAddress object name: an IP in canonical form (IPv6 per RFC 5952).
+pub fn parse_ip_name(name: &str) -> Result<IpAddr, ParseError> {
+    let ip: IpAddr = name
+        .parse()
+        .map_err(|_| ParseError::NotAnIp(name.to_owned()))?;
+    let canonical = ip.to_string();
+    if canonical != name {
+        return Err(ParseError::NotCanonical {
+            input: name.to_owned(),
+            canonical,
+        });
+    }
+    Ok(ip)
+}
+
+/// Parses a CIDR as the ServiceCIDR API accepts it: canonical, no host bits.
+pub fn parse_cidr(input: &str) -> Result<IpNet, ParseError> {
+    let net: IpNet = input
+        .parse()
+        .map_err(|_| ParseError::NotACidr(input.to_owned()))?;
+    if net.trunc() != net {
+        return Err(ParseError::HostBits {
+            input: input.to_owned(),
+            network: net.trunc(),
+        });
+    }
+    let canonical = net.to_string();
+    if canonical != input {
+        return Err(ParseError::NotCanonical {
+            input: input.to_owned(),
+            canonical,
+        });
+    }
+    Ok(net)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ip_names_must_be_canonical() {
+        assert_eq!(
+            parse_ip_name("10.96.0.1").unwrap(),
+            "10.96.0.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_ip_name("2001:db8::1").unwrap(),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        assert!(matches!(
+            parse_ip_name("2001:DB8:0::1"),
+            Err(ParseError::NotCanonical { .. })
+        ));
+        assert!(matches!(
+            parse_ip_name("010.96.0.1"),
+            Err(ParseError::NotAnIp(_))
+        ));
+        assert!(matches!(parse_ip_name("blue"), Err(ParseError::NotAnIp(_))));
+    }
+
+    #[test]
+    fn cidrs_must_have_no_host_bits() {
+        assert_eq!(
+            parse_cidr("10.96.0.0/16").unwrap().to_string(),
+            "10.96.0.0/16"
+        );
+        assert_eq!(
+            parse_cidr("10.96.0.1/16"),
+            Err(ParseError::HostBits {
+                input: "10.96.0.1/16".into(),
+                network: "10.96.0.0/16".parse().unwrap()
+            })
+        );
+        assert!(matches!(
+            parse_cidr("fd00:0::/64"),
+            Err(ParseError::NotCanonical { .. })
+        ));
+        assert!(matches!(
+            parse_cidr("10.96.0.0/33"),
+            Err(ParseError::NotACidr(_))
+        ));
+        assert!(matches!(
+            parse_cidr("10.96.0.0"),
+            Err(ParseError::NotACidr(_))
+        ));
+    }
+
+    #[test]
+    fn usable_means_not_terminating_and_ready_not_false() {
+        let mut r = ServiceCidr {
+            name: "a".into(),
+            uid: "u".into(),
+            resource_version: "1".into(),
+            cidrs: vec![],
+            created: None,
+            deleting: None,
+            finalizers: vec![],
+            ready: None,
+        };
+        assert!(r.is_usable());
+        r.ready = Some(ReadyCondition {
+            status: ConditionStatus::False,
+            reason: "Terminating".into(),
+            message: String::new(),
+        });
+        assert!(!r.is_usable());
+        r.ready.as_mut().unwrap().status = ConditionStatus::True;
+        assert!(r.is_usable());
+        r.deleting = Some(SystemTime::UNIX_EPOCH);
+        assert!(!r.is_usable());
+    }
+
+    proptest! {
+        // Whatever text arrives from the cluster, parsing never panics and round-trips.
+        #[test]
+        fn parse_ip_name_round_trips_or_errs(s in "\\PC{0,45}") {
+            if let Ok(ip) = parse_ip_name(&s) {
+                prop_assert_eq!(ip.to_string(), s);
+            }
+        }
+
+        #[test]
+        fn parse_cidr_round_trips_or_errs(s in "[0-9a-fA-F:./]{0,48}") {
+            if let Ok(net) = parse_cidr(&s) {
+                prop_assert_eq!(net.to_string(), s);
+                prop_assert_eq!(net.trunc(), net);
+            }
+        }
+
+        #[test]
+        fn every_ip_parses_from_its_display(ip in any::<IpAddr>()) {
+            prop_assert_eq!(parse_ip_name(&ip.to_string()), Ok(ip));
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! `orphans`: counts per kind (like `calicoctl ipam check`), then every finding with its action.
+
+use std::io::{self, Write};
+
+use comfy_table::{Cell, Color};
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::audit::findings::{Finding, FindingKind, counts};
+use crate::render::{Style, age, sanitize, table, write_document};
+
+pub const KIND: &str = "ServiceCIDRAudit";
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuditDoc<'a> {
+    summary: Vec<CountDoc>,
+    findings: Vec<FindingDoc<'a>>,
+    suggested_ranges: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct CountDoc {
+    kind: FindingKind,
+    count: usize,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FindingDoc<'a> {
+    kind: FindingKind,
+    ip: String,
+    service: Option<&'a str>,
+    service_cidrs: &'a [String],
+    age_seconds: Option<u64>,
+    self_healing: bool,
+    action: &'a str,
+}
+
+pub fn write(
+    out: &mut impl Write,
+    style: &Style,
+    findings: &[Finding],
+    suggested: &[IpNet],
+) -> io::Result<()> {
+    let summary = counts(findings);
+    if !style.output.is_table() {
+        let doc = AuditDoc {
+            summary: summary
+                .iter()
+                .map(|&(kind, count)| CountDoc { kind, count })
+                .collect(),
+            findings: findings
+                .iter()
+                .map(|f| FindingDoc {
+                    kind: f.kind,
+                    ip: f.ip.to_string(),
+                    service: f.service.as_deref(),
+                    service_cidrs: &f.ranges,
+                    age_seconds: f.age.map(|a| a.as_secs()),
+                    self_healing: f.self_healing,
+                    action: &f.action,
+                })
+                .collect(),
+            suggested_ranges: suggested.iter().map(ToString::to_string).collect(),
+        };
+        return write_document(out, style.output, KIND, &doc);
+    }
+    if findings.is_empty() {
+        if style.headers {
+            writeln!(
+                out,
+                "No inconsistencies found between Services, IPAddresses and ServiceCIDRs."
+            )?;
+        }
+        return Ok(());
+    }
+    let mut t = table::new(style, &["KIND", "COUNT", "REPAIRED BY APISERVER"]);
+    for (kind, n) in &summary {
+        let healing = matches!(
+            kind,
+            FindingKind::DanglingParent | FindingKind::WrongParent | FindingKind::Unrecorded
+        );
+        let color = if healing { Color::Yellow } else { Color::Red };
+        t.add_row(vec![
+            table::colored(style, format!("{kind:?}"), color),
+            Cell::new(n),
+            Cell::new(if healing {
+                "yes (managed ones, within minutes)"
+            } else {
+                "no"
+            }),
+        ]);
+    }
+    table::finish(&mut t, &[1]);
+    table::write(out, &t)?;
+    writeln!(out)?;
+
+    let mut headers = vec!["KIND", "IP", "SERVICE", "AGE", "ACTION"];
+    if style.wide() {
+        headers.insert(3, "SERVICECIDRS");
+    }
+    let mut t = table::new(style, &headers);
+    for f in findings {
+        let mut row = vec![
+            Cell::new(format!("{:?}", f.kind)),
+            Cell::new(f.ip),
+            Cell::new(
+                f.service
+                    .as_deref()
+                    .map(sanitize)
+                    .unwrap_or_else(|| "<none>".into()),
+            ),
+            Cell::new(f.age.map(age).unwrap_or_default()),
+            Cell::new(sanitize(&f.action)),
+        ];
+        if style.wide() {
+            row.insert(3, Cell::new(sanitize(&f.ranges.join(","))));
+        }
+        t.add_row(row);
+    }
+    table::finish(&mut t, &[]);
+    table::write(out, &t)?;
+    if !suggested.is_empty() && style.headers {
+        let list: Vec<String> = suggested.iter().map(ToString::to_string).collect();
+        writeln!(
+            out,
+            "\nA ServiceCIDR with {} would cover the orphaned and at-risk IPs: see --suggest-range",
+            list.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+/// A manifest, one ServiceCIDR per suggested CIDR, ready for `kubectl apply -f -`.
+pub fn write_manifest(
+    out: &mut impl Write,
+    api_version: &str,
+    suggested: &[IpNet],
+) -> io::Result<()> {
+    for (i, net) in suggested.iter().enumerate() {
+        if i > 0 {
+            writeln!(out, "---")?;
+        }
+        writeln!(
+            out,
+            "apiVersion: networking.k8s.io/{api_version}\nkind: ServiceCIDR\nmetadata:\n  name: {}\nspec:\n  cidrs:\n  - {net}",
+            manifest_name(net)
+        )?;
+    }
+    Ok(())
+}
+
+/// A DNS-1123 name from the CIDR: every address part, then the prefix length.
+fn manifest_name(net: &IpNet) -> String {
+    let parts: Vec<String> = match net.network() {
+        std::net::IpAddr::V4(a) => a.octets().iter().map(u8::to_string).collect(),
+        std::net::IpAddr::V6(a) => a.segments().iter().map(|s| format!("{s:x}")).collect(),
+    };
+    format!("recovered-{}-{}", parts.join("-"), net.prefix_len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Output;
+    use std::time::Duration;
+
+    fn finding(kind: FindingKind, ip: &str) -> Finding {
+        Finding {
+            kind,
+            ip: ip.parse().unwrap(),
+            service: Some("a/web".into()),
+            ranges: vec![],
+            age: Some(Duration::from_secs(90)),
+            self_healing: false,
+            action: "recreate Service a/web".into(),
+        }
+    }
+
+    fn render(output: Output, f: &[Finding]) -> String {
+        let mut out = Vec::new();
+        let nets: Vec<IpNet> = vec!["10.1.0.0/28".parse().unwrap()];
+        write(
+            &mut out,
+            &Style {
+                output,
+                color: false,
+                headers: true,
+            },
+            f,
+            &nets,
+        )
+        .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn groups_by_kind_with_counts_then_lists_each() {
+        let f = [
+            finding(FindingKind::Orphaned, "10.1.0.5"),
+            finding(FindingKind::Orphaned, "10.1.0.6"),
+            finding(FindingKind::Unrecorded, "10.96.0.9"),
+        ];
+        let text = render(Output::Table, &f);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1].split_whitespace().take(2).collect::<Vec<_>>(),
+            ["Orphaned", "2"]
+        );
+        assert_eq!(
+            lines[2].split_whitespace().take(2).collect::<Vec<_>>(),
+            ["Unrecorded", "1"]
+        );
+        assert!(
+            text.lines().any(|l| l
+                .split_whitespace()
+                .take(3)
+                .eq(["Orphaned", "10.1.0.6", "a/web"])),
+            "{text}"
+        );
+        assert!(render(Output::Table, &[]).starts_with("No inconsistencies"));
+    }
+
+    #[test]
+    fn json_lists_every_finding() {
+        let v: serde_json::Value = serde_json::from_str(&render(
+            Output::Json,
+            &[finding(FindingKind::AtRisk, "fd00::5")],
+        ))
+        .unwrap();
+        assert_eq!(v["kind"], KIND);
+        assert_eq!(v["summary"][0]["kind"], "AtRisk");
+        assert_eq!(v["findings"][0]["ip"], "fd00::5");
+        assert_eq!(v["findings"][0]["ageSeconds"], 90);
+        assert_eq!(v["suggestedRanges"][0], "10.1.0.0/28");
+    }
+
+    #[test]
+    fn manifests_are_valid_yaml_with_dns_names() {
+        let mut out = Vec::new();
+        let nets: Vec<IpNet> = vec![
+            "10.1.0.0/28".parse().unwrap(),
+            "fd00:1::/124".parse().unwrap(),
+        ];
+        write_manifest(&mut out, "v1", &nets).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let docs: Vec<serde_json::Value> = text
+            .split("---\n")
+            .map(|d| serde_yaml_ng::from_str(d).unwrap())
+            .collect();
+        assert_eq!(docs[0]["metadata"]["name"], "recovered-10-1-0-0-28");
+        assert_eq!(
+            docs[1]["metadata"]["name"],
+            "recovered-fd00-1-0-0-0-0-0-0-124"
+        );
+        assert_eq!(docs[1]["spec"]["cidrs"][0], "fd00:1::/124");
+    }
+}
