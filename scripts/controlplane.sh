@@ -64,7 +64,7 @@ pid_of() { cat "$dir/pids/$1" 2>/dev/null || true; }
 # TERM the named components, wait up to 2.5 s, then KILL (kube-apiserver 1.37 stops listening at once
 # but does not exit on TERM for 40 s+ here). Removes their pid files.
 kill_components() {
-  local c pid pids=() deadline
+  local c pid pids=() deadline killed=false
   for c in "$@"; do
     pid=$(pid_of "$c")
     if [ -n "$pid" ] && [ "$pid" != "$$" ] && ours "$pid"; then
@@ -83,9 +83,12 @@ kill_components() {
     pids=("${alive[@]+"${alive[@]}"}")
     [ ${#pids[@]} -eq 0 ] && break
     if [ "$(now_ms)" -ge "$deadline" ]; then
+      # After KILL, still wait (briefly) for them to be gone, so that their ports are free again.
+      [ "$killed" = true ] && { log "processes ${pids[*]} survived KILL"; break; }
       log "killing ${pids[*]} (did not stop on TERM)"
       kill -KILL "${pids[@]}" 2>/dev/null || true
-      break
+      killed=true
+      deadline=$(( $(now_ms) + 3000 ))
     fi
     sleep 0.1
   done
@@ -97,6 +100,7 @@ launch() {
   local name=$1 i
   rm -f "$dir/pids/$name"
   setsid bash "$dir/cmd/$name.sh" </dev/null >>"$dir/logs/$name.log" 2>&1 &
+  disown
   for i in $(seq 1 100); do
     [ -s "$dir/pids/$name" ] && return 0
     sleep 0.02
@@ -397,6 +401,7 @@ cmd_start() {
   if [ -n "$owner" ]; then
     setsid bash "$self" _watchdog "$dir" "$owner" </dev/null >/dev/null 2>&1 &
     echo $! >"$dir/pids/watchdog"
+    disown
   fi
 
   ADMIN_TOKEN=$(rand_token)

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod complete;
 pub mod exit;
 pub mod model;
 pub mod render;

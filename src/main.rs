@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -54,13 +55,15 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn init_logging(verbose: u8) {
     let filter = match verbose {
-        0 => "warn",
+        // Errors reach the user once, as our one line; libraries stay quiet unless asked.
+        0 => "off,kubectl_servicecidr=warn",
         1 => "warn,kubectl_servicecidr=debug,kube_client=debug",
         _ => "debug,kubectl_servicecidr=trace,kube_client=trace",
     };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
         .init();

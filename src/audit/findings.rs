@@ -209,7 +209,7 @@ pub fn audit(snapshot: &Snapshot, opts: &AuditOptions) -> Vec<Finding> {
     if !opts.kinds.is_empty() {
         findings.retain(|f| opts.kinds.contains(&f.kind));
     }
-    findings.sort_by(|a, b| (a.kind, a.ip).cmp(&(b.kind, b.ip)));
+    findings.sort_by_key(|f| (f.kind, f.ip));
     findings
 }
 

@@ -48,6 +48,12 @@ pub async fn run(cluster: &Cluster, style: &Style, args: DeleteArgs) -> Result<E
         }).collect(),
     };
     progress.finish();
+    // A single range that could not be handled is an error, said in one line.
+    if let [only] = results.as_slice()
+        && only.outcome == Outcome::Failed
+    {
+        anyhow::bail!("{}", only.message);
+    }
     print(|out| render::delete::write(out, style, &results))?;
     Ok(results
         .iter()
@@ -245,6 +251,8 @@ impl Retirement<'_> {
     async fn wait(&self, uid: &str) -> DeleteResult {
         let deadline = self.started + self.args.timeout;
         let mut first_seen: Option<Instant> = None;
+        // Each read gives an upper bound of the grace period's end; the earliest one holds.
+        let mut grace_end: Option<Instant> = None;
         let mut released_by = ReleasedBy::Controller;
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -289,8 +297,9 @@ impl Retirement<'_> {
             };
             let seen = *first_seen.get_or_insert(read_at);
             let server_now = server_date.unwrap_or_else(SystemTime::now);
-            let grace_end = read_at
+            let bound = read_at
                 + grace_remaining(deleting, self.args.grace_period, server_now, read_at - seen);
+            let grace_end = *grace_end.insert(grace_end.map_or(bound, |g| g.min(bound)));
             let takeover = if self.args.remove_finalizer {
                 grace_end
             } else {

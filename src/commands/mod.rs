@@ -42,6 +42,25 @@ pub async fn run(cli: Cli) -> Result<Exit> {
     }
 }
 
+/// A completion script from the clap definition.
+pub fn completion(shell: clap_complete::Shell, out: &mut Vec<u8>) -> io::Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "kubectl-servicecidr",
+        &mut script,
+    );
+    let mut text = String::from_utf8(script).map_err(io::Error::other)?;
+    if shell == clap_complete::Shell::Bash {
+        // clap_complete spells subcommand states inconsistently when the bin name has a space
+        // (clap-rs/clap#6421): unify them, or nothing completes after a subcommand.
+        text = text.replace("kubectl__subcmd__servicecidr", "kubectl__servicecidr");
+    }
+    out.extend_from_slice(text.as_bytes());
+    Ok(())
+}
+
 /// Writes a whole rendering at once, so a redraw never interleaves with other output.
 pub fn print(render: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<()> {
     let mut buf = Vec::new();

@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use futures::{StreamExt, stream};
 use kube::api::WatchEvent;
 
@@ -31,6 +31,9 @@ pub fn report(
     }
     let mut report = status_report(&snapshot.ranges, &snapshot.ips, now, attribute);
     if !names.is_empty() {
+        // Totals and the orphan count speak for the whole cluster, not for a selection.
+        report.totals.clear();
+        report.orphaned = 0;
         report.ranges.retain(|r| names.contains(&r.name));
         report
             .attribution
@@ -42,10 +45,8 @@ pub fn report(
 pub async fn run(cluster: &Cluster, style: &Style, args: StatusArgs) -> Result<Exit> {
     if args.watch {
         if !style.output.is_table() {
-            bail!(
-                "--watch works with -o table or -o wide, not -o {:?}",
-                style.output
-            );
+            eprintln!("error: --watch works with -o table or -o wide");
+            return Ok(Exit::Usage);
         }
         return watch(cluster, style, &args.names).await;
     }

@@ -31,6 +31,7 @@ struct FindingDoc<'a> {
     kind: FindingKind,
     ip: String,
     service: Option<&'a str>,
+    #[serde(rename = "serviceCIDRs")]
     service_cidrs: &'a [String],
     age_seconds: Option<u64>,
     self_healing: bool,

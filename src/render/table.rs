@@ -12,7 +12,7 @@ pub fn new(style: &Style, headers: &[&str]) -> Table {
     t.load_preset(NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled);
     if style.headers {
-        t.set_header(headers.iter().map(|h| Cell::new(h)));
+        t.set_header(headers.iter().map(Cell::new));
     }
     if !style.color {
         t.force_no_tty();

@@ -1,0 +1,134 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_kubectl_servicecidr_global_optspecs
+    string join \n kubeconfig= context= cluster= user= request-timeout= o/output= no-headers color= v/verbose chunk-size= h/help V/version
+end
+
+function __fish_kubectl_servicecidr_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_kubectl_servicecidr_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_kubectl_servicecidr_using_subcommand
+    set -l cmd (__fish_kubectl_servicecidr_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)' -r -F
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l context -d 'The kubeconfig context to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l cluster -d 'The kubeconfig cluster to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l user -d 'The kubeconfig user to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -s o -l output -d 'Output format' -r -f -a "table\t'A table for people'
+wide\t'The table with finalizers, conditions and blocking counts'
+json\t'A JSON document with stable field names'
+yaml\t'The same document as YAML'"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l color -d 'When to colour the table' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
+always\t''
+never\t''"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l chunk-size -d 'Objects per list request (page size)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l no-headers -d 'Leave out table headers'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -s V -l version -d 'Print version'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "status" -d 'Every ServiceCIDR with its ranges, state and usage (allocated, free, percent)'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "orphans" -d 'IPAddresses whose range is gone, and every other inconsistency between Services, IPAddresses and ServiceCIDRs, with what to do about each'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "delete" -d 'Retire ServiceCIDRs safely: check, delete, wait out the grace period, release'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "completion" -d 'Print a shell completion script'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)' -r -F
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l context -d 'The kubeconfig context to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l cluster -d 'The kubeconfig cluster to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l user -d 'The kubeconfig user to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -s o -l output -d 'Output format' -r -f -a "table\t'A table for people'
+wide\t'The table with finalizers, conditions and blocking counts'
+json\t'A JSON document with stable field names'
+yaml\t'The same document as YAML'"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l color -d 'When to colour the table' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
+always\t''
+never\t''"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l chunk-size -d 'Objects per list request (page size)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -s w -l watch -d 'Redraw as ServiceCIDRs and IPAddresses change, until Ctrl-C'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l no-headers -d 'Leave out table headers'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l kind -d 'Only findings of these kinds' -r -f -a "Orphaned\t'An IPAddress inside no existing ServiceCIDR: its range is gone'
+AtRisk\t'Inside terminating ranges only: an orphan once they go'
+DanglingParent\t'The parentRef names a Service that no longer exists'
+WrongParent\t'The Service exists but does not hold that IP'
+Unrecorded\t'A Service ClusterIP with no IPAddress object'
+Unmanaged\t'An IPAddress the apiserver\'s allocator did not make (never repaired by it)'"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)' -r -F
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l context -d 'The kubeconfig context to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l cluster -d 'The kubeconfig cluster to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l user -d 'The kubeconfig user to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -s o -l output -d 'Output format' -r -f -a "table\t'A table for people'
+wide\t'The table with finalizers, conditions and blocking counts'
+json\t'A JSON document with stable field names'
+yaml\t'The same document as YAML'"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l color -d 'When to colour the table' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
+always\t''
+never\t''"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l chunk-size -d 'Objects per list request (page size)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l include-recent -d 'Also report findings younger than the repair loop\'s 60 s grace'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l suggest-range -d 'Print a ServiceCIDR manifest covering the orphaned and at-risk IPs, ready for kubectl apply'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l no-headers -d 'Leave out table headers'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l dry-run -d 'Check without deleting (client), or ask the server to validate the delete (server)' -r -f -a "none\t'Really delete'
+client\t'Only run the checks'
+server\t'Send a server-side dry-run delete'"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l grace-period -d 'How long after the deletionTimestamp an apiserver may still allocate from the range' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l controller-timeout -d 'How long to wait for the service-cidr controller after the grace period before releasing the finalizer ourselves' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l timeout -d 'Upper bound for the whole wait' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)' -r -F
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l context -d 'The kubeconfig context to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l cluster -d 'The kubeconfig cluster to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l user -d 'The kubeconfig user to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -s o -l output -d 'Output format' -r -f -a "table\t'A table for people'
+wide\t'The table with finalizers, conditions and blocking counts'
+json\t'A JSON document with stable field names'
+yaml\t'The same document as YAML'"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l color -d 'When to colour the table' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
+always\t''
+never\t''"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l chunk-size -d 'Objects per list request (page size)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l wait -d 'Wait until the range is gone, releasing the finalizer when no controller does'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l remove-finalizer -d 'Remove the finalizer as soon as the grace period has passed and it is provably safe, without waiting for the controller'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l no-headers -d 'Leave out table headers'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)' -r -F
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l context -d 'The kubeconfig context to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l cluster -d 'The kubeconfig cluster to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l user -d 'The kubeconfig user to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -s o -l output -d 'Output format' -r -f -a "table\t'A table for people'
+wide\t'The table with finalizers, conditions and blocking counts'
+json\t'A JSON document with stable field names'
+yaml\t'The same document as YAML'"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l color -d 'When to colour the table' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
+always\t''
+never\t''"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l chunk-size -d 'Objects per list request (page size)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l no-headers -d 'Leave out table headers'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete completion help" -f -a "status" -d 'Every ServiceCIDR with its ranges, state and usage (allocated, free, percent)'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete completion help" -f -a "orphans" -d 'IPAddresses whose range is gone, and every other inconsistency between Services, IPAddresses and ServiceCIDRs, with what to do about each'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete completion help" -f -a "delete" -d 'Retire ServiceCIDRs safely: check, delete, wait out the grace period, release'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete completion help" -f -a "completion" -d 'Print a shell completion script'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete completion help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

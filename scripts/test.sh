@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite: format, lints, unit and property tests, and the end-to-end tests against a
+# real control plane built from the pinned upstream modules. This is what CI runs.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "control plane binaries (built once, cached outside the repo)"
+bash scripts/build-controlplane.sh >/dev/null
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo test (unit, property and end-to-end)"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# More property-test cases than the default 256; the fuzz-style parsers get the most from it.
+export PROPTEST_CASES=${PROPTEST_CASES:-2048}
+status=0
+cargo test --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
+# An end-to-end test must never be skipped quietly: an ignored test is a failure here.
+if grep -Eq '^test result: .* [1-9][0-9]* ignored' "$log"; then
+  echo "error: some tests were ignored; every test must run" >&2
+  status=1
+fi
+if [ "$status" -ne 0 ]; then
+  # Control-plane logs of failed runs stay under target/tmp/controlplane for inspection.
+  for f in target/tmp/controlplane/*/logs/*.log; do
+    [ -f "$f" ] && { echo "--- tail of $f" >&2; tail -n 20 "$f" >&2; }
+  done
+fi
+exit "$status"

@@ -1,0 +1,342 @@
+//! `delete --wait` against the real control plane, including the faults it must survive.
+
+mod support;
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{
+    ControlPlane, PLUGIN, SERVICE_CIDR_FINALIZER, code, ip_in, json_of, stderr_of, unique_name,
+};
+
+fn result(doc: &Value) -> &Value {
+    &doc["results"][0]
+}
+
+/// A ready range that carries the controller's finalizer.
+fn ready_range(cp: &ControlPlane, cidrs: &[&str]) -> String {
+    let name = unique_name("retire");
+    cp.create_service_cidr(&name, cidrs);
+    cp.wait_kubectl(
+        &format!("servicecidr/{name}"),
+        "condition=Ready",
+        Duration::from_secs(30),
+    );
+    name
+}
+
+/// A control plane whose controller stopped after giving a range its finalizer.
+fn without_controller() -> (ControlPlane, String, String) {
+    let cp = ControlPlane::start_dedicated(true);
+    let block = cp.next_v4_block();
+    let name = ready_range(&cp, &[&block]);
+    cp.stop_controller();
+    (cp, name, block)
+}
+
+fn spawn(cp: &ControlPlane, args: &[&str]) -> Child {
+    Command::new(PLUGIN)
+        .arg("--kubeconfig")
+        .arg(&cp.kubeconfig)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn terminating(cp: &ControlPlane, name: &str) {
+    cp.wait_for(
+        &format!("servicecidr/{name}"),
+        Duration::from_secs(30),
+        |o| o.is_some_and(|o| o["metadata"]["deletionTimestamp"].is_string()),
+    );
+}
+
+fn finalizers(cp: &ControlPlane, name: &str) -> Vec<String> {
+    let o = cp.get(&format!("servicecidr/{name}")).unwrap();
+    serde_json::from_value(o["metadata"]["finalizers"].clone()).unwrap_or_default()
+}
+
+#[test]
+fn an_empty_range_goes_soon_after_the_controller_releases_it() {
+    let cp = ControlPlane::shared();
+    let name = ready_range(cp, &[&cp.next_v4_block()]);
+    let started = Instant::now();
+    let doc = json_of(&cp.plugin(&["delete", &name, "--wait", "-o", "json"]));
+    let elapsed = started.elapsed();
+    assert_eq!(result(&doc)["outcome"], "Deleted");
+    assert_eq!(result(&doc)["releasedBy"], "controller");
+    assert!(cp.get(&format!("servicecidr/{name}")).is_none());
+    // The controller waits 10 s from the deletionTimestamp (second resolution); we must follow
+    // within 1.5 s of its release.
+    assert!(
+        elapsed >= Duration::from_secs(8) && elapsed <= Duration::from_millis(12_500),
+        "{elapsed:?}"
+    );
+}
+
+#[test]
+fn a_range_with_uncovered_ips_is_refused_before_anything_is_deleted() {
+    let cp = ControlPlane::shared();
+    let block = cp.next_v4_block();
+    let name = ready_range(cp, &[&block]);
+    let ns = unique_name("ns");
+    let ip = ip_in(&block, 4);
+    cp.create_service(&ns, "busy", Some(&ip));
+    let before = cp.get(&format!("servicecidr/{name}")).unwrap();
+    let out = cp.plugin(&["delete", &name, "--wait", "-o", "json"]);
+    assert_eq!(code(&out), 3);
+    let doc = json_of(&out);
+    assert_eq!(result(&doc)["outcome"], "Refused");
+    assert_eq!(result(&doc)["blockingIPAddresses"][0]["ip"], ip.as_str());
+    assert_eq!(
+        result(&doc)["blockingIPAddresses"][0]["service"],
+        format!("{ns}/busy")
+    );
+    let after = cp.get(&format!("servicecidr/{name}")).unwrap();
+    assert_eq!(
+        after["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
+    assert!(after["metadata"]["deletionTimestamp"].is_null());
+}
+
+#[test]
+fn a_range_nested_in_a_usable_one_is_allowed() {
+    let cp = ControlPlane::shared();
+    let block = cp.next_v4_block();
+    let _outer = ready_range(cp, &[&block]);
+    let inner = ready_range(cp, &[&block.replace(".0/24", ".0/28")]);
+    cp.create_service(&unique_name("ns"), "nested", Some(&ip_in(&block, 3)));
+    let doc = json_of(&cp.plugin(&["delete", &inner, "--wait", "-o", "json"]));
+    assert_eq!(result(&doc)["outcome"], "Deleted");
+}
+
+#[test]
+fn dry_runs_change_nothing() {
+    let cp = ControlPlane::shared();
+    let name = ready_range(cp, &[&cp.next_v4_block()]);
+    let before = cp.get(&format!("servicecidr/{name}")).unwrap();
+    for mode in ["--dry-run", "--dry-run=server"] {
+        let doc = json_of(&cp.plugin(&["delete", &name, mode, "-o", "json"]));
+        assert_eq!(result(&doc)["outcome"], "DryRun", "{mode}");
+    }
+    let after = cp.get(&format!("servicecidr/{name}")).unwrap();
+    assert_eq!(
+        after["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
+    assert!(after["metadata"]["deletionTimestamp"].is_null());
+}
+
+#[test]
+fn the_read_only_user_is_told_it_may_not_delete() {
+    let cp = ControlPlane::shared();
+    cp.bind_viewer_readonly();
+    let name = ready_range(cp, &[&cp.next_v4_block()]);
+    let out = cp.plugin_as_viewer(&["delete", &name, "--wait"]);
+    assert_eq!(code(&out), 1);
+    let stderr = stderr_of(&out);
+    // Progress lines come first on stderr; the error is one line, last.
+    let err = stderr.lines().last().unwrap();
+    assert!(
+        err.starts_with(&format!("error: failed to delete servicecidr {name:?}: ")),
+        "{stderr}"
+    );
+    assert!(
+        err.contains("forbidden") && err.contains("cannot delete resource \"servicecidrs\""),
+        "{stderr}"
+    );
+    assert!(
+        cp.get(&format!("servicecidr/{name}")).unwrap()["metadata"]["deletionTimestamp"].is_null()
+    );
+}
+
+#[test]
+fn without_a_controller_the_plugin_releases_only_after_the_grace_period() {
+    let (cp, name, _) = without_controller();
+    let started = Instant::now();
+    let doc = json_of(&cp.plugin(&[
+        "delete",
+        &name,
+        "--wait",
+        "--remove-finalizer",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(result(&doc)["outcome"], "Deleted");
+    assert_eq!(result(&doc)["releasedBy"], "plugin");
+    assert!(
+        started.elapsed() >= Duration::from_secs(10),
+        "released before the grace period: {:?}",
+        started.elapsed()
+    );
+    assert!(cp.get(&format!("servicecidr/{name}")).is_none());
+}
+
+#[test]
+fn without_remove_finalizer_the_plugin_takes_over_after_the_controller_timeout() {
+    let (cp, name, _) = without_controller();
+    let started = Instant::now();
+    let doc = json_of(&cp.plugin(&[
+        "delete",
+        &name,
+        "--wait",
+        "--controller-timeout",
+        "2s",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(result(&doc)["releasedBy"], "plugin");
+    assert!(
+        started.elapsed() >= Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn an_ip_appearing_during_the_grace_period_stops_the_release() {
+    let (cp, name, block) = without_controller();
+    let child = spawn(
+        &cp,
+        &[
+            "delete",
+            &name,
+            "--wait",
+            "--remove-finalizer",
+            "--grace-period",
+            "15s",
+            "-o",
+            "json",
+        ],
+    );
+    terminating(&cp, &name);
+    // What a late apiserver allocator does: record an IP from the range being deleted.
+    let ip = ip_in(&block, 9);
+    cp.create_ipaddress(&ip, "default", "late", true);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr_of(&out));
+    let doc = json_of(&out);
+    assert_eq!(result(&doc)["outcome"], "AtRisk");
+    assert_eq!(result(&doc)["blockingIPAddresses"][0]["ip"], ip.as_str());
+    assert_eq!(finalizers(&cp, &name), [SERVICE_CIDR_FINALIZER]);
+}
+
+#[test]
+fn the_wait_survives_an_apiserver_restart() {
+    let (cp, name, _) = without_controller();
+    let child = spawn(
+        &cp,
+        &[
+            "delete",
+            &name,
+            "--wait",
+            "--remove-finalizer",
+            "--grace-period",
+            "12s",
+            "-o",
+            "json",
+        ],
+    );
+    terminating(&cp, &name);
+    cp.restart_apiserver();
+    let out = child.wait_with_output().unwrap();
+    let doc = json_of(&out);
+    assert_eq!(result(&doc)["outcome"], "Deleted", "{}", stderr_of(&out));
+    assert_eq!(result(&doc)["releasedBy"], "plugin");
+}
+
+#[test]
+fn two_plugins_retiring_the_same_range_both_end_well_and_release_it_once() {
+    let (cp, name, _) = without_controller();
+    let a = spawn(
+        &cp,
+        &[
+            "delete",
+            &name,
+            "--wait",
+            "--remove-finalizer",
+            "-o",
+            "json",
+        ],
+    );
+    let b = spawn(
+        &cp,
+        &[
+            "delete",
+            &name,
+            "--wait",
+            "--remove-finalizer",
+            "-o",
+            "json",
+        ],
+    );
+    let outs: Vec<Output> = [a, b]
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let docs: Vec<Value> = outs.iter().map(json_of).collect();
+    for d in &docs {
+        assert_eq!(result(d)["outcome"], "Deleted", "{d}");
+    }
+    let by_plugin = docs
+        .iter()
+        .filter(|d| result(d)["releasedBy"] == "plugin")
+        .count();
+    assert_eq!(by_plugin, 1, "{docs:?}");
+}
+
+#[test]
+fn rerunning_on_a_terminating_range_resumes_the_wait() {
+    let (cp, name, _) = without_controller();
+    cp.delete("servicecidr", &name);
+    terminating(&cp, &name);
+    let out = cp.plugin(&[
+        "delete",
+        &name,
+        "--wait",
+        "--remove-finalizer",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        stderr_of(&out).contains("already terminating"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(result(&json_of(&out))["outcome"], "Deleted");
+}
+
+#[test]
+fn ctrl_c_leaves_the_range_as_it_is_and_says_how_to_resume() {
+    let (cp, name, _) = without_controller();
+    let child = spawn(
+        &cp,
+        &["delete", &name, "--wait", "--controller-timeout", "10m"],
+    );
+    terminating(&cp, &name);
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Interrupted")
+            && text.contains(&format!(
+                "resume with: kubectl servicecidr delete {name} --wait"
+            )),
+        "{text}"
+    );
+    assert_eq!(finalizers(&cp, &name), [SERVICE_CIDR_FINALIZER]);
+}

@@ -1,0 +1,356 @@
+//! The catalogue of bad input: each case gets one clear line on stderr, the right exit code, no
+//! panic, and leaves the cluster as it was.
+
+mod support;
+
+use std::fs;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{ControlPlane, PLUGIN, code, stderr_of, stdout_of, unique_name};
+
+/// Runs the plugin with exactly these arguments (no kubeconfig added) and KUBECONFIG unset.
+fn run(args: &[&str]) -> Output {
+    Command::new(PLUGIN)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env("HOME", "/nonexistent")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Asserts the exit code and that stderr's last line is the expected error, with no panic.
+fn fails(out: &Output, exit: i32, line: impl AsRef<str>) {
+    let err = stderr_of(out);
+    assert_eq!(code(out), exit, "stderr: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    let last = err
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    assert!(
+        last.contains(line.as_ref()),
+        "expected {:?} in the last line of:\n{err}",
+        line.as_ref()
+    );
+    if exit == 1 {
+        assert!(
+            last.starts_with("error: ") && stdout_of(out).is_empty(),
+            "{err}"
+        );
+    }
+}
+
+fn temp_file(name: &str, content: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("errors");
+    fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}-{name}", std::process::id()));
+    fs::write(&path, content).unwrap();
+    path
+}
+
+/// The test kubeconfig with `from` replaced by `to`.
+fn kubeconfig_with(cp: &ControlPlane, name: &str, from: &str, to: &str) -> PathBuf {
+    let text = fs::read_to_string(&cp.kubeconfig).unwrap();
+    assert!(text.contains(from), "{from} not in the kubeconfig");
+    temp_file(name, &text.replacen(from, to, 1))
+}
+
+fn server_url(cp: &ControlPlane) -> String {
+    let text = fs::read_to_string(&cp.kubeconfig).unwrap();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn command_line_mistakes_are_usage_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["status", "--bogus"], "unexpected argument '--bogus'"),
+        (&["status", "-o", "xml"], "invalid value 'xml'"),
+        (&["delete", "blue", "--remove-finalizer"], "--wait"),
+        (&["delete"], "<NAME>"),
+        (
+            &["status", "--request-timeout", "soon"],
+            "invalid value 'soon'",
+        ),
+        (
+            &["delete", "blue", "--grace-period", "ten"],
+            "invalid value 'ten'",
+        ),
+        (&["status", "--chunk-size", "0"], "invalid value '0'"),
+        (&["orphans", "--kind", "Lost"], "invalid value 'Lost'"),
+        (&["completion", "tcsh"], "invalid value 'tcsh'"),
+        (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
+    ];
+    for (args, want) in cases {
+        let out = run(args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr_of(&out));
+        assert!(
+            stderr_of(&out).contains(want),
+            "{args:?}: {}",
+            stderr_of(&out)
+        );
+    }
+    let cp = ControlPlane::shared();
+    fails(
+        &cp.plugin(&["status", "--watch", "-o", "json"]),
+        2,
+        "--watch works with -o table or -o wide",
+    );
+}
+
+#[test]
+fn kubeconfig_problems_name_the_file_and_the_cause() {
+    let cp = ControlPlane::shared();
+    fails(
+        &run(&["status", "--kubeconfig", "/nonexistent/kubeconfig"]),
+        1,
+        r#"error: kubeconfig "/nonexistent/kubeconfig": cannot be read: No such file or directory (os error 2)"#,
+    );
+    let dir = temp_file("dir-marker", "");
+    let parent = dir.parent().unwrap().to_str().unwrap();
+    fails(
+        &run(&["status", "--kubeconfig", parent]),
+        1,
+        "cannot be read",
+    );
+    let malformed = temp_file("malformed", "clusters: [ {name: x\n  : : :");
+    fails(
+        &run(&["status", "--kubeconfig", malformed.to_str().unwrap()]),
+        1,
+        "is not valid YAML",
+    );
+    let empty = temp_file("empty", "");
+    fails(
+        &run(&["status", "--kubeconfig", empty.to_str().unwrap()]),
+        1,
+        "error: invalid kubeconfig: ",
+    );
+    fails(&run(&["status"]), 1, "error: no kubeconfig found");
+    for (flag, what) in [
+        ("--context", "context"),
+        ("--cluster", "cluster"),
+        ("--user", "user"),
+    ] {
+        fails(
+            &cp.plugin(&["status", flag, "nope"]),
+            1,
+            format!("error: {what} \"nope\" not found in kubeconfig (known: "),
+        );
+    }
+}
+
+#[test]
+fn wrong_credentials_are_unauthorized() {
+    let cp = ControlPlane::shared();
+    let text = fs::read_to_string(&cp.kubeconfig).unwrap();
+    let token = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .unwrap()
+        .trim();
+    let bad = kubeconfig_with(cp, "bad-token", token, "0000not-a-valid-token0000");
+    fails(
+        &run(&["status", "--kubeconfig", bad.to_str().unwrap()]),
+        1,
+        "Unauthorized: the server rejected the credentials",
+    );
+}
+
+#[test]
+fn a_server_with_a_certificate_from_another_ca_is_refused() {
+    let cp = ControlPlane::shared();
+    let pem = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "/dev/null",
+            "-subj",
+            "/CN=other-ca",
+            "-days",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(pem.status.success());
+    let other_ca = temp_file("other-ca.crt", &String::from_utf8(pem.stdout).unwrap());
+    let text = fs::read_to_string(&cp.kubeconfig).unwrap();
+    let ca = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("certificate-authority: "))
+        .unwrap()
+        .trim();
+    let bad = kubeconfig_with(cp, "other-ca", ca, other_ca.to_str().unwrap());
+    fails(
+        &run(&["status", "--kubeconfig", bad.to_str().unwrap()]),
+        1,
+        "cannot reach the API server at",
+    );
+    let err = stderr_of(&run(&["status", "--kubeconfig", bad.to_str().unwrap()]));
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+}
+
+#[test]
+fn an_unreachable_server_is_named() {
+    let cp = ControlPlane::shared();
+    let bad = kubeconfig_with(cp, "unreachable", &server_url(cp), "https://127.0.0.1:1");
+    fails(
+        &run(&["status", "--kubeconfig", bad.to_str().unwrap()]),
+        1,
+        "cannot reach the API server at https://127.0.0.1:1/: Connection refused",
+    );
+}
+
+#[test]
+fn a_server_that_never_answers_times_out() {
+    let cp = ControlPlane::shared();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts connections and reads, but never says a word.
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = stream;
+                let mut buf = [0u8; 1024];
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let bad = kubeconfig_with(
+        cp,
+        "silent",
+        &server_url(cp),
+        &format!("https://127.0.0.1:{port}"),
+    );
+    let started = Instant::now();
+    let out = run(&[
+        "status",
+        "--kubeconfig",
+        bad.to_str().unwrap(),
+        "--request-timeout",
+        "1s",
+    ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    fails(&out, 1, "error: ");
+    assert!(
+        stderr_of(&out).to_lowercase().contains("timed out"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn a_server_without_the_servicecidr_api_is_explained() {
+    let cp = ControlPlane::shared();
+    // etcd's client port is a real HTTP server on loopback that serves no Kubernetes API at all.
+    let env = fs::read_to_string(cp.dir.join("env")).unwrap();
+    let port = env
+        .lines()
+        .find_map(|l| l.strip_prefix("export ETCD_CLIENT_PORT="))
+        .unwrap()
+        .trim();
+    let bad = kubeconfig_with(
+        cp,
+        "no-api",
+        &server_url(cp),
+        &format!("http://127.0.0.1:{port}"),
+    );
+    fails(
+        &run(&["status", "--kubeconfig", bad.to_str().unwrap()]),
+        1,
+        "error: the server does not serve the ServiceCIDR API: it needs networking.k8s.io/v1 (Kubernetes 1.33+) or v1beta1",
+    );
+}
+
+#[test]
+fn a_user_without_rights_is_told_what_is_forbidden() {
+    let cp = ControlPlane::shared();
+    // This test binary never binds the viewer, so it may read nothing.
+    for cmd in ["status", "orphans"] {
+        fails(
+            &cp.plugin_as_viewer(&[cmd]),
+            1,
+            "is forbidden: User \"viewer\" cannot list resource",
+        );
+    }
+}
+
+#[test]
+fn unknown_and_malformed_names_change_nothing() {
+    let cp = ControlPlane::shared();
+    let name = unique_name("keep");
+    cp.create_service_cidr(&name, &[&cp.next_v4_block()]);
+    let before = cp.get(&format!("servicecidr/{name}")).unwrap();
+    fails(
+        &cp.plugin(&["delete", "no-such-range", "--wait"]),
+        1,
+        r#"error: servicecidr "no-such-range" not found"#,
+    );
+    fails(&cp.plugin(&["delete", "Bad_Name!"]), 1, "error: ");
+    fails(
+        &cp.plugin(&["status", "no-such-range"]),
+        1,
+        r#"error: servicecidr "no-such-range" not found"#,
+    );
+    let out = cp.plugin(&["delete", &name, "no-such-range", "-o", "json"]);
+    assert_eq!(
+        code(&out),
+        1,
+        "one failure among several names is an error: {}",
+        stderr_of(&out)
+    );
+    let after = cp.get(&format!("servicecidr/{name}")).unwrap();
+    assert!(
+        after["metadata"]["deletionTimestamp"].is_string(),
+        "the good name is still handled"
+    );
+    let _ = before;
+}
+
+#[test]
+fn tokens_never_reach_the_output_at_any_verbosity() {
+    let cp = ControlPlane::shared();
+    let env = fs::read_to_string(cp.dir.join("env")).unwrap();
+    let tokens: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.strip_prefix("export ").and_then(|l| l.split_once('=')))
+        .filter(|(k, _)| k.ends_with("TOKEN"))
+        .map(|(_, v)| v.trim())
+        .collect();
+    assert!(!tokens.is_empty());
+    for args in [
+        &["status", "-v"][..],
+        &["orphans", "-vv"],
+        &["status", "--context", "viewer", "-vv"],
+    ] {
+        let out = cp.plugin(args);
+        let all = format!("{}{}", stdout_of(&out), stderr_of(&out));
+        assert!(
+            all.contains("GET") || all.contains("requesting"),
+            "-v logs requests: {all}"
+        );
+        for t in &tokens {
+            assert!(!all.contains(t), "a token leaked with {args:?}");
+        }
+    }
+}

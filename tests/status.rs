@@ -1,0 +1,288 @@
+//! `status` against the real control plane.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{ControlPlane, PLUGIN, code, ip_in, json_of, stderr_of, stdout_of, unique_name};
+
+fn range_doc<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["serviceCIDRs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("{name} missing from {doc}"))
+}
+
+fn ready(cp: &ControlPlane, name: &str) {
+    cp.wait_kubectl(
+        &format!("servicecidr/{name}"),
+        "condition=Ready",
+        Duration::from_secs(30),
+    );
+}
+
+#[test]
+fn counts_follow_services_as_they_come_and_go_with_a_row_per_family() {
+    let cp = ControlPlane::shared();
+    let (v4, v6) = (cp.next_v4_block(), cp.next_v6_block());
+    let name = unique_name("usage");
+    cp.create_service_cidr(&name, &[&v4, &v6]);
+    ready(cp, &name);
+    let ns = unique_name("ns");
+    for host in 10..13 {
+        cp.create_service(&ns, &format!("svc-{host}"), Some(&ip_in(&v4, host)));
+    }
+    cp.create_service(&ns, "svc-v6", Some(&ip_in(&v6, 7)));
+
+    let doc = json_of(&cp.plugin(&["status", &name, "-o", "json"]));
+    let cidrs = &range_doc(&doc, &name)["cidrs"];
+    assert_eq!(cidrs[0]["cidr"], v4.as_str());
+    assert_eq!(
+        (
+            cidrs[0]["allocated"].as_u64(),
+            cidrs[0]["capacity"].as_u64(),
+            cidrs[0]["free"].as_u64()
+        ),
+        (Some(3), Some(254), Some(251))
+    );
+    assert_eq!(
+        (
+            cidrs[1]["family"].as_str(),
+            cidrs[1]["allocated"].as_u64(),
+            cidrs[1]["capacity"].as_u64()
+        ),
+        (Some("IPv6"), Some(1), Some(65_535))
+    );
+    assert_eq!(range_doc(&doc, &name)["state"], "Ready");
+
+    let table = stdout_of(&cp.plugin(&["status", &name]));
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0][..5],
+        [name.as_str(), v4.as_str(), "IPv4", "Ready", "3"],
+        "{table}"
+    );
+    assert_eq!(rows[1][..3], [v6.as_str(), "IPv6", "1"], "{table}");
+
+    let gone = ip_in(&v4, 11);
+    cp.delete_in(&ns, "service", "svc-11");
+    cp.wait_for(&format!("ipaddress/{gone}"), Duration::from_secs(30), |o| {
+        o.is_none()
+    });
+    let doc = json_of(&cp.plugin(&["status", &name, "-o", "json"]));
+    assert_eq!(range_doc(&doc, &name)["cidrs"][0]["allocated"], 2);
+    assert!(
+        doc["ipAddresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["ip"] != gone.as_str())
+    );
+}
+
+#[test]
+fn the_default_range_is_there_and_holds_the_kubernetes_service() {
+    let cp = ControlPlane::shared();
+    let doc = json_of(&cp.plugin(&["status", "kubernetes", "-o", "json"]));
+    let k = range_doc(&doc, "kubernetes");
+    assert_eq!(k["cidrs"][0]["cidr"], "10.96.0.0/16");
+    assert_eq!(k["cidrs"][1]["cidr"], "fd00:10:96::/112");
+    assert_eq!(k["cidrs"][0]["capacity"], 65_534);
+    assert!(
+        k["cidrs"][0]["allocated"].as_u64().unwrap() >= 1,
+        "10.96.0.1 is the kubernetes Service: {doc}"
+    );
+    let attributed = doc["ipAddresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["ip"] == "10.96.0.1")
+        .unwrap();
+    assert_eq!(attributed["serviceCIDR"], "kubernetes");
+}
+
+#[test]
+fn a_terminating_range_shows_what_blocks_it() {
+    let cp = ControlPlane::shared();
+    let block = cp.next_v4_block();
+    let name = unique_name("blocked");
+    cp.create_service_cidr(&name, &[&block]);
+    ready(cp, &name);
+    let ns = unique_name("ns");
+    cp.create_service(&ns, "held", Some(&ip_in(&block, 5)));
+    cp.delete("servicecidr", &name);
+    cp.wait_kubectl(
+        &format!("servicecidr/{name}"),
+        "condition=Ready=false",
+        Duration::from_secs(30),
+    );
+
+    let doc = json_of(&cp.plugin(&["status", &name, "-o", "json"]));
+    let r = range_doc(&doc, &name);
+    assert_eq!(r["state"], "Terminating");
+    assert_eq!(r["blockingIPAddresses"], 1);
+    assert_eq!(r["ready"]["reason"], "Terminating");
+    let wide = stdout_of(&cp.plugin(&["status", &name, "-o", "wide"]));
+    assert!(
+        wide.contains("blocked by 1") && wide.contains("Terminating: There are still IPAddresses"),
+        "{wide}"
+    );
+
+    // Releasing the IP lets the controller finish the deletion.
+    cp.delete_in(&ns, "service", "held");
+    cp.wait_for(
+        &format!("servicecidr/{name}"),
+        Duration::from_secs(60),
+        |o| o.is_none(),
+    );
+}
+
+#[test]
+fn overlapping_ranges_are_marked_and_count_an_ip_in_each() {
+    let cp = ControlPlane::shared();
+    let block = cp.next_v4_block();
+    let inner = block.replace(".0/24", ".0/28");
+    let (wide, narrow) = (unique_name("wide"), unique_name("narrow"));
+    cp.create_service_cidr(&wide, &[&block]);
+    cp.create_service_cidr(&narrow, &[&inner]);
+    ready(cp, &wide);
+    ready(cp, &narrow);
+    let ns = unique_name("ns");
+    cp.create_service(&ns, "inner", Some(&ip_in(&block, 3)));
+
+    let doc = json_of(&cp.plugin(&["status", &wide, &narrow, "-o", "json"]));
+    assert_eq!(
+        range_doc(&doc, &wide)["cidrs"][0]["overlapsWith"],
+        serde_json::json!([narrow])
+    );
+    assert_eq!(range_doc(&doc, &wide)["cidrs"][0]["allocated"], 1);
+    assert_eq!(range_doc(&doc, &narrow)["cidrs"][0]["allocated"], 1);
+    assert_eq!(range_doc(&doc, &narrow)["cidrs"][0]["attributed"], 1);
+    assert_eq!(range_doc(&doc, &wide)["cidrs"][0]["attributed"], 0);
+    let table = stdout_of(&cp.plugin(&["status", &wide, &narrow]));
+    assert!(table.contains(&format!("{block}*")), "{table}");
+    assert!(
+        table.contains(&format!("* {block} ({wide}) overlaps {narrow}")),
+        "{table}"
+    );
+}
+
+#[test]
+fn json_and_yaml_carry_the_same_document() {
+    let cp = ControlPlane::shared();
+    let strip = |mut v: Value| {
+        for r in v["serviceCIDRs"].as_array_mut().unwrap() {
+            r.as_object_mut().unwrap().remove("ageSeconds");
+            r.as_object_mut().unwrap().remove("terminatingSeconds");
+        }
+        v
+    };
+    let json = json_of(&cp.plugin(&["status", "kubernetes", "-o", "json"]));
+    let yaml: Value = serde_yaml_ng::from_str(&stdout_of(&cp.plugin(&[
+        "status",
+        "kubernetes",
+        "-o",
+        "yaml",
+    ])))
+    .unwrap();
+    assert_eq!(json["apiVersion"], "servicecidr.kubectl.io/v1alpha1");
+    assert_eq!(json["kind"], "ServiceCIDRStatus");
+    for field in [
+        "serviceCIDRs",
+        "totals",
+        "orphanedIPAddresses",
+        "ipAddresses",
+    ] {
+        assert!(json.get(field).is_some(), "{field} missing");
+    }
+    assert_eq!(strip(json), strip(yaml));
+    let bare = stdout_of(&cp.plugin(&["status", "kubernetes", "--no-headers"]));
+    assert!(
+        bare.starts_with("kubernetes") && !bare.contains("NAME"),
+        "{bare}"
+    );
+}
+
+#[test]
+fn an_unknown_name_is_an_error_naming_it() {
+    let out = ControlPlane::shared().plugin(&["status", "kubernetes", "no-such-range"]);
+    assert_eq!(code(&out), 1);
+    assert_eq!(
+        stderr_of(&out),
+        "error: servicecidr \"no-such-range\" not found\n"
+    );
+    assert!(stdout_of(&out).is_empty());
+}
+
+#[test]
+fn the_read_only_user_can_run_status_through_kubectl() {
+    let cp = ControlPlane::shared();
+    cp.bind_viewer_readonly();
+    let out = cp.plugin_as_viewer(&["status", "kubernetes", "-o", "json"]);
+    assert_eq!(json_of(&out)["serviceCIDRs"][0]["name"], "kubernetes");
+    let via = cp.via_kubectl(&["status", "kubernetes"]);
+    assert_eq!(code(&via), 0, "{}", stderr_of(&via));
+    assert!(
+        stdout_of(&via)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("kubernetes")
+    );
+}
+
+#[test]
+fn watch_redraws_when_an_ip_is_allocated() {
+    let cp = ControlPlane::shared();
+    let block = cp.next_v4_block();
+    let name = unique_name("watched");
+    cp.create_service_cidr(&name, &[&block]);
+    ready(cp, &name);
+    let mut child = Command::new(PLUGIN)
+        .args([
+            "--kubeconfig",
+            cp.kubeconfig.to_str().unwrap(),
+            "status",
+            &name,
+            "--watch",
+            "--no-headers",
+        ])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let allocated = |line: &str| line.split_whitespace().nth(4).map(str::to_owned);
+    let wait_row = |want: &str| loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no redraw with {want} allocated"));
+        if line.starts_with(&name) && allocated(&line).as_deref() == Some(want) {
+            break;
+        }
+    };
+    wait_row("0");
+    cp.create_service(&unique_name("ns"), "late", Some(&ip_in(&block, 9)));
+    wait_row("1");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

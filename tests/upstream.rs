@@ -1,0 +1,267 @@
+//! End-to-end checks of the upstream behaviour the plugin relies on (Kubernetes v1.37.2 as pinned by
+//! scripts/controlplane/), so that a version bump that changes any of it fails here first, with a
+//! precise message, rather than somewhere deep in the plugin's own tests.
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use support::{
+    ControlPlane, LABEL_IP_FAMILY, LABEL_MANAGED_BY, MANAGED_BY_ALLOCATOR, SERVICE_CIDR_FINALIZER,
+    ip_in, unique_name,
+};
+
+/// Ready condition message written by the service-cidr controller while IPAddresses block deletion.
+const TERMINATING_MESSAGE: &str = "There are still IPAddresses referencing the ServiceCIDR, please remove them or create a new ServiceCIDR";
+
+fn ready_condition(obj: &Value) -> Option<&Value> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+}
+
+fn finalizers(obj: &Value) -> Vec<String> {
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn has_finalizer(obj: &Value) -> bool {
+    finalizers(obj).iter().any(|f| f == SERVICE_CIDR_FINALIZER)
+}
+
+fn deletion_timestamp(obj: &Value) -> SystemTime {
+    let ts = obj["metadata"]["deletionTimestamp"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no deletionTimestamp: {obj}"));
+    humantime::parse_rfc3339(ts).unwrap_or_else(|e| panic!("bad deletionTimestamp {ts}: {e}"))
+}
+
+/// Checks an allocator-made IPAddress: named after the IP, family and managed-by labels, parentRef.
+fn assert_allocator_ipaddress(cp: &ControlPlane, ip: &str, family: &str, ns: &str, svc: &str) {
+    let addr = cp
+        .get(&format!("ipaddress/{ip}"))
+        .unwrap_or_else(|| panic!("no IPAddress {ip} right after creating service {ns}/{svc}"));
+    assert_eq!(addr["metadata"]["name"], ip);
+    let labels = &addr["metadata"]["labels"];
+    assert_eq!(labels[LABEL_IP_FAMILY], family, "labels: {labels}");
+    assert_eq!(
+        labels[LABEL_MANAGED_BY], MANAGED_BY_ALLOCATOR,
+        "labels: {labels}"
+    );
+
+    // Observed on v1.37.2: `{"resource":"services","namespace":NS,"name":NAME}`. The core group "" is
+    // OMITTED from the JSON (omitempty), never written as "group": "". Readers must treat a missing
+    // group and "" alike.
+    let parent = &addr["spec"]["parentRef"];
+    assert_eq!(parent["resource"], "services", "parentRef: {parent}");
+    assert_eq!(parent["namespace"], ns, "parentRef: {parent}");
+    assert_eq!(parent["name"], svc, "parentRef: {parent}");
+    assert!(
+        parent.get("group").is_none(),
+        "parentRef.group is now serialised ({parent}); it used to be omitted for the core group"
+    );
+    // The same on the wire, not only through kubectl's printer.
+    let raw = cp.kubectl_ok(&[
+        "get",
+        "--raw",
+        &format!("/apis/networking.k8s.io/v1/ipaddresses/{ip}"),
+    ]);
+    let raw: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        raw["spec"]["parentRef"],
+        serde_json::json!({"resource": "services", "namespace": ns, "name": svc}),
+        "wire form of parentRef changed"
+    );
+}
+
+/// 1. The allocator creates, synchronously with the Service, an IPAddress per ClusterIP, named after
+///    the IP in canonical form, labelled with family and manager, whose parentRef points at the Service.
+#[test]
+fn service_allocates_ipaddress_named_after_cluster_ip() {
+    let cp = ControlPlane::shared();
+    let ns = unique_name("upstream-alloc");
+
+    // Static IP inside a range of our own.
+    let block = cp.next_v4_block();
+    let cidr = unique_name("upstream-alloc");
+    cp.create_service_cidr(&cidr, &[&block]);
+    cp.wait_kubectl(
+        &format!("servicecidr/{cidr}"),
+        "condition=Ready",
+        Duration::from_secs(30),
+    );
+    let ip = ip_in(&block, 10);
+    assert_eq!(cp.create_service(&ns, "static", Some(&ip)), ip);
+    assert_allocator_ipaddress(cp, &ip, "IPv4", &ns, "static");
+
+    // Dynamic IP (from any usable range).
+    let dynamic = cp.create_service(&ns, "dynamic", None);
+    assert_allocator_ipaddress(cp, &dynamic, "IPv4", &ns, "dynamic");
+
+    // Dual stack: one IPAddress per family; the IPv6 one named in RFC 5952 form.
+    let svc = cp.create(&serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "dual", "namespace": ns},
+        "spec": {
+            "ipFamilyPolicy": "RequireDualStack",
+            "ipFamilies": ["IPv4", "IPv6"],
+            "ports": [{"port": 80}],
+        },
+    }));
+    let ips: Vec<&str> = svc["spec"]["clusterIPs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no clusterIPs: {svc}"))
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(ips.len(), 2, "{svc}");
+    assert_allocator_ipaddress(cp, ips[0], "IPv4", &ns, "dual");
+    let v6: std::net::Ipv6Addr = ips[1].parse().unwrap();
+    assert_eq!(
+        ips[1],
+        v6.to_string(),
+        "IPv6 ClusterIP not in canonical form"
+    );
+    assert_allocator_ipaddress(cp, ips[1], "IPv6", &ns, "dual");
+
+    for name in ["static", "dynamic", "dual"] {
+        cp.delete_in(&ns, "service", name);
+    }
+    cp.delete("servicecidr", &cidr);
+}
+
+/// 2. Deleting a ServiceCIDR that is the only parent of an IPAddress: it stays (deletionTimestamp set,
+///    finalizer kept) and the controller sets Ready=False, reason Terminating. Releasing the IP unblocks it.
+#[test]
+fn servicecidr_with_ipaddress_is_held_terminating() {
+    let cp = ControlPlane::shared();
+    let ns = unique_name("upstream-held");
+    let cidr = unique_name("upstream-held");
+    let block = cp.next_v4_block();
+    cp.create_service_cidr(&cidr, &[&block]);
+    let what = format!("servicecidr/{cidr}");
+    cp.wait_kubectl(&what, "condition=Ready", Duration::from_secs(30));
+    let ip = ip_in(&block, 7);
+    cp.create_service(&ns, "pinned", Some(&ip));
+
+    cp.delete("servicecidr", &cidr);
+    let held = cp
+        .wait_for(&what, Duration::from_secs(30), |o| {
+            o.and_then(ready_condition)
+                .is_some_and(|c| c["status"] == "False" && c["reason"] == "Terminating")
+        })
+        .expect("servicecidr vanished although an IPAddress is inside it");
+    let ready = ready_condition(&held).unwrap();
+    // Observed on v1.37.2 (exact): "There are still IPAddresses referencing the ServiceCIDR, please
+    // remove them or create a new ServiceCIDR".
+    assert_eq!(ready["message"], TERMINATING_MESSAGE, "condition: {ready}");
+    assert!(held["metadata"]["deletionTimestamp"].is_string(), "{held}");
+    assert!(has_finalizer(&held), "finalizer gone while blocked: {held}");
+
+    // Once the Service (hence its IPAddress) is gone, the range is released (10 s grace after the
+    // deletionTimestamp, which has long passed by now).
+    cp.delete_in(&ns, "service", "pinned");
+    cp.wait_for(&what, Duration::from_secs(60), |o| o.is_none());
+}
+
+/// 3. With the controller, an empty ServiceCIDR loses its finalizer about 10 s after its
+///    deletionTimestamp (the controller's grace period), and is gone.
+#[test]
+fn empty_servicecidr_is_released_after_grace_period() {
+    let cp = ControlPlane::shared();
+    let cidr = unique_name("upstream-grace");
+    let what = format!("servicecidr/{cidr}");
+    cp.create_service_cidr(&cidr, &[&cp.next_v4_block()]);
+    // The finalizer is added by the controller (not by the apiserver: see the no-controller test).
+    cp.wait_for(&what, Duration::from_secs(30), |o| {
+        o.is_some_and(has_finalizer)
+    });
+
+    cp.delete("servicecidr", &cidr);
+    let terminating = cp
+        .get(&what)
+        .expect("empty servicecidr gone at once, despite its finalizer");
+    let deleted_at = deletion_timestamp(&terminating);
+    cp.wait_for(&what, Duration::from_secs(40), |o| o.is_none());
+    // deletionTimestamp has 1 s resolution (truncated), so this errs on the long side by < 1 s.
+    let elapsed = SystemTime::now()
+        .duration_since(deleted_at)
+        .unwrap_or_default();
+    eprintln!("empty servicecidr {cidr} released {elapsed:?} after its deletionTimestamp");
+    assert!(
+        elapsed >= Duration::from_secs(9) && elapsed <= Duration::from_secs(20),
+        "empty servicecidr released {elapsed:?} after its deletionTimestamp (expected ~10 s)"
+    );
+}
+
+/// 4. Without the controller nothing adds or removes the finalizer: a new ServiceCIDR has none (and is
+///    deleted at once), and one that got the finalizer while the controller ran stays Terminating.
+#[test]
+fn without_controller_the_finalizer_stays() {
+    let cp = ControlPlane::start_dedicated(false);
+
+    // Nobody adds the finalizer: the apiserver does not, the default range has none either.
+    let default = cp
+        .get("servicecidr/kubernetes")
+        .expect("no default ServiceCIDR");
+    assert!(finalizers(&default).is_empty(), "{default}");
+    // Observed on v1.37.2: the apiserver marks its default range "Kubernetes default Service CIDR is
+    // ready"; once the controller runs it rewrites it as "Kubernetes Service CIDR is ready".
+    assert_eq!(
+        ready_condition(&default).map(|c| c["message"].clone()),
+        Some(Value::from("Kubernetes default Service CIDR is ready")),
+        "{default}"
+    );
+    let bare = unique_name("upstream-bare");
+    let created = cp.create_service_cidr(&bare, &[&cp.next_v4_block()]);
+    assert!(finalizers(&created).is_empty(), "{created}");
+    cp.delete("servicecidr", &bare);
+    assert!(
+        cp.get(&format!("servicecidr/{bare}")).is_none(),
+        "a ServiceCIDR without finalizer should be deleted at once"
+    );
+
+    // Let the controller add its finalizer, then take the controller away and delete.
+    let cidr = unique_name("upstream-orphaned");
+    let what = format!("servicecidr/{cidr}");
+    cp.create_service_cidr(&cidr, &[&cp.next_v4_block()]);
+    cp.start_controller();
+    cp.wait_for(&what, Duration::from_secs(30), |o| {
+        o.is_some_and(has_finalizer)
+    });
+    cp.stop_controller();
+    cp.delete("servicecidr", &cidr);
+
+    // With a controller the finalizer of an empty range goes ~10 s after the deletionTimestamp (test
+    // 3). Watching for 15 s without seeing it go shows nothing else removes it.
+    let last = cp
+        .watch_until(None, &what, Duration::from_secs(15), |o| {
+            o.is_none_or(|o| !has_finalizer(o))
+        })
+        .expect_err("finalizer removed although no controller runs")
+        .expect("servicecidr vanished although no controller runs");
+    assert!(last["metadata"]["deletionTimestamp"].is_string(), "{last}");
+    assert_eq!(finalizers(&last), [SERVICE_CIDR_FINALIZER], "{last}");
+
+    // Removing the finalizer by hand (what a person would do) completes the deletion at once.
+    cp.kubectl_ok(&[
+        "patch",
+        "servicecidr",
+        &cidr,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    assert!(
+        cp.get(&what).is_none(),
+        "still there after removing the finalizer"
+    );
+}
