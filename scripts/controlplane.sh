@@ -16,7 +16,7 @@
 # CONTROLPLANE_TIMEOUT (seconds per readiness wait, default 60), CONTROLPLANE_STOP_GRACE_MS (TERM to
 # KILL, default 2500).
 #
-# Layout of DIR: env (shell exports), kubeconfig (contexts admin [current] and viewer),
+# Layout of DIR: env (shell exports), kubeconfig (contexts admin [current], viewer and operator),
 # controller.kubeconfig, tokens.csv, pki/, etcd/ (data), cmd/<component>.sh (exact command lines, reused
 # on restart), logs/<component>.log, pids/<component> (one file each, removed by stop).
 set -euo pipefail
@@ -241,6 +241,9 @@ users:
 - name: viewer
   user:
     token: $VIEWER_TOKEN
+- name: operator
+  user:
+    token: $OPERATOR_TOKEN
 contexts:
 - name: admin
   context:
@@ -250,6 +253,10 @@ contexts:
   context:
     cluster: local
     user: viewer
+- name: operator
+  context:
+    cluster: local
+    user: operator
 current-context: admin
 EOF
   cat >"$dir/controller.kubeconfig" <<EOF
@@ -285,6 +292,7 @@ write_env() {
     printf 'export APISERVER_URL=%q\n' "https://127.0.0.1:$APISERVER_PORT"
     printf 'export ADMIN_TOKEN=%q\n' "$ADMIN_TOKEN"
     printf 'export VIEWER_TOKEN=%q\n' "$VIEWER_TOKEN"
+    printf 'export OPERATOR_TOKEN=%q\n' "$OPERATOR_TOKEN"
     printf 'export CONTROLLER_ENABLED=%q\n' "$controller"
   } >"$dir/env"
   chmod 600 "$dir/env"
@@ -406,8 +414,9 @@ cmd_start() {
 
   ADMIN_TOKEN=$(rand_token)
   VIEWER_TOKEN=$(rand_token)
-  (umask 077 && printf '%s,admin,admin-uid,"system:masters"\n%s,viewer,viewer-uid\n' \
-    "$ADMIN_TOKEN" "$VIEWER_TOKEN" >"$dir/tokens.csv")
+  OPERATOR_TOKEN=$(rand_token)
+  (umask 077 && printf '%s,admin,admin-uid,"system:masters"\n%s,viewer,viewer-uid\n%s,operator,operator-uid\n' \
+    "$ADMIN_TOKEN" "$VIEWER_TOKEN" "$OPERATOR_TOKEN" >"$dir/tokens.csv")
   gen_pki
 
   local attempt rc

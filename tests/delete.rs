@@ -179,21 +179,32 @@ fn without_a_controller_the_plugin_releases_only_after_the_grace_period() {
 }
 
 #[test]
-fn without_remove_finalizer_the_plugin_takes_over_after_the_controller_timeout() {
-    let (cp, name, _) = without_controller();
+fn a_controller_stopped_mid_wait_is_taken_over_after_the_controller_timeout() {
+    let cp = ControlPlane::start_dedicated(true);
+    let name = ready_range(&cp, &[&cp.next_v4_block()]);
     let started = Instant::now();
-    let doc = json_of(&cp.plugin(&[
-        "delete",
-        &name,
-        "--wait",
-        "--controller-timeout",
-        "2s",
-        "-o",
-        "json",
-    ]));
+    let child = spawn(
+        &cp,
+        &[
+            "delete",
+            &name,
+            "--wait",
+            "--controller-timeout",
+            "3s",
+            "--grace-period",
+            "15s",
+            "-o",
+            "json",
+        ],
+    );
+    terminating(&cp, &name);
+    cp.stop_controller();
+    let out = child.wait_with_output().unwrap();
+    let doc = json_of(&out);
+    assert_eq!(result(&doc)["outcome"], "Deleted", "{}", stderr_of(&out));
     assert_eq!(result(&doc)["releasedBy"], "plugin");
     assert!(
-        started.elapsed() >= Duration::from_secs(12),
+        started.elapsed() >= Duration::from_secs(18),
         "{:?}",
         started.elapsed()
     );
@@ -339,4 +350,58 @@ fn ctrl_c_leaves_the_range_as_it_is_and_says_how_to_resume() {
         "{text}"
     );
     assert_eq!(finalizers(&cp, &name), [SERVICE_CIDR_FINALIZER]);
+}
+
+#[tokio::test]
+async fn stale_reads_never_delete_nor_release_a_changed_range() {
+    use kubectl_servicecidr::cluster::{Cluster, Connection};
+    let (cp, name, _) = without_controller();
+    let conn = Connection {
+        kubeconfig: Some(cp.kubeconfig.clone()),
+        ..Default::default()
+    };
+    let cluster = Cluster::connect(&conn, 500).await.unwrap();
+    let (stale, _) = cluster.get_service_cidr(&name).await.unwrap().unwrap();
+    cp.kubectl_ok(&["label", "servicecidr", &name, "touched=yes"]);
+
+    let err = cluster
+        .delete_service_cidr(&stale, false)
+        .await
+        .unwrap_err();
+    assert!(err.api_error().is_some_and(|a| a.is_conflict()), "{err}");
+    assert!(
+        cp.get(&format!("servicecidr/{name}")).unwrap()["metadata"]["deletionTimestamp"].is_null()
+    );
+
+    let (fresh, _) = cluster.get_service_cidr(&name).await.unwrap().unwrap();
+    cluster.delete_service_cidr(&fresh, false).await.unwrap();
+    let (terminating, _) = cluster.get_service_cidr(&name).await.unwrap().unwrap();
+    cp.kubectl_ok(&[
+        "label",
+        "servicecidr",
+        &name,
+        "touched=again",
+        "--overwrite",
+    ]);
+    let err = cluster.remove_finalizer(&terminating).await.unwrap_err();
+    assert!(err.api_error().is_some_and(|a| a.is_conflict()), "{err}");
+    assert_eq!(finalizers(&cp, &name), [SERVICE_CIDR_FINALIZER]);
+}
+
+#[test]
+fn the_shipped_operator_role_is_enough_to_retire_a_range() {
+    let (cp, name, _) = without_controller();
+    cp.bind_operator();
+    let doc = json_of(&cp.plugin(&[
+        "--context",
+        "operator",
+        "delete",
+        &name,
+        "--wait",
+        "--remove-finalizer",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(result(&doc)["outcome"], "Deleted");
+    assert_eq!(result(&doc)["releasedBy"], "plugin");
 }

@@ -187,3 +187,31 @@ fn a_clean_cluster_exits_zero() {
     let doc = json_of(&cp.plugin(&["orphans", "--include-recent", "-o", "json"]));
     assert_eq!(doc["findings"], json!([]));
 }
+
+#[test]
+fn a_service_ip_without_its_ipaddress_is_unrecorded() {
+    let cp = ControlPlane::shared();
+    let block = cp.next_v4_block();
+    let name = unique_name("unrec");
+    cp.create_service_cidr(&name, &[&block]);
+    cp.wait_kubectl(
+        &format!("servicecidr/{name}"),
+        "condition=Ready",
+        Duration::from_secs(30),
+    );
+    let ns = unique_name("ns");
+    let ip = ip_in(&block, 30);
+    cp.create_service(&ns, "lost-record", Some(&ip));
+    // The repair loop re-records it on its next pass (minutes); until then it is Unrecorded.
+    cp.kubectl_ok(&["delete", "ipaddress", &ip]);
+    let (exit, doc) = audit(cp, &["--kind", "Unrecorded"]);
+    assert_eq!(exit, 3);
+    let f = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["ip"] == ip.as_str())
+        .unwrap();
+    assert_eq!(f["service"], format!("{ns}/lost-record"));
+    assert_eq!(f["selfHealing"], true);
+}

@@ -33,6 +33,12 @@ pub const VIEWER_RBAC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/deploy/rbac/servicecidr-viewer.yaml"
 );
+/// The ClusterRole for `delete` (and its binding to the user `operator`), applied by
+/// [`ControlPlane::bind_operator`].
+pub const OPERATOR_RBAC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/deploy/rbac/servicecidr-operator.yaml"
+);
 /// The plugin binary built by cargo for this test run.
 pub const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-servicecidr");
 /// The completion helper (`kubectl_complete-servicecidr`) built by cargo for this test run.
@@ -605,30 +611,41 @@ impl ControlPlane {
     /// Applies `deploy/rbac/servicecidr-viewer.yaml` (read-only ClusterRole bound to the user
     /// `viewer`) once, and waits until the authorizer lets `viewer` list ServiceCIDRs.
     pub fn bind_viewer_readonly(&self) {
-        self.viewer_bound.call_once(|| {
-            self.kubectl_ok(&["apply", "-f", VIEWER_RBAC]);
-            // RBAC is enforced from the apiserver's informer cache; there is no object to watch for
-            // "the authorizer has seen it", so ask it (SubjectAccessReview via `auth can-i`).
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let out = self.kubectl_as_viewer(&[
-                    "auth",
-                    "can-i",
-                    "list",
-                    "servicecidrs.networking.k8s.io",
-                ]);
-                if String::from_utf8_lossy(&out.stdout).trim() == "yes" {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    self.fail(
-                        "waiting for the viewer ClusterRoleBinding to take effect",
-                        &out,
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(100));
+        self.viewer_bound
+            .call_once(|| self.apply_rbac(VIEWER_RBAC, "viewer", "list"));
+    }
+
+    /// Applies `deploy/rbac/servicecidr-operator.yaml` (bound to the user `operator`), and waits
+    /// until the authorizer lets `operator` patch ServiceCIDRs.
+    pub fn bind_operator(&self) {
+        self.apply_rbac(OPERATOR_RBAC, "operator", "patch");
+    }
+
+    fn apply_rbac(&self, file: &str, user: &str, verb: &str) {
+        self.kubectl_ok(&["apply", "-f", file]);
+        // RBAC is enforced from the apiserver's informer cache; there is no object to watch for
+        // "the authorizer has seen it", so ask it (SubjectAccessReview via `auth can-i`).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.kubectl(&[
+                "--context",
+                user,
+                "auth",
+                "can-i",
+                verb,
+                "servicecidrs.networking.k8s.io",
+            ]);
+            if String::from_utf8_lossy(&out.stdout).trim() == "yes" {
+                break;
             }
-        });
+            if Instant::now() >= deadline {
+                self.fail(
+                    &format!("waiting for the {user} ClusterRoleBinding to take effect"),
+                    &out,
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn script(&self, sub: &str) {
