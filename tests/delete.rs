@@ -17,12 +17,7 @@ fn result(doc: &Value) -> &Value {
 /// A ready range that carries the controller's finalizer.
 fn ready_range(cp: &ControlPlane, cidrs: &[&str]) -> String {
     let name = unique_name("retire");
-    cp.create_service_cidr(&name, cidrs);
-    cp.wait_kubectl(
-        &format!("servicecidr/{name}"),
-        "condition=Ready",
-        Duration::from_secs(30),
-    );
+    cp.create_ready_service_cidr(&name, cidrs);
     name
 }
 
@@ -48,12 +43,30 @@ fn spawn(cp: &ControlPlane, args: &[&str]) -> Child {
         .unwrap()
 }
 
+/// The plugin run ended with the range gone, its finalizer removed by the plugin itself.
+fn released_by_plugin(child: Child) {
+    let out = child.wait_with_output().unwrap();
+    let doc = json_of(&out);
+    assert_eq!(result(&doc)["outcome"], "Deleted", "{}", stderr_of(&out));
+    assert_eq!(result(&doc)["releasedBy"], "plugin");
+}
+
 fn terminating(cp: &ControlPlane, name: &str) {
     cp.wait_for(
         &format!("servicecidr/{name}"),
         Duration::from_secs(30),
         |o| o.is_some_and(|o| o["metadata"]["deletionTimestamp"].is_string()),
     );
+}
+
+/// The range is exactly as it was read into `before`: same resourceVersion, not deleted.
+fn assert_untouched(cp: &ControlPlane, name: &str, before: &Value) {
+    let after = cp.get(&format!("servicecidr/{name}")).unwrap();
+    assert_eq!(
+        after["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
+    assert!(after["metadata"]["deletionTimestamp"].is_null());
 }
 
 fn finalizers(cp: &ControlPlane, name: &str) -> Vec<String> {
@@ -97,12 +110,7 @@ fn a_range_with_uncovered_ips_is_refused_before_anything_is_deleted() {
         result(&doc)["blockingIPAddresses"][0]["service"],
         format!("{ns}/busy")
     );
-    let after = cp.get(&format!("servicecidr/{name}")).unwrap();
-    assert_eq!(
-        after["metadata"]["resourceVersion"],
-        before["metadata"]["resourceVersion"]
-    );
-    assert!(after["metadata"]["deletionTimestamp"].is_null());
+    assert_untouched(cp, &name, &before);
 }
 
 #[test]
@@ -125,12 +133,7 @@ fn dry_runs_change_nothing() {
         let doc = json_of(&cp.plugin(&["delete", &name, mode, "-o", "json"]));
         assert_eq!(result(&doc)["outcome"], "DryRun", "{mode}");
     }
-    let after = cp.get(&format!("servicecidr/{name}")).unwrap();
-    assert_eq!(
-        after["metadata"]["resourceVersion"],
-        before["metadata"]["resourceVersion"]
-    );
-    assert!(after["metadata"]["deletionTimestamp"].is_null());
+    assert_untouched(cp, &name, &before);
 }
 
 #[test]
@@ -199,10 +202,7 @@ fn a_controller_stopped_mid_wait_is_taken_over_after_the_controller_timeout() {
     );
     terminating(&cp, &name);
     cp.stop_controller();
-    let out = child.wait_with_output().unwrap();
-    let doc = json_of(&out);
-    assert_eq!(result(&doc)["outcome"], "Deleted", "{}", stderr_of(&out));
-    assert_eq!(result(&doc)["releasedBy"], "plugin");
+    released_by_plugin(child);
     assert!(
         started.elapsed() >= Duration::from_secs(18),
         "{:?}",
@@ -256,10 +256,7 @@ fn the_wait_survives_an_apiserver_restart() {
     );
     terminating(&cp, &name);
     cp.restart_apiserver();
-    let out = child.wait_with_output().unwrap();
-    let doc = json_of(&out);
-    assert_eq!(result(&doc)["outcome"], "Deleted", "{}", stderr_of(&out));
-    assert_eq!(result(&doc)["releasedBy"], "plugin");
+    released_by_plugin(child);
 }
 
 #[test]

@@ -17,6 +17,16 @@ fn findings_for(doc: &Value, ip: &str) -> Vec<String> {
         .collect()
 }
 
+/// The first finding about `ip`.
+fn finding<'a>(doc: &'a Value, ip: &str) -> &'a Value {
+    doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["ip"] == ip)
+        .unwrap_or_else(|| panic!("no finding for {ip}: {doc}"))
+}
+
 fn audit(cp: &ControlPlane, extra: &[&str]) -> (i32, Value) {
     let mut args = vec!["orphans", "--include-recent", "-o", "json"];
     args.extend_from_slice(extra);
@@ -28,12 +38,7 @@ fn audit(cp: &ControlPlane, extra: &[&str]) -> (i32, Value) {
 fn terminating_range_with_a_service(cp: &ControlPlane) -> (String, String, String) {
     let block = cp.next_v4_block();
     let name = unique_name("doomed");
-    cp.create_service_cidr(&name, &[&block]);
-    cp.wait_kubectl(
-        &format!("servicecidr/{name}"),
-        "condition=Ready",
-        Duration::from_secs(30),
-    );
+    cp.create_ready_service_cidr(&name, &[&block]);
     let ns = unique_name("ns");
     let ip = ip_in(&block, 7);
     cp.create_service(&ns, "stranded", Some(&ip));
@@ -52,12 +57,7 @@ fn an_ip_in_a_terminating_range_is_at_risk() {
     let (name, ns, ip) = terminating_range_with_a_service(cp);
     let (exit, doc) = audit(cp, &["--kind", "AtRisk"]);
     assert_eq!(exit, 3);
-    let f = doc["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["ip"] == ip.as_str())
-        .unwrap();
+    let f = finding(&doc, &ip);
     assert_eq!(f["kind"], "AtRisk");
     assert_eq!(f["serviceCIDRs"], json!([name]));
     assert_eq!(f["service"], format!("{ns}/stranded"));
@@ -93,12 +93,7 @@ fn stripping_a_finalizer_by_hand_orphans_the_ip_and_the_suggested_range_covers_i
 
     let (exit, doc) = audit(cp, &["--kind", "Orphaned"]);
     assert_eq!(exit, 3);
-    let f = doc["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["ip"] == ip.as_str())
-        .unwrap();
+    let f = finding(&doc, &ip);
     assert_eq!(f["service"], format!("{ns}/stranded"));
     assert!(
         f["action"]
@@ -137,12 +132,7 @@ fn ipaddresses_pointing_at_missing_or_other_services_are_reported() {
     let cp = ControlPlane::shared();
     let block = cp.next_v4_block();
     let name = unique_name("refs");
-    cp.create_service_cidr(&name, &[&block]);
-    cp.wait_kubectl(
-        &format!("servicecidr/{name}"),
-        "condition=Ready",
-        Duration::from_secs(30),
-    );
+    cp.create_ready_service_cidr(&name, &[&block]);
     let ns = unique_name("ns");
     let held = ip_in(&block, 20);
     cp.create_service(&ns, "real", Some(&held));
@@ -161,13 +151,7 @@ fn ipaddresses_pointing_at_missing_or_other_services_are_reported() {
         ["DanglingParent", "Unmanaged"]
     );
     assert!(findings_for(&doc, &held).is_empty());
-    let f = doc["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["ip"] == dangling.as_str())
-        .unwrap();
-    assert_eq!(f["selfHealing"], true);
+    assert_eq!(finding(&doc, &dangling)["selfHealing"], true);
 
     // Without --include-recent the repair loop's 60 s grace hides what it will fix itself.
     let out = cp.plugin(&["orphans", "-o", "json"]);
@@ -193,12 +177,7 @@ fn a_service_ip_without_its_ipaddress_is_unrecorded() {
     let cp = ControlPlane::shared();
     let block = cp.next_v4_block();
     let name = unique_name("unrec");
-    cp.create_service_cidr(&name, &[&block]);
-    cp.wait_kubectl(
-        &format!("servicecidr/{name}"),
-        "condition=Ready",
-        Duration::from_secs(30),
-    );
+    cp.create_ready_service_cidr(&name, &[&block]);
     let ns = unique_name("ns");
     let ip = ip_in(&block, 30);
     cp.create_service(&ns, "lost-record", Some(&ip));
@@ -206,12 +185,7 @@ fn a_service_ip_without_its_ipaddress_is_unrecorded() {
     cp.kubectl_ok(&["delete", "ipaddress", &ip]);
     let (exit, doc) = audit(cp, &["--kind", "Unrecorded"]);
     assert_eq!(exit, 3);
-    let f = doc["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["ip"] == ip.as_str())
-        .unwrap();
+    let f = finding(&doc, &ip);
     assert_eq!(f["service"], format!("{ns}/lost-record"));
     assert_eq!(f["selfHealing"], true);
 }

@@ -19,21 +19,12 @@ fn range_doc<'a>(doc: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{name} missing from {doc}"))
 }
 
-fn ready(cp: &ControlPlane, name: &str) {
-    cp.wait_kubectl(
-        &format!("servicecidr/{name}"),
-        "condition=Ready",
-        Duration::from_secs(30),
-    );
-}
-
 #[test]
 fn counts_follow_services_as_they_come_and_go_with_a_row_per_family() {
     let cp = ControlPlane::shared();
     let (v4, v6) = (cp.next_v4_block(), cp.next_v6_block());
     let name = unique_name("usage");
-    cp.create_service_cidr(&name, &[&v4, &v6]);
-    ready(cp, &name);
+    cp.create_ready_service_cidr(&name, &[&v4, &v6]);
     let ns = unique_name("ns");
     for host in 10..13 {
         cp.create_service(&ns, &format!("svc-{host}"), Some(&ip_in(&v4, host)));
@@ -116,8 +107,7 @@ fn a_terminating_range_shows_what_blocks_it() {
     let cp = ControlPlane::shared();
     let block = cp.next_v4_block();
     let name = unique_name("blocked");
-    cp.create_service_cidr(&name, &[&block]);
-    ready(cp, &name);
+    cp.create_ready_service_cidr(&name, &[&block]);
     let ns = unique_name("ns");
     cp.create_service(&ns, "held", Some(&ip_in(&block, 5)));
     cp.delete("servicecidr", &name);
@@ -153,10 +143,8 @@ fn overlapping_ranges_are_marked_and_count_an_ip_in_each() {
     let block = cp.next_v4_block();
     let inner = block.replace(".0/24", ".0/28");
     let (wide, narrow) = (unique_name("wide"), unique_name("narrow"));
-    cp.create_service_cidr(&wide, &[&block]);
-    cp.create_service_cidr(&narrow, &[&inner]);
-    ready(cp, &wide);
-    ready(cp, &narrow);
+    cp.create_ready_service_cidr(&wide, &[&block]);
+    cp.create_ready_service_cidr(&narrow, &[&inner]);
     let ns = unique_name("ns");
     cp.create_service(&ns, "inner", Some(&ip_in(&block, 3)));
 
@@ -246,8 +234,7 @@ fn watch_redraws_when_an_ip_is_allocated() {
     let cp = ControlPlane::shared();
     let block = cp.next_v4_block();
     let name = unique_name("watched");
-    cp.create_service_cidr(&name, &[&block]);
-    ready(cp, &name);
+    cp.create_ready_service_cidr(&name, &[&block]);
     let mut child = Command::new(PLUGIN)
         .args([
             "--kubeconfig",

@@ -112,6 +112,15 @@ pub(crate) mod tests {
         }
     }
 
+    pub fn alloc(ip: &str) -> crate::model::IpAllocation {
+        crate::model::IpAllocation {
+            ip: ip.parse().unwrap(),
+            parent: None,
+            managed: true,
+            created: None,
+        }
+    }
+
     fn names(index: &RangeIndex, ip: &str) -> Vec<String> {
         index
             .containing(ip.parse().unwrap())

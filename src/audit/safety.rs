@@ -97,19 +97,10 @@ pub fn grace_remaining(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::index::tests::range;
+    use crate::audit::index::tests::{alloc, range};
     use crate::model::{ConditionStatus, ServiceCidr};
     use proptest::prelude::*;
     use std::time::SystemTime;
-
-    fn alloc(ip: &str) -> IpAllocation {
-        IpAllocation {
-            ip: ip.parse().unwrap(),
-            parent: None,
-            managed: true,
-            created: None,
-        }
-    }
 
     fn verdict(ranges: &[ServiceCidr], ips: &[&str], target: &str) -> Verdict {
         let ips: Vec<IpAllocation> = ips.iter().map(|s| alloc(s)).collect();

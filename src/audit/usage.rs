@@ -217,17 +217,8 @@ fn totals(ranges: &[ServiceCidr], inside: &BTreeMap<Family, u64>) -> Vec<FamilyT
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::index::tests::range;
+    use crate::audit::index::tests::{alloc, range};
     use proptest::prelude::*;
-
-    fn alloc(ip: &str) -> IpAllocation {
-        IpAllocation {
-            ip: ip.parse().unwrap(),
-            parent: None,
-            managed: true,
-            created: None,
-        }
-    }
 
     fn report(ranges: &[ServiceCidr], ips: &[&str]) -> StatusReport {
         let ips: Vec<IpAllocation> = ips.iter().map(|s| alloc(s)).collect();

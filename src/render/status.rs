@@ -304,7 +304,7 @@ fn write_table(out: &mut impl Write, style: &Style, report: &StatusReport) -> io
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::index::tests::range;
+    use crate::audit::index::tests::{alloc, range};
     use crate::audit::usage::status_report;
     use crate::cli::Output;
     use crate::model::IpAllocation;
@@ -314,15 +314,7 @@ mod tests {
         let mut blue = range("blue", &["10.1.0.0/24", "fd00:1::/64"]);
         blue.deleting = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(3570));
         let ranges = [range("kubernetes", &["10.0.0.0/8"]), blue];
-        let ips: Vec<IpAllocation> = ["10.1.0.5", "11.0.0.1"]
-            .iter()
-            .map(|s| IpAllocation {
-                ip: s.parse().unwrap(),
-                parent: None,
-                managed: true,
-                created: None,
-            })
-            .collect();
+        let ips: Vec<IpAllocation> = ["10.1.0.5", "11.0.0.1"].map(alloc).to_vec();
         let report = status_report(
             &ranges,
             &ips,

@@ -356,6 +356,17 @@ impl ControlPlane {
         }))
     }
 
+    /// Creates a ServiceCIDR and waits until the controller reports it Ready (so it also carries
+    /// the controller's finalizer).
+    pub fn create_ready_service_cidr(&self, name: &str, cidrs: &[&str]) {
+        self.create_service_cidr(name, cidrs);
+        self.wait_kubectl(
+            &format!("servicecidr/{name}"),
+            "condition=Ready",
+            Duration::from_secs(30),
+        );
+    }
+
     /// Creates the namespace unless it exists (safe to race with other tests).
     pub fn ensure_namespace(&self, ns: &str) {
         let out = self.kubectl(&["create", "namespace", ns]);
