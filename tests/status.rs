@@ -273,3 +273,23 @@ fn watch_redraws_when_an_ip_is_allocated() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn kubeconfig_paths_in_kubeconfig_env_are_merged() {
+    let cp = ControlPlane::shared();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("merged");
+    std::fs::create_dir_all(&dir).unwrap();
+    let extra = dir.join(format!("{}-contexts", std::process::id()));
+    std::fs::write(
+        &extra,
+        "apiVersion: v1\nkind: Config\ncontexts:\n- name: merged\n  context: {cluster: local, user: admin}\n",
+    )
+    .unwrap();
+    let paths = std::env::join_paths([extra.as_path(), cp.kubeconfig.as_path()]).unwrap();
+    let out = Command::new(PLUGIN)
+        .args(["status", "kubernetes", "--context", "merged", "-o", "json"])
+        .env("KUBECONFIG", paths)
+        .output()
+        .unwrap();
+    assert_eq!(json_of(&out)["serviceCIDRs"][0]["name"], "kubernetes");
+}
