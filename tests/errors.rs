@@ -312,6 +312,11 @@ fn unknown_and_malformed_names_change_nothing() {
         1,
         r#"error: servicecidr "no-such-range" not found"#,
     );
+    let unchanged = cp.get(&format!("servicecidr/{name}")).unwrap();
+    assert_eq!(
+        unchanged["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
     let out = cp.plugin(&["delete", &name, "no-such-range", "-o", "json"]);
     assert_eq!(
         code(&out),
@@ -324,7 +329,6 @@ fn unknown_and_malformed_names_change_nothing() {
         after["metadata"]["deletionTimestamp"].is_string(),
         "the good name is still handled"
     );
-    let _ = before;
 }
 
 #[test]
