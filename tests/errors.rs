@@ -197,12 +197,9 @@ fn a_server_with_a_certificate_from_another_ca_is_refused() {
         .unwrap()
         .trim();
     let bad = kubeconfig_with(cp, "other-ca", ca, other_ca.to_str().unwrap());
-    fails(
-        &run(&["status", "--kubeconfig", bad.to_str().unwrap()]),
-        1,
-        "cannot reach the API server at",
-    );
-    let err = stderr_of(&run(&["status", "--kubeconfig", bad.to_str().unwrap()]));
+    let out = run(&["status", "--kubeconfig", bad.to_str().unwrap()]);
+    fails(&out, 1, "cannot reach the API server at");
+    let err = stderr_of(&out);
     assert!(err.to_lowercase().contains("certificate"), "{err}");
 }
 

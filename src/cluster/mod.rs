@@ -184,10 +184,9 @@ impl Cluster {
         let mut lp = ListParams::default().limit(self.chunk_size);
         let mut items = Vec::new();
         loop {
-            let page_req = req.list(&lp).map_err(|e| Error::Api {
-                what: format!("list {what}"),
-                source: ApiError::Other(e.to_string()),
-            })?;
+            let page_req = req
+                .list(&lp)
+                .map_err(|e| request_error(format!("list {what}"), e))?;
             let (page, _): (wire::List<W>, _) = self.call(page_req, format!("list {what}")).await?;
             items.reserve(page.items.len());
             for w in page.items {
@@ -268,10 +267,7 @@ impl Cluster {
         let req = self
             .service_cidrs()
             .get(name, &Default::default())
-            .map_err(|e| Error::Api {
-                what: format!("get servicecidr {name:?}"),
-                source: ApiError::Other(e.to_string()),
-            })?;
+            .map_err(|e| request_error(format!("get servicecidr {name:?}"), e))?;
         match self
             .call::<WireServiceCidr>(req, format!("get servicecidr {name:?}"))
             .await
@@ -301,10 +297,7 @@ impl Cluster {
         let req = self
             .service_cidrs()
             .delete(&range.name, &dp)
-            .map_err(|e| Error::Api {
-                what: what.clone(),
-                source: ApiError::Other(e.to_string()),
-            })?;
+            .map_err(|e| request_error(what.clone(), e))?;
         self.call::<serde_json::Value>(req, what).await.map(|_| ())
     }
 
@@ -321,10 +314,7 @@ impl Cluster {
         let req = self
             .service_cidrs()
             .patch(&range.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .map_err(|e| Error::Api {
-                what: what.clone(),
-                source: ApiError::Other(e.to_string()),
-            })?;
+            .map_err(|e| request_error(what.clone(), e))?;
         self.call::<serde_json::Value>(req, what).await.map(|_| ())
     }
 
@@ -339,10 +329,9 @@ impl Cluster {
         wp.bookmarks = true;
         wp.field_selector = field_selector;
         let url = self.url.clone();
-        let req = req.watch(&wp, resource_version).map_err(|e| Error::Api {
-            what: format!("watch {what}"),
-            source: ApiError::Other(e.to_string()),
-        })?;
+        let req = req
+            .watch(&wp, resource_version)
+            .map_err(|e| request_error(format!("watch {what}"), e))?;
         let stream = self
             .client
             .request_events::<T>(req)
@@ -387,4 +376,12 @@ pub fn into_model(w: WireServiceCidr) -> Result<ServiceCidr> {
         what: "read servicecidr".into(),
         source: ApiError::Decode(e.to_string()),
     })
+}
+
+/// A request that could not even be built (an invalid name or parameter), named like any failure.
+fn request_error(what: impl Into<String>, e: kube::core::request::Error) -> Error {
+    Error::Api {
+        what: what.into(),
+        source: ApiError::Other(e.to_string()),
+    }
 }
