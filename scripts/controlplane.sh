@@ -205,7 +205,7 @@ rand_token() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 gen_pki() {
   local pki=$dir/pki
   mkdir -p "$pki"
-  [ -s "$pki/ca.crt" ] && [ -s "$pki/apiserver.crt" ] && [ -s "$pki/sa.key" ] && return 0
+  [ -s "$pki/ca.crt" ] && [ -s "$pki/apiserver.crt" ] && [ -s "$pki/client.crt" ] && [ -s "$pki/sa.key" ] && return 0
   (
     cd "$pki"
     openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key 2>/dev/null
@@ -218,6 +218,13 @@ gen_pki() {
       "extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1,DNS:localhost" >apiserver.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -sha256 -days 3650 \
       -extfile apiserver.ext -out apiserver.crt 2>/dev/null
+    # A client certificate for the user cert-admin (system:masters): the mTLS path of kubeconfigs.
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out client.key 2>/dev/null
+    openssl req -new -key client.key -subj "/O=system:masters/CN=cert-admin" -out client.csr 2>/dev/null
+    printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
+      "extendedKeyUsage=clientAuth" >client.ext
+    openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -sha256 -days 3650 \
+      -extfile client.ext -out client.crt 2>/dev/null
     # SEC1 ("EC PRIVATE KEY"): --service-account-key-file finds no public key in a PKCS#8 file.
     openssl ecparam -name prime256v1 -genkey -noout -out sa.key 2>/dev/null
     chmod 600 ./*.key
@@ -244,6 +251,10 @@ users:
 - name: operator
   user:
     token: $OPERATOR_TOKEN
+- name: cert-admin
+  user:
+    client-certificate-data: $(base64 -w0 "$dir/pki/client.crt")
+    client-key-data: $(base64 -w0 "$dir/pki/client.key")
 contexts:
 - name: admin
   context:
@@ -257,6 +268,10 @@ contexts:
   context:
     cluster: local
     user: operator
+- name: cert-admin
+  context:
+    cluster: local
+    user: cert-admin
 current-context: admin
 EOF
   cat >"$dir/controller.kubeconfig" <<EOF
@@ -327,6 +342,7 @@ bring_up() {
     --service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112 \
     --authorization-mode=RBAC \
     --token-auth-file="$dir/tokens.csv" \
+    --client-ca-file="$dir/pki/ca.crt" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-signing-key-file="$dir/pki/sa.key" \
     --service-account-key-file="$dir/pki/sa.key" \

@@ -227,4 +227,26 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["kubectl-servicecidr", "delete"]).is_err());
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        // Any command line is parsed or explained (exit 2), never a panic: flags and values
+        // drawn from the real ones, mixed with arbitrary text.
+        #[test]
+        fn any_command_line_parses_or_is_explained(args in proptest::collection::vec(prop_oneof![
+            proptest::sample::select(vec![
+                "status", "orphans", "delete", "completion", "-o", "--output", "json", "yaml", "wide",
+                "--no-headers", "--watch", "--wait", "--remove-finalizer", "--dry-run", "--dry-run=server",
+                "--request-timeout", "--grace-period", "--timeout", "--kind", "--context", "--kubeconfig",
+                "--chunk-size", "-v", "--suggest-range", "bash", "0", "5s", "1m", "10.96.0.0/16",
+            ]).prop_map(str::to_owned),
+            "\\PC{0,12}",
+        ], 0..8)) {
+            let argv = std::iter::once("kubectl-servicecidr".to_owned()).chain(args);
+            if let Err(e) = Cli::try_parse_from(argv) {
+                let _ = e.render().to_string();
+            }
+        }
+    }
 }

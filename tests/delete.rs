@@ -2,12 +2,13 @@
 
 mod support;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{
-    ControlPlane, PLUGIN, SERVICE_CIDR_FINALIZER, code, ip_in, json_of, stderr_of, unique_name,
+    ControlPlane, PLUGIN, SERVICE_CIDR_FINALIZER, code, ip_in, json_of, retire_args, stderr_of,
+    unique_name,
 };
 
 fn result(doc: &Value) -> &Value {
@@ -159,18 +160,54 @@ fn the_read_only_user_is_told_it_may_not_delete() {
     );
 }
 
+/// Lets the user `operator` read and delete ServiceCIDRs, but neither watch nor patch them.
+const DELETE_ONLY_ROLE: &str = "
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: test-delete-only}
+rules:
+- {apiGroups: [networking.k8s.io], resources: [servicecidrs], verbs: [get, list, delete]}
+- {apiGroups: [networking.k8s.io], resources: [ipaddresses], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: test-delete-only}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: test-delete-only}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: operator}]
+";
+
+#[test]
+fn rights_missing_for_the_wait_or_the_release_are_named_before_anything_is_deleted() {
+    let cp = ControlPlane::shared();
+    let role = cp.dir.join("delete-only.yaml");
+    std::fs::write(&role, DELETE_ONLY_ROLE).unwrap();
+    cp.apply_rbac(role.to_str().unwrap(), "operator", "delete");
+    let name = ready_range(cp, &[&cp.next_v4_block()]);
+    let before = cp.get(&format!("servicecidr/{name}")).unwrap();
+
+    let mut args = vec!["--context", "operator"];
+    args.extend(retire_args(&name));
+    let out = cp.plugin(&args);
+    assert_eq!(code(&out), 1, "{}", stderr_of(&out));
+    assert_eq!(
+        stderr_of(&out).lines().last().unwrap(),
+        format!(
+            "error: not deleted: not allowed to watch (for --wait), patch (for --remove-finalizer) servicecidr {name:?}; the servicecidr-operator ClusterRole (deploy/rbac) grants what delete needs"
+        )
+    );
+    assert_untouched(cp, &name, &before);
+
+    // Without the flags that need more, the same user may delete.
+    let out = cp.plugin(&["--context", "operator", "delete", &name]);
+    assert_eq!(code(&out), 0, "{}", stderr_of(&out));
+    terminating(cp, &name);
+}
+
 #[test]
 fn without_a_controller_the_plugin_releases_only_after_the_grace_period() {
     let (cp, name, _) = without_controller();
     let started = Instant::now();
-    let doc = json_of(&cp.plugin(&[
-        "delete",
-        &name,
-        "--wait",
-        "--remove-finalizer",
-        "-o",
-        "json",
-    ]));
+    let doc = json_of(&cp.plugin(&retire_args(&name)));
     assert_eq!(result(&doc)["outcome"], "Deleted");
     assert_eq!(result(&doc)["releasedBy"], "plugin");
     assert!(
@@ -262,45 +299,37 @@ fn the_wait_survives_an_apiserver_restart() {
 #[test]
 fn two_plugins_retiring_the_same_range_both_end_well() {
     let (cp, name, _) = without_controller();
-    let a = spawn(
-        &cp,
-        &[
-            "delete",
-            &name,
-            "--wait",
-            "--remove-finalizer",
-            "-o",
-            "json",
-        ],
-    );
-    let b = spawn(
-        &cp,
-        &[
-            "delete",
-            &name,
-            "--wait",
-            "--remove-finalizer",
-            "-o",
-            "json",
-        ],
-    );
-    let outs: Vec<Output> = [a, b]
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
-    let docs: Vec<Value> = outs.iter().map(json_of).collect();
-    for d in &docs {
-        assert_eq!(result(d)["outcome"], "Deleted", "{d}");
+    let what = format!("servicecidr/{name}");
+    let watch = cp.watch_events(None, &what);
+    let first = watch.events.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(first["type"], "ADDED", "{first}");
+    let args = retire_args(&name);
+    let (a, b) = (spawn(&cp, &args), spawn(&cp, &args));
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            result(&json_of(&out))["outcome"],
+            "Deleted",
+            "{}",
+            stderr_of(&out)
+        );
     }
-    let by_plugin = docs
-        .iter()
-        .filter(|d| result(d)["releasedBy"] == "plugin")
-        .count();
-    // Both patches carry the same checked resourceVersion; when they race, kube-apiserver has been
-    // seen to answer both with success (the object is gone after the first), so each plugin may
-    // report its own release. What must hold: the range is gone and a plugin released it.
-    assert!(by_plugin >= 1, "{docs:?}");
-    assert!(cp.get(&format!("servicecidr/{name}")).is_none());
+    // Whatever the interleaving, the range went through exactly one deletion and one release:
+    // marked terminating once, then gone, with no other write in between.
+    let mut types = Vec::new();
+    while let Ok(ev) = watch.events.recv_timeout(Duration::from_secs(10)) {
+        let object = &ev["object"];
+        types.push(ev["type"].as_str().unwrap_or_default().to_owned());
+        if ev["type"] == "MODIFIED" {
+            assert!(object["metadata"]["deletionTimestamp"].is_string(), "{ev}");
+            assert_eq!(object["metadata"]["finalizers"][0], SERVICE_CIDR_FINALIZER);
+        }
+        if ev["type"] == "DELETED" {
+            break;
+        }
+    }
+    assert_eq!(types, ["MODIFIED", "DELETED"]);
+    assert!(cp.get(&what).is_none());
 }
 
 #[test]
@@ -308,14 +337,7 @@ fn rerunning_on_a_terminating_range_resumes_the_wait() {
     let (cp, name, _) = without_controller();
     cp.delete("servicecidr", &name);
     terminating(&cp, &name);
-    let out = cp.plugin(&[
-        "delete",
-        &name,
-        "--wait",
-        "--remove-finalizer",
-        "-o",
-        "json",
-    ]);
+    let out = cp.plugin(&retire_args(&name));
     assert!(
         stderr_of(&out).contains("already terminating"),
         "{}",
@@ -393,16 +415,9 @@ async fn stale_reads_never_delete_nor_release_a_changed_range() {
 fn the_shipped_operator_role_is_enough_to_retire_a_range() {
     let (cp, name, _) = without_controller();
     cp.bind_operator();
-    let doc = json_of(&cp.plugin(&[
-        "--context",
-        "operator",
-        "delete",
-        &name,
-        "--wait",
-        "--remove-finalizer",
-        "-o",
-        "json",
-    ]));
+    let mut args = vec!["--context", "operator"];
+    args.extend(retire_args(&name));
+    let doc = json_of(&cp.plugin(&args));
     assert_eq!(result(&doc)["outcome"], "Deleted");
     assert_eq!(result(&doc)["releasedBy"], "plugin");
 }

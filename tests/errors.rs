@@ -329,29 +329,48 @@ fn unknown_and_malformed_names_change_nothing() {
 }
 
 #[test]
-fn tokens_never_reach_the_output_at_any_verbosity() {
+fn tokens_and_client_keys_never_reach_the_output_at_any_verbosity() {
     let cp = ControlPlane::shared();
     let env = fs::read_to_string(cp.dir.join("env")).unwrap();
-    let tokens: Vec<&str> = env
+    let mut secrets: Vec<String> = env
         .lines()
         .filter_map(|l| l.strip_prefix("export ").and_then(|l| l.split_once('=')))
         .filter(|(k, _)| k.ends_with("TOKEN"))
-        .map(|(_, v)| v.trim())
+        .map(|(_, v)| v.trim().to_owned())
         .collect();
-    assert!(!tokens.is_empty());
+    assert_eq!(secrets.len(), 3);
+    // The client key of the cert-admin user: as embedded in the kubeconfig, and its PEM lines.
+    let kubeconfig = fs::read_to_string(&cp.kubeconfig).unwrap();
+    secrets.extend(
+        kubeconfig
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("client-key-data: "))
+            .map(str::to_owned),
+    );
+    let key = fs::read_to_string(cp.dir.join("pki/client.key")).unwrap();
+    secrets.extend(
+        key.lines()
+            .filter(|l| !l.starts_with("-----"))
+            .map(str::to_owned),
+    );
+    assert!(secrets.len() >= 5, "{secrets:?}");
     for args in [
         &["status", "-v"][..],
         &["orphans", "-vv"],
         &["status", "--context", "viewer", "-vv"],
+        &["status", "--context", "cert-admin", "-vv"],
     ] {
         let out = cp.plugin(args);
         let all = format!("{}{}", stdout_of(&out), stderr_of(&out));
+        if args.contains(&"cert-admin") {
+            assert_eq!(code(&out), 0, "the client certificate is accepted: {all}");
+        }
         assert!(
             all.contains("GET") || all.contains("requesting"),
             "-v logs requests: {all}"
         );
-        for t in &tokens {
-            assert!(!all.contains(t), "a token leaked with {args:?}");
+        for secret in &secrets {
+            assert!(!all.contains(secret), "a secret leaked with {args:?}");
         }
     }
 }

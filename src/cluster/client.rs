@@ -3,10 +3,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
+use tower::buffer::BufferLayer;
+use tower::retry::RetryLayer;
 
 use crate::cluster::error::ApiError;
+use crate::cluster::retry::RetryPolicy;
 
 /// What the user typed that selects a cluster and credentials.
 #[derive(Debug, Clone, Default)]
@@ -136,10 +140,15 @@ impl Connection {
     }
 
     pub async fn client(&self) -> Result<(Client, String), ConfigError> {
-        let config = self.config().await?;
+        let mut config = self.config().await?;
         let url = config.cluster_url.to_string();
-        let client = Client::try_from(config)
-            .map_err(|e| ConfigError::Client(ApiError::from_kube(&url, e).to_string()))?;
+        // Our bounded policy instead of kube's (retry.rs); retrying needs a cloneable service.
+        config.default_retry = false;
+        let client = ClientBuilder::try_from(config)
+            .map_err(|e| ConfigError::Client(ApiError::from_kube(&url, e).to_string()))?
+            .with_layer(&BufferLayer::new(64))
+            .with_layer(&RetryLayer::new(RetryPolicy::default()))
+            .build();
         Ok((client, url))
     }
 }

@@ -35,6 +35,11 @@ impl ApiError {
             kube::Error::Api(s) => {
                 let message = match (s.code, s.message.is_empty()) {
                     (401, _) => "Unauthorized: the server rejected the credentials (check the token or certificate in the kubeconfig)".to_owned(),
+                    // Only reached once the retry policy (retry.rs) has given up.
+                    (429, _) => format!(
+                        "{} (the API server kept throttling: gave up retrying)",
+                        s.message
+                    ),
                     (_, true) => format!("{} ({})", s.reason, s.code),
                     _ => s.message.clone(),
                 };

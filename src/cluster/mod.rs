@@ -3,15 +3,20 @@
 
 pub mod client;
 pub mod error;
+pub mod retry;
 pub mod wire;
 
 use std::time::SystemTime;
 
 use futures::{Stream, StreamExt};
 use http::header::DATE;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
 use kube::Client;
 use kube::api::{
-    DeleteParams, ListParams, Patch, PatchParams, Preconditions, WatchEvent, WatchParams,
+    DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, WatchEvent,
+    WatchParams,
 };
 use kube::core::Request;
 use serde::de::DeserializeOwned;
@@ -316,6 +321,32 @@ impl Cluster {
             .patch(&range.name, &PatchParams::default(), &Patch::Merge(&patch))
             .map_err(|e| request_error(what.clone(), e))?;
         self.call::<serde_json::Value>(req, what).await.map(|_| ())
+    }
+
+    /// Whether the server would let this user `verb` the ServiceCIDR `name`, asked with a
+    /// SelfSubjectAccessReview; None when it cannot tell (the review itself failed).
+    pub async fn may(&self, verb: &str, name: &str) -> Option<bool> {
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some(GROUP.into()),
+                    resource: Some("servicecidrs".into()),
+                    verb: Some(verb.into()),
+                    name: Some(name.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let api: kube::Api<SelfSubjectAccessReview> = kube::Api::all(self.client.clone());
+        match api.create(&PostParams::default(), &review).await {
+            Ok(r) => r.status.map(|s| s.allowed),
+            Err(e) => {
+                tracing::debug!("cannot review access to {verb} servicecidr {name:?}: {e}");
+                None
+            }
+        }
     }
 
     async fn watch<T: Clone + DeserializeOwned + 'static>(

@@ -275,6 +275,7 @@ impl WireService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn converts_a_terminating_service_cidr() {
@@ -319,5 +320,44 @@ mod tests {
         }))
         .unwrap();
         assert!(w.into_model().unwrap().cluster_ips.is_empty());
+    }
+
+    /// Text that is sometimes a valid IP, CIDR or timestamp and often nearly one.
+    fn field() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "(10|192|fd00|2001:db8)[.:][0-9a-fA-F.:]{0,14}(/[0-9]{1,3})?",
+            "20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(Z|[+-][0-9]{2}:[0-9]{2})?",
+            "\\PC{0,20}",
+        ]
+    }
+
+    fn object() -> impl Strategy<Value = serde_json::Value> {
+        let texts = || proptest::collection::vec(field(), 0..4);
+        (field(), texts(), texts(), field(), field(), any::<bool>()).prop_map(
+            |(name, cidrs, ips, created, deleted, managed)| {
+                serde_json::json!({
+                    "metadata": {"name": name, "namespace": "ns", "creationTimestamp": created,
+                        "deletionTimestamp": deleted,
+                        "labels": if managed { serde_json::json!({MANAGED_BY_LABEL: crate::model::ALLOCATOR_MANAGER}) } else { serde_json::json!({}) }},
+                    "spec": {"cidrs": cidrs, "clusterIP": ips.first(), "clusterIPs": ips,
+                        "parentRef": {"resource": "services", "namespace": "ns", "name": "svc"}},
+                    "status": {"conditions": [{"type": "Ready", "status": "False"}]}
+                })
+            },
+        )
+    }
+
+    proptest::proptest! {
+        // What the server sends is refused field by field or converted, never a panic, and every
+        // accepted range is canonical. `cargo fuzz` (fuzz/) explores the same by coverage.
+        #[test]
+        fn any_object_converts_or_is_refused(o in object(), bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(r) = serde_json::from_value::<WireServiceCidr>(o.clone()).unwrap().into_model() {
+                prop_assert!(r.cidrs.iter().all(|c| c.trunc() == *c));
+            }
+            let _ = serde_json::from_value::<WireIpAddress>(o.clone()).unwrap().into_model();
+            let _ = serde_json::from_value::<WireService>(o).unwrap().into_model();
+            let _ = serde_json::from_slice::<List<WireServiceCidr>>(&bytes);
+        }
     }
 }

@@ -176,6 +176,19 @@ impl Retirement<'_> {
                     "warning: kube-apiserver recreates the default ServiceCIDR {DEFAULT_SERVICE_CIDR:?} from --service-cluster-ip-range; it comes back unless that flag changes"
                 );
             }
+            // A delete that RBAC forbids is refused whole by the server; what comes after it
+            // (watching, releasing) is asked about first, so a refusal leaves the range untouched.
+            let missing = self.missing_rights().await;
+            if !missing.is_empty() {
+                return Ok(Err(self.result(
+                    Outcome::Failed,
+                    format!(
+                        "not deleted: not allowed to {} servicecidr {:?}; the servicecidr-operator ClusterRole (deploy/rbac) grants what delete needs",
+                        missing.join(", "),
+                        self.name
+                    ),
+                )));
+            }
             let safe =
                 format!("safe: {covered} IPAddress(es) inside are also in other usable ranges");
             match self.args.dry_run {
@@ -215,6 +228,21 @@ impl Retirement<'_> {
                 "the ServiceCIDR kept changing during {ATTEMPTS} checks; not deleted, try again"
             ),
         )))
+    }
+
+    /// The verbs needed after the delete that RBAC denies, each with the flag that needs it.
+    async fn missing_rights(&self) -> Vec<String> {
+        let needed = [
+            ("watch", "--wait", self.args.wait),
+            ("patch", "--remove-finalizer", self.args.remove_finalizer),
+        ];
+        let mut missing = Vec::new();
+        for (verb, flag, _) in needed.into_iter().filter(|n| n.2) {
+            if self.cluster.may(verb, self.name).await == Some(false) {
+                missing.push(format!("{verb} (for {flag})"));
+            }
+        }
+        missing
     }
 
     fn refused(&self, blockers: Vec<Blocker>) -> DeleteResult {

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub mod faults;
 mod output;
 #[allow(unused_imports)]
 pub use output::*;
@@ -75,6 +76,12 @@ pub fn ip_in(block: &str, host: u128) -> String {
     };
     assert!(net.contains(&ip), "host {host} is outside {block}");
     ip.to_string()
+}
+
+/// `delete NAME --wait --remove-finalizer -o json`: retire a range, releasing it ourselves when no
+/// controller does.
+pub fn retire_args(name: &str) -> [&str; 6] {
+    ["delete", name, "--wait", "--remove-finalizer", "-o", "json"]
 }
 
 pub struct ControlPlane {
@@ -529,44 +536,10 @@ impl ControlPlane {
         timeout: Duration,
         mut predicate: impl FnMut(Option<&Value>) -> bool,
     ) -> Result<Option<Value>, Option<Value>> {
-        let (kind, name) = what
-            .split_once('/')
-            .unwrap_or_else(|| panic!("{what}: expected KIND/NAME"));
         let deadline = Instant::now() + timeout;
-        let field = format!("metadata.name={name}");
         let mut state = None;
         loop {
-            let mut cmd = self.kubectl_cmd();
-            cmd.args(["get", kind, "--field-selector", &field]).args([
-                "--watch",
-                "-o",
-                "json",
-                "--output-watch-events",
-            ]);
-            if let Some(ns) = ns {
-                cmd.args(["-n", ns]);
-            }
-            let mut child = cmd
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("cannot run kubectl");
-            let stdout = child.stdout.take().unwrap();
-            let (tx, rx) = mpsc::channel::<Value>();
-            let reader = std::thread::spawn(move || {
-                let events = serde_json::Deserializer::from_reader(BufReader::new(stdout));
-                for ev in events.into_iter::<Value>() {
-                    let Ok(v) = ev else { break };
-                    if tx.send(v).is_err() {
-                        break;
-                    }
-                }
-            });
-            let finish = |mut child: std::process::Child, reader: std::thread::JoinHandle<()>| {
-                let _ = child.kill();
-                let _ = child.wait();
-                let _ = reader.join();
-            };
+            let watch = self.watch_events(ns, what);
             // The watch was started first, so any change after this GET also arrives as an event.
             match self.try_get_in(ns, what) {
                 Ok(s) => state = s,
@@ -577,7 +550,7 @@ impl ControlPlane {
                         out.status,
                         String::from_utf8_lossy(&out.stderr).trim()
                     );
-                    finish(child, reader);
+                    drop(watch);
                     if Instant::now() >= deadline {
                         return Err(state);
                     }
@@ -586,12 +559,11 @@ impl ControlPlane {
                 }
             }
             if predicate(state.as_ref()) {
-                finish(child, reader);
                 return Ok(state);
             }
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(left) {
+                match watch.events.recv_timeout(left) {
                     Ok(ev) => {
                         match ev["type"].as_str() {
                             Some("ADDED" | "MODIFIED") => state = Some(ev["object"].clone()),
@@ -599,23 +571,60 @@ impl ControlPlane {
                             _ => continue, // BOOKMARK, ERROR
                         }
                         if predicate(state.as_ref()) {
-                            finish(child, reader);
                             return Ok(state);
                         }
                     }
-                    Err(RecvTimeoutError::Timeout) => {
-                        finish(child, reader);
-                        return Err(state);
-                    }
+                    Err(RecvTimeoutError::Timeout) => return Err(state),
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
-            finish(child, reader);
+            drop(watch);
             if Instant::now() >= deadline {
                 return Err(state);
             }
             // The watch ended early (apiserver restarting?): back off briefly, then watch again.
             std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Starts `kubectl get KIND --field-selector metadata.name=NAME --watch -o json
+    /// --output-watch-events` (`what` = `KIND/NAME`); its events arrive on [`EventStream::events`],
+    /// the current object first (as ADDED) when it exists.
+    pub fn watch_events(&self, ns: Option<&str>, what: &str) -> EventStream {
+        let (kind, name) = what
+            .split_once('/')
+            .unwrap_or_else(|| panic!("{what}: expected KIND/NAME"));
+        let mut cmd = self.kubectl_cmd();
+        cmd.args([
+            "get",
+            kind,
+            "--field-selector",
+            &format!("metadata.name={name}"),
+        ])
+        .args(["--watch", "-o", "json", "--output-watch-events"]);
+        if let Some(ns) = ns {
+            cmd.args(["-n", ns]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run kubectl");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, events) = mpsc::channel::<Value>();
+        let reader = std::thread::spawn(move || {
+            let stream = serde_json::Deserializer::from_reader(BufReader::new(stdout));
+            for ev in stream.into_iter::<Value>() {
+                let Ok(v) = ev else { break };
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        EventStream {
+            child,
+            reader: Some(reader),
+            events,
         }
     }
 
@@ -632,7 +641,9 @@ impl ControlPlane {
         self.apply_rbac(OPERATOR_RBAC, "operator", "patch");
     }
 
-    fn apply_rbac(&self, file: &str, user: &str, verb: &str) {
+    /// Applies RBAC objects from `file` and waits until the authorizer lets `user` `verb`
+    /// ServiceCIDRs.
+    pub fn apply_rbac(&self, file: &str, user: &str, verb: &str) {
         self.kubectl_ok(&["apply", "-f", file]);
         // RBAC is enforced from the apiserver's informer cache; there is no object to watch for
         // "the authorizer has seen it", so ask it (SubjectAccessReview via `auth can-i`).
@@ -698,6 +709,25 @@ impl ControlPlane {
             "start_controller on the shared control plane"
         );
         self.script("start-controller");
+    }
+}
+
+/// A running `kubectl get --watch` ([`ControlPlane::watch_events`]); stopped when dropped.
+pub struct EventStream {
+    child: std::process::Child,
+    reader: Option<std::thread::JoinHandle<()>>,
+    /// Watch events as kubectl prints them (`{"type": ..., "object": ...}`); disconnected once
+    /// the watch ends.
+    pub events: mpsc::Receiver<Value>,
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
     }
 }
 

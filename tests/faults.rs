@@ -1,0 +1,188 @@
+//! Failures a healthy control plane does not produce on cue, injected between the plugin and the
+//! real kube-apiserver ([`support::faults`]): throttling, bursts of 5xx, and a real 409 provoked at
+//! the moment of the finalizer patch.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::faults::{Action, FaultProxy, Seen};
+use support::{ControlPlane, PLUGIN, code, json_of, retire_args, stderr_of, unique_name};
+
+/// The plugin, verbose, talking to the cluster through the proxy.
+fn plugin_via(proxy: &FaultProxy, args: &[&str]) -> Output {
+    Command::new(PLUGIN)
+        .arg("--kubeconfig")
+        .arg(&proxy.kubeconfig)
+        .arg("-v")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn injected(seen: &[Seen]) -> Vec<u16> {
+    seen.iter().filter_map(|s| s.injected).collect()
+}
+
+/// Answers the first requests with these statuses (and Retry-After), then forwards everything.
+fn first_answers(plan: Vec<(u16, Option<u32>)>) -> impl FnMut(&Seen) -> Action + Send {
+    let mut plan = plan.into_iter();
+    move |_| match plan.next() {
+        Some((status, retry_after)) => Action::Answer {
+            status,
+            retry_after,
+        },
+        None => Action::Forward,
+    }
+}
+
+#[test]
+fn throttling_and_unavailability_are_retried_until_the_server_answers() {
+    let cp = ControlPlane::shared();
+    let name = unique_name("throttled");
+    cp.create_ready_service_cidr(&name, &[&cp.next_v4_block()]);
+    let proxy = FaultProxy::start(cp, &name);
+    proxy.set_rule(first_answers(vec![
+        (429, Some(1)),
+        (503, None),
+        (504, None),
+        (500, Some(1)),
+    ]));
+
+    let out = plugin_via(&proxy, &["status", &name, "-o", "json"]);
+    let err = stderr_of(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert_eq!(json_of(&out)["serviceCIDRs"][0]["name"], name.as_str());
+
+    let seen = proxy.seen();
+    assert_eq!(injected(&seen), [429, 503, 504, 500], "{seen:?}");
+    // Each retry repeats the refused request, and waits at least what Retry-After asked.
+    for pair in seen[..5].windows(2) {
+        assert_eq!(
+            (&pair[0].method, &pair[0].path),
+            (&pair[1].method, &pair[1].path)
+        );
+    }
+    for i in [0, 3] {
+        let gap = seen[i + 1].at - seen[i].at;
+        assert!(
+            gap >= Duration::from_secs(1),
+            "Retry-After: 1 not honoured: {gap:?}"
+        );
+    }
+    for n in 1..=4 {
+        assert!(err.contains(&format!("retry {n}/10")), "{err}");
+    }
+}
+
+#[test]
+fn a_server_that_keeps_throttling_is_given_up_on_within_the_bound() {
+    let cp = ControlPlane::shared();
+    let proxy = FaultProxy::start(cp, &unique_name("always-throttled"));
+    proxy.set_rule(|_| Action::Answer {
+        status: 429,
+        retry_after: Some(1),
+    });
+
+    let out = plugin_via(&proxy, &["status"]);
+    let err = stderr_of(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        "error: failed to discover the networking.k8s.io API: Too many requests, please try again later. (the API server kept throttling: gave up retrying)"
+    );
+
+    // One request, retried at most 10 times and for at most 30 s of waiting, then abandoned.
+    let seen = proxy.seen();
+    let retries = seen.len() - 1;
+    assert!((2..=10).contains(&retries), "{seen:?}");
+    assert!(
+        err.contains(&format!("giving up after {retries} retries")),
+        "{err}"
+    );
+    let waited = seen[retries].at - seen[0].at;
+    assert!(waited <= Duration::from_secs(32), "{waited:?}");
+}
+
+/// A range on a control plane of its own whose controller is stopped, so the plugin releases it.
+fn range_without_controller() -> (ControlPlane, String) {
+    let cp = ControlPlane::start_dedicated(true);
+    let name = unique_name("faulty");
+    cp.create_ready_service_cidr(&name, &[&cp.next_v4_block()]);
+    cp.stop_controller();
+    (cp, name)
+}
+
+fn deleted_by_plugin(out: &Output) {
+    let doc: Value = json_of(out);
+    let result = &doc["results"][0];
+    assert_eq!(result["outcome"], "Deleted", "{}", stderr_of(out));
+    assert_eq!(result["releasedBy"], "plugin");
+}
+
+#[test]
+fn a_real_conflict_on_the_finalizer_patch_is_rechecked_and_retried() {
+    let (cp, name) = range_without_controller();
+    let proxy = FaultProxy::start(&cp, &name);
+    // At the first finalizer patch, change the range on the real server first: the patch then
+    // carries a stale resourceVersion and kube-apiserver itself answers 409.
+    let (kubectl, kubeconfig): (PathBuf, PathBuf) = (cp.bin.join("kubectl"), cp.kubeconfig.clone());
+    let target = name.clone();
+    let mut patched = false;
+    proxy.set_rule(move |s| {
+        if s.method == "PATCH" && !patched {
+            patched = true;
+            let status = Command::new(&kubectl)
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(["label", "servicecidr", &target, "touched=during-release"])
+                .stdout(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        Action::Forward
+    });
+
+    let out = plugin_via(&proxy, &retire_args(&name));
+    deleted_by_plugin(&out);
+    assert!(
+        stderr_of(&out).contains("changed while releasing: checking again"),
+        "{}",
+        stderr_of(&out)
+    );
+    let patches = proxy.seen().iter().filter(|s| s.method == "PATCH").count();
+    assert_eq!(patches, 2, "{:?}", proxy.seen());
+    assert!(cp.get(&format!("servicecidr/{name}")).is_none());
+}
+
+#[test]
+fn a_burst_of_server_errors_during_the_wait_is_survived() {
+    let (cp, name) = range_without_controller();
+    let proxy = FaultProxy::start(&cp, &name);
+    // Once the range is deleted, the next six requests fail: 500 without Retry-After (left to the
+    // wait loop) and 503 (retried by the client), whatever they are (reads, watches, the re-check).
+    let mut deleted = false;
+    let mut burst = vec![(500, None); 3];
+    burst.extend([(503, None); 3]);
+    let mut burst = first_answers(burst);
+    proxy.set_rule(move |s| {
+        if deleted {
+            return burst(s);
+        }
+        deleted = s.method == "DELETE";
+        Action::Forward
+    });
+
+    let out = plugin_via(&proxy, &retire_args(&name));
+    deleted_by_plugin(&out);
+    assert_eq!(injected(&proxy.seen()), [500, 500, 500, 503, 503, 503]);
+    assert!(cp.get(&format!("servicecidr/{name}")).is_none());
+}
