@@ -18,7 +18,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use kubectl_servicecidr::audit::findings::{AuditOptions, audit};
 use kubectl_servicecidr::audit::index::RangeIndex;
-use kubectl_servicecidr::audit::safety::release_verdict;
+use kubectl_servicecidr::audit::safety::set_blockers;
 use kubectl_servicecidr::audit::usage::status_report;
 use kubectl_servicecidr::model::{
     ConditionStatus, IpAllocation, ParentRef, ReadyCondition, SERVICE_CIDR_FINALIZER, ServiceCidr,
@@ -75,6 +75,8 @@ fn range(i: usize, name: String, cidrs: Vec<IpNet>) -> ServiceCidr {
             status: ready,
             reason: String::new(),
             message: String::new(),
+            since: None,
+            by_controller: true,
         }),
     }
 }
@@ -218,8 +220,8 @@ fn benches(c: &mut Criterion) {
     let report = status_report(&snap.ranges, &snap.ips, now, false);
     assert!(report.orphaned >= (IPS / 100) as u64, "{}", report.orphaned);
     let index = RangeIndex::new(&snap.ranges);
-    assert!(!release_verdict(&index, &snap.ips, "loner-1").is_safe());
-    assert!(release_verdict(&index, &snap.ips, "leaf-007").is_safe());
+    assert!(!set_blockers(&snap, &["loner-1"]).is_empty());
+    assert!(set_blockers(&snap, &["leaf-007"]).is_empty());
 
     let mut g = c.benchmark_group("audit_100k_ips_1k_ranges");
     g.sample_size(10)
@@ -254,12 +256,12 @@ fn benches(c: &mut Criterion) {
     g.bench_function("status_report_attributed_json", |b| {
         b.iter(|| status_report(black_box(&snap.ranges), &snap.ips, now, true))
     });
-    // The index is built once per delete check; the verdict walks every IP.
-    g.bench_function("release_verdict_leaf", |b| {
-        b.iter(|| release_verdict(&index, black_box(&snap.ips), "leaf-007"))
+    // One delete check: the index, every IP in use, the verdict for the set.
+    g.bench_function("set_verdict_leaf", |b| {
+        b.iter(|| set_blockers(black_box(&snap), &["leaf-007"]))
     });
-    g.bench_function("release_verdict_wide", |b| {
-        b.iter(|| release_verdict(&index, black_box(&snap.ips), "wide-0-0"))
+    g.bench_function("set_verdict_wide", |b| {
+        b.iter(|| set_blockers(black_box(&snap), &["wide-0-0"]))
     });
     g.finish();
 }

@@ -63,12 +63,12 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l no-headers -d 'Leave out table headers'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l kind -d 'Only findings of these kinds' -r -f -a "Orphaned\t'An IPAddress inside no existing ServiceCIDR: its range is gone'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l kind -d 'Only findings of these kinds' -r -f -a "Orphaned\t'An IP in use, recorded or only held by a Service, inside no existing ServiceCIDR'
 AtRisk\t'Inside terminating ranges only: an orphan once they go'
 DanglingParent\t'The parentRef names a Service that no longer exists'
 WrongParent\t'The Service exists but does not hold that IP'
-Unrecorded\t'A Service ClusterIP with no IPAddress object'
-Unmanaged\t'An IPAddress the apiserver\'s allocator did not make (never repaired by it)'"
+Unrecorded\t'A Service ClusterIP inside a range with no IPAddress object (the repair loop records it)'
+Unmanaged\t'An IPAddress the apiserver\'s allocator did not make'"
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)' -r -F
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l context -d 'The kubeconfig context to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l cluster -d 'The kubeconfig cluster to use' -r
@@ -87,12 +87,14 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l no-headers -d 'Leave out table headers'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l dry-run -d 'Check without deleting (client), or ask the server to validate the delete (server)' -r -f -a "none\t'Really delete'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l wait -d 'Wait until each range is gone, releasing it only when provably safe (as kubectl delete, on by default); with --wait=false the range stays guarded until a later run finishes it' -r -f -a "true\t''
+false\t''"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l dry-run -d 'Change nothing: `--dry-run` (client) only runs the checks, `--dry-run=server` also asks the server to validate the delete' -r -f -a "none\t'Really delete'
 client\t'Only run the checks'
 server\t'Send a server-side dry-run delete'"
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l grace-period -d 'How long after the deletionTimestamp an apiserver may still allocate from the range' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l controller-timeout -d 'How long to wait for the service-cidr controller after the grace period before releasing the finalizer ourselves' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l timeout -d 'Upper bound for the whole wait' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l controller-timeout -d 'How long to wait for the service-cidr controller after the grace period before releasing the range ourselves (never while the controller says IPs would be orphaned)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l timeout -d 'Upper bound for the whole command, whatever the server does' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)' -r -F
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l context -d 'The kubeconfig context to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l cluster -d 'The kubeconfig cluster to use' -r
@@ -106,8 +108,7 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 always\t''
 never\t''"
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l chunk-size -d 'Objects per list request (page size)' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l wait -d 'Wait until the range is gone, releasing the finalizer when no controller does'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l remove-finalizer -d 'Remove the finalizer as soon as the grace period has passed and it is provably safe, without waiting for the controller'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l remove-finalizer -d 'Take over the controller\'s release as soon as the grace period has passed and it is provably safe, instead of waiting --controller-timeout for it'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l no-headers -d 'Leave out table headers'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -s h -l help -d 'Print help (see more with \'--help\')'

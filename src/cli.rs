@@ -113,6 +113,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Only these ServiceCIDRs
+    #[arg(value_parser = parse_name)]
     pub names: Vec<String>,
     /// Redraw as ServiceCIDRs and IPAddresses change, until Ctrl-C
     #[arg(short, long)]
@@ -144,38 +145,89 @@ pub enum DryRun {
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    /// ServiceCIDRs to delete (handled concurrently)
-    #[arg(required = true, value_name = "NAME")]
+    /// ServiceCIDRs to delete, judged together as one set
+    #[arg(required = true, value_name = "NAME", value_parser = parse_name)]
     pub names: Vec<String>,
-    /// Wait until the range is gone, releasing the finalizer when no controller does
-    #[arg(long)]
+    /// Wait until each range is gone, releasing it only when provably safe (as kubectl delete,
+    /// on by default); with --wait=false the range stays guarded until a later run finishes it
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", require_equals = true, value_name = "BOOL")]
     pub wait: bool,
-    /// Check without deleting (client), or ask the server to validate the delete (server)
-    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "client", default_value_t = DryRun::None, value_name = "MODE")]
+    /// Change nothing: `--dry-run` (client) only runs the checks, `--dry-run=server` also asks the
+    /// server to validate the delete
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "client", default_value_t = DryRun::None, value_name = "MODE")]
     pub dry_run: DryRun,
-    /// Remove the finalizer as soon as the grace period has passed and it is provably safe,
-    /// without waiting for the controller
-    #[arg(long, requires = "wait")]
+    /// Take over the controller's release as soon as the grace period has passed and it is
+    /// provably safe, instead of waiting --controller-timeout for it
+    #[arg(long)]
     pub remove_finalizer: bool,
     /// How long after the deletionTimestamp an apiserver may still allocate from the range
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub grace_period: Duration,
     /// How long to wait for the service-cidr controller after the grace period before releasing
-    /// the finalizer ourselves
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    /// the range ourselves (never while the controller says IPs would be orphaned)
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub controller_timeout: Duration,
-    /// Upper bound for the whole wait
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    /// Upper bound for the whole command, whatever the server does
+    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
+}
+
+/// The longest duration any option takes; longer ones are mistakes, and would overflow clocks.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A humantime duration of at most `MAX_DURATION`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d =
+        humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 10s, 5m or 1h)"))?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{s} is longer than the most this option takes ({})",
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(d)
+}
+
+/// A ServiceCIDR name, checked before any request.
+pub fn parse_name(s: &str) -> Result<String, String> {
+    match crate::model::invalid_name(s) {
+        None => Ok(s.to_owned()),
+        Some(why) => Err(format!("{why} (ServiceCIDR names are DNS subdomains)")),
+    }
+}
+
+impl Cli {
+    /// Rules between options that clap's declarations cannot state.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        use clap::CommandFactory;
+        if let Command::Delete(d) = &self.command
+            && d.remove_finalizer
+            && !d.wait
+        {
+            return Err(Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--remove-finalizer needs the wait (it acts after the grace period); drop --wait=false",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// kubectl accepts `30s`, `1m` and a bare number of seconds.
 pub fn parse_request_timeout(s: &str) -> Result<Duration, String> {
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    let d = match s.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|e| format!("{e} (expected e.g. 30s, 1m or a number of seconds)"))?,
+    };
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{s} is longer than the most this option takes ({})",
+            humantime::format_duration(MAX_DURATION)
+        ));
     }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{e} (expected e.g. 30s, 1m or a number of seconds)"))
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -195,6 +247,49 @@ mod tests {
         assert_eq!(parse_request_timeout("5"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_request_timeout("0"), Ok(Duration::ZERO));
         assert!(parse_request_timeout("soon").is_err());
+        assert!(parse_request_timeout("500000000000y").is_err());
+        assert!(parse_request_timeout("99999999999999").is_err());
+    }
+
+    #[test]
+    fn durations_and_names_are_checked_before_anything_runs() {
+        for bad in [
+            &["delete", "blue", "--timeout", "500000000000y"][..],
+            &["delete", "blue", "--grace-period", "400d"],
+            &["delete", "blue", "--controller-timeout", "500000000000y"],
+            &["delete", "blue/status"],
+            &["delete", "Blue"],
+            &["status", "a_b"],
+        ] {
+            let argv = std::iter::once("kubectl-servicecidr").chain(bad.iter().copied());
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+        let cli =
+            Cli::try_parse_from(["kubectl-servicecidr", "delete", "blue", "--timeout", "365d"])
+                .unwrap();
+        assert!(cli.check().is_ok());
+    }
+
+    #[test]
+    fn wait_is_on_by_default_and_remove_finalizer_needs_it() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(
+                std::iter::once("kubectl-servicecidr").chain(args.iter().copied()),
+            )
+            .unwrap();
+            let ok = cli.check().is_ok();
+            let Command::Delete(d) = cli.command else {
+                panic!("expected delete")
+            };
+            (d.wait, ok)
+        };
+        assert_eq!(parse(&["delete", "blue"]), (true, true));
+        assert_eq!(parse(&["delete", "--wait", "blue"]), (true, true));
+        assert_eq!(parse(&["delete", "blue", "--wait=false"]), (false, true));
+        assert_eq!(
+            parse(&["delete", "blue", "--wait=false", "--remove-finalizer"]),
+            (false, false)
+        );
     }
 
     #[test]
@@ -216,15 +311,6 @@ mod tests {
             panic!("expected delete")
         };
         assert_eq!(d.dry_run, DryRun::Client);
-        assert!(
-            Cli::try_parse_from([
-                "kubectl-servicecidr",
-                "delete",
-                "blue",
-                "--remove-finalizer"
-            ])
-            .is_err()
-        );
         assert!(Cli::try_parse_from(["kubectl-servicecidr", "delete"]).is_err());
     }
 

@@ -288,6 +288,8 @@ pub fn analyze(cmd: &Command, words: &[String]) -> Request {
                         Some(v) => {
                             values.insert(arg.get_id().to_string(), v.to_string());
                         }
+                        // `--wait`, `--dry-run`: a value only after '=', never the next word.
+                        None if arg.is_require_equals_set() => {}
                         None => pending = Some(arg),
                     }
                 }
@@ -631,10 +633,7 @@ mod tests {
             offered(&["status", "--color", ""]),
             ["auto", "always", "never"]
         );
-        assert_eq!(
-            offered(&["delete", "x", "--dry-run", ""]),
-            ["none", "client", "server"]
-        );
+        assert_eq!(offered(&["delete", "x", "--dry-run=s"]), ["server"]);
         assert_eq!(
             offered(&["orphans", "--kind", ""]),
             [
@@ -723,8 +722,7 @@ mod tests {
             "--cluster=c1",
             "--user",
             "u1",
-            "--dry-run",
-            "server",
+            "--dry-run=server",
             "gr",
         ]);
         assert_eq!(
@@ -774,10 +772,14 @@ mod tests {
     }
 
     #[test]
-    fn optional_value_flags_take_the_next_word_like_clap() {
-        // clap gives `--dry-run` the next word, so completion offers its values there.
-        assert!(Cli::try_parse_from(["k", "delete", "--dry-run", "blue"]).is_err());
-        assert!(Cli::try_parse_from(["k", "delete", "blue", "--dry-run", "server"]).is_ok());
+    fn flags_whose_value_needs_equals_leave_the_next_word_alone_like_clap() {
+        // `--dry-run blue` is a dry run of blue, so completion offers names after it.
+        assert!(Cli::try_parse_from(["k", "delete", "--dry-run", "blue"]).is_ok());
+        assert!(Cli::try_parse_from(["k", "delete", "--wait", "blue"]).is_ok());
+        assert!(matches!(
+            analyze_words(&["delete", "--dry-run", ""]).want,
+            Want::ServiceCidrs { .. }
+        ));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use kubectl_servicecidr::exit::Exit;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse().and_then(|cli| cli.check().map(|()| cli)) {
         Ok(cli) => cli,
         Err(e) => {
             // --help and --version are not errors.

@@ -11,6 +11,11 @@ use serde::Serialize;
 
 /// The finalizer the service-cidr controller puts on every ServiceCIDR.
 pub const SERVICE_CIDR_FINALIZER: &str = "networking.k8s.io/service-cidr-finalizer";
+/// The plugin's own finalizer. `delete` puts it on a range before deleting it, so the range stays
+/// until the plugin's final check under its strict rule, whatever the controller decides.
+pub const GUARD_FINALIZER: &str = "servicecidr.kubectl.io/release-guard";
+/// The field manager of the service-cidr controller's status writes.
+pub const CONTROLLER_MANAGER: &str = "service-cidr-controller";
 /// The `managed-by` label value of IPAddresses made by the apiserver's allocator.
 pub const ALLOCATOR_MANAGER: &str = "ipallocator.k8s.io";
 /// The ServiceCIDR kube-apiserver creates from `--service-cluster-ip-range`.
@@ -57,6 +62,10 @@ pub struct ReadyCondition {
     pub status: ConditionStatus,
     pub reason: String,
     pub message: String,
+    /// lastTransitionTime.
+    pub since: Option<SystemTime>,
+    /// The service-cidr controller is among the managers of the object's status.
+    pub by_controller: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,17 +85,22 @@ impl ServiceCidr {
         self.deleting.is_some()
     }
 
-    /// Mirrors the allocator: Ready not False and no deletionTimestamp.
+    /// Mirrors the allocator: no deletionTimestamp, and Ready True or not written yet. Ready=Unknown
+    /// (or False) keeps the allocator away from the range.
     pub fn is_usable(&self) -> bool {
         !self.is_terminating()
             && self
                 .ready
                 .as_ref()
-                .is_none_or(|c| c.status != ConditionStatus::False)
+                .is_none_or(|c| c.status == ConditionStatus::True)
     }
 
     pub fn has_controller_finalizer(&self) -> bool {
         self.finalizers.iter().any(|f| f == SERVICE_CIDR_FINALIZER)
+    }
+
+    pub fn has_guard(&self) -> bool {
+        self.finalizers.iter().any(|f| f == GUARD_FINALIZER)
     }
 }
 
@@ -137,6 +151,27 @@ pub struct Snapshot {
     pub ranges: Vec<ServiceCidr>,
     pub ips: Vec<IpAllocation>,
     pub services: Vec<ServiceIps>,
+}
+
+/// Why a name cannot be a ServiceCIDR's: Kubernetes names cluster-scoped objects like these with
+/// DNS subdomains (RFC 1123): at most 253 characters of lower-case letters, digits, '-' and '.',
+/// starting and ending with a letter or digit.
+pub fn invalid_name(name: &str) -> Option<&'static str> {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if name.is_empty() {
+        Some("a name must not be empty")
+    } else if name.len() > 253 {
+        Some("a name must be at most 253 characters")
+    } else if !name.chars().all(|c| alnum(c) || c == '-' || c == '.') {
+        Some("a name may hold only lower-case letters, digits, '-' and '.'")
+    } else if name
+        .split('.')
+        .any(|label| !label.starts_with(alnum) || !label.ends_with(alnum))
+    {
+        Some("each dot-separated part of a name must start and end with a letter or digit")
+    } else {
+        None
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -241,7 +276,7 @@ mod tests {
     }
 
     #[test]
-    fn usable_means_not_terminating_and_ready_not_false() {
+    fn usable_means_not_terminating_and_ready_true_or_unset() {
         let mut r = ServiceCidr {
             name: "a".into(),
             uid: "u".into(),
@@ -257,12 +292,36 @@ mod tests {
             status: ConditionStatus::False,
             reason: "Terminating".into(),
             message: String::new(),
+            since: None,
+            by_controller: true,
         });
+        assert!(!r.is_usable());
+        r.ready.as_mut().unwrap().status = ConditionStatus::Unknown;
         assert!(!r.is_usable());
         r.ready.as_mut().unwrap().status = ConditionStatus::True;
         assert!(r.is_usable());
         r.deleting = Some(SystemTime::UNIX_EPOCH);
         assert!(!r.is_usable());
+    }
+
+    #[test]
+    fn names_follow_the_rules_for_dns_subdomains() {
+        for ok in ["blue", "kubernetes", "a.b-c", "0", &"a".repeat(253)] {
+            assert_eq!(invalid_name(ok), None, "{ok}");
+        }
+        for bad in [
+            "",
+            "blue/status",
+            "Blue",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            "a_b",
+            &"a".repeat(254),
+        ] {
+            assert!(invalid_name(bad).is_some(), "{bad}");
+        }
     }
 
     proptest! {

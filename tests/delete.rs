@@ -2,13 +2,13 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{
-    ControlPlane, PLUGIN, SERVICE_CIDR_FINALIZER, code, ip_in, json_of, retire_args, stderr_of,
-    unique_name,
+    ControlPlane, GUARD_FINALIZER, SERVICE_CIDR_FINALIZER, code, ip_in, json_of, retire_args,
+    stderr_of, unique_name,
 };
 
 fn result(doc: &Value) -> &Value {
@@ -32,16 +32,7 @@ fn without_controller() -> (ControlPlane, String, String) {
 }
 
 fn spawn(cp: &ControlPlane, args: &[&str]) -> Child {
-    Command::new(PLUGIN)
-        .arg("--kubeconfig")
-        .arg(&cp.kubeconfig)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    cp.spawn_plugin(args)
 }
 
 /// The plugin run ended with the range gone, its finalizer removed by the plugin itself.
@@ -142,25 +133,24 @@ fn the_read_only_user_is_told_it_may_not_delete() {
     let cp = ControlPlane::shared();
     cp.bind_viewer_readonly();
     let name = ready_range(cp, &[&cp.next_v4_block()]);
+    let before = cp.get(&format!("servicecidr/{name}")).unwrap();
     let out = cp.plugin_as_viewer(&["delete", &name, "--wait"]);
     assert_eq!(code(&out), 1);
     let stderr = stderr_of(&out);
-    // Progress lines come first on stderr; the error is one line, last.
-    let err = stderr.lines().last().unwrap();
-    assert!(
-        err.starts_with(&format!("error: failed to delete servicecidr {name:?}: ")),
+    // Progress lines come first on stderr; the error is one line, last. Asked before any write,
+    // so not even the guard is added.
+    assert_eq!(
+        stderr.lines().last().unwrap(),
+        format!(
+            "error: not deleted: not allowed to delete, patch (to guard and release it) servicecidr {name:?}; the servicecidr-operator ClusterRole (deploy/rbac) grants what delete needs"
+        ),
         "{stderr}"
     );
-    assert!(
-        err.contains("forbidden") && err.contains("cannot delete resource \"servicecidrs\""),
-        "{stderr}"
-    );
-    assert!(
-        cp.get(&format!("servicecidr/{name}")).unwrap()["metadata"]["deletionTimestamp"].is_null()
-    );
+    assert_untouched(cp, &name, &before);
 }
 
-/// Lets the user `operator` read and delete ServiceCIDRs, but neither watch nor patch them.
+/// Lets the user `operator` read everything and delete ServiceCIDRs, but neither watch nor patch
+/// them.
 const DELETE_ONLY_ROLE: &str = "
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
@@ -168,6 +158,7 @@ metadata: {name: test-delete-only}
 rules:
 - {apiGroups: [networking.k8s.io], resources: [servicecidrs], verbs: [get, list, delete]}
 - {apiGroups: [networking.k8s.io], resources: [ipaddresses], verbs: [get, list, watch]}
+- {apiGroups: [''], resources: [services], verbs: [get, list, watch]}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -192,15 +183,22 @@ fn rights_missing_for_the_wait_or_the_release_are_named_before_anything_is_delet
     assert_eq!(
         stderr_of(&out).lines().last().unwrap(),
         format!(
-            "error: not deleted: not allowed to watch (for --wait), patch (for --remove-finalizer) servicecidr {name:?}; the servicecidr-operator ClusterRole (deploy/rbac) grants what delete needs"
+            "error: not deleted: not allowed to patch (to guard and release it), watch (to wait) servicecidr {name:?}; the servicecidr-operator ClusterRole (deploy/rbac) grants what delete needs"
         )
     );
     assert_untouched(cp, &name, &before);
 
-    // Without the flags that need more, the same user may delete.
-    let out = cp.plugin(&["--context", "operator", "delete", &name]);
-    assert_eq!(code(&out), 0, "{}", stderr_of(&out));
-    terminating(cp, &name);
+    // Not waiting needs no watch, but the guard still needs patch: nothing is deleted unguarded.
+    let out = cp.plugin(&["--context", "operator", "delete", &name, "--wait=false"]);
+    assert_eq!(code(&out), 1, "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).ends_with(&format!(
+            "error: not deleted: not allowed to patch (to guard and release it) servicecidr {name:?}; the servicecidr-operator ClusterRole (deploy/rbac) grants what delete needs\n"
+        )),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_untouched(cp, &name, &before);
 }
 
 #[test]
@@ -272,7 +270,10 @@ fn an_ip_appearing_during_the_grace_period_stops_the_release() {
     let doc = json_of(&out);
     assert_eq!(result(&doc)["outcome"], "AtRisk");
     assert_eq!(result(&doc)["blockingIPAddresses"][0]["ip"], ip.as_str());
-    assert_eq!(finalizers(&cp, &name), [SERVICE_CIDR_FINALIZER]);
+    assert_eq!(
+        finalizers(&cp, &name),
+        [GUARD_FINALIZER, SERVICE_CIDR_FINALIZER]
+    );
 }
 
 #[test]
@@ -314,21 +315,31 @@ fn two_plugins_retiring_the_same_range_both_end_well() {
             stderr_of(&out)
         );
     }
-    // Whatever the interleaving, the range went through exactly one deletion and one release:
-    // marked terminating once, then gone, with no other write in between.
+    // Whatever the interleaving, the range went through one guard, one deletion and one release:
+    // guarded, marked terminating, then gone, with no other write in between.
     let mut types = Vec::new();
     while let Ok(ev) = watch.events.recv_timeout(Duration::from_secs(10)) {
         let object = &ev["object"];
-        types.push(ev["type"].as_str().unwrap_or_default().to_owned());
-        if ev["type"] == "MODIFIED" {
-            assert!(object["metadata"]["deletionTimestamp"].is_string(), "{ev}");
-            assert_eq!(object["metadata"]["finalizers"][0], SERVICE_CIDR_FINALIZER);
+        let kind = ev["type"].as_str().unwrap_or_default();
+        let terminating = object["metadata"]["deletionTimestamp"].is_string();
+        types.push(match (kind, terminating) {
+            ("MODIFIED", false) => "guarded",
+            ("MODIFIED", true) => "terminating",
+            ("DELETED", _) => "deleted",
+            _ => panic!("{ev}"),
+        });
+        if kind == "MODIFIED" {
+            assert_eq!(
+                object["metadata"]["finalizers"],
+                serde_json::json!([GUARD_FINALIZER, SERVICE_CIDR_FINALIZER]),
+                "{ev}"
+            );
         }
-        if ev["type"] == "DELETED" {
+        if kind == "DELETED" {
             break;
         }
     }
-    assert_eq!(types, ["MODIFIED", "DELETED"]);
+    assert_eq!(types, ["guarded", "terminating", "deleted"]);
     assert!(cp.get(&what).is_none());
 }
 
@@ -365,6 +376,10 @@ fn ctrl_c_leaves_the_range_as_it_is_and_says_how_to_resume() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 130);
     let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        finalizers(&cp, &name),
+        [GUARD_FINALIZER, SERVICE_CIDR_FINALIZER]
+    );
     assert!(
         text.contains("Interrupted")
             && text.contains(&format!(
@@ -372,7 +387,10 @@ fn ctrl_c_leaves_the_range_as_it_is_and_says_how_to_resume() {
             )),
         "{text}"
     );
-    assert_eq!(finalizers(&cp, &name), [SERVICE_CIDR_FINALIZER]);
+    // The rerun it names finishes the job.
+    let doc = json_of(&cp.plugin(&retire_args(&name)));
+    assert_eq!(result(&doc)["outcome"], "Deleted");
+    assert!(cp.get(&format!("servicecidr/{name}")).is_none());
 }
 
 #[tokio::test]
@@ -406,7 +424,10 @@ async fn stale_reads_never_delete_nor_release_a_changed_range() {
         "touched=again",
         "--overwrite",
     ]);
-    let err = cluster.remove_finalizer(&terminating).await.unwrap_err();
+    let err = cluster
+        .remove_finalizers(&terminating, &[SERVICE_CIDR_FINALIZER.to_owned()])
+        .await
+        .unwrap_err();
     assert!(err.api_error().is_some_and(|a| a.is_conflict()), "{err}");
     assert_eq!(finalizers(&cp, &name), [SERVICE_CIDR_FINALIZER]);
 }

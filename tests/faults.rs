@@ -131,14 +131,17 @@ fn deleted_by_plugin(out: &Output) {
 fn a_real_conflict_on_the_finalizer_patch_is_rechecked_and_retried() {
     let (cp, name) = range_without_controller();
     let proxy = FaultProxy::start(&cp, &name);
-    // At the first finalizer patch, change the range on the real server first: the patch then
-    // carries a stale resourceVersion and kube-apiserver itself answers 409.
+    // At the first release patch (the second PATCH: the first puts the guard on), change the range
+    // on the real server first: the patch then carries a stale resourceVersion and kube-apiserver
+    // itself answers 409.
     let (kubectl, kubeconfig): (PathBuf, PathBuf) = (cp.bin.join("kubectl"), cp.kubeconfig.clone());
     let target = name.clone();
-    let mut patched = false;
+    let mut patches = 0;
     proxy.set_rule(move |s| {
-        if s.method == "PATCH" && !patched {
-            patched = true;
+        if s.method == "PATCH" {
+            patches += 1;
+        }
+        if s.method == "PATCH" && patches == 2 {
             let status = Command::new(&kubectl)
                 .arg("--kubeconfig")
                 .arg(&kubeconfig)
@@ -159,7 +162,7 @@ fn a_real_conflict_on_the_finalizer_patch_is_rechecked_and_retried() {
         stderr_of(&out)
     );
     let patches = proxy.seen().iter().filter(|s| s.method == "PATCH").count();
-    assert_eq!(patches, 2, "{:?}", proxy.seen());
+    assert_eq!(patches, 3, "{:?}", proxy.seen());
     assert!(cp.get(&format!("servicecidr/{name}")).is_none());
 }
 
@@ -167,8 +170,8 @@ fn a_real_conflict_on_the_finalizer_patch_is_rechecked_and_retried() {
 fn a_burst_of_server_errors_during_the_wait_is_survived() {
     let (cp, name) = range_without_controller();
     let proxy = FaultProxy::start(&cp, &name);
-    // Once the range is deleted, the next six requests fail: 500 without Retry-After (left to the
-    // wait loop) and 503 (retried by the client), whatever they are (reads, watches, the re-check).
+    // Once the range is deleted, the next six requests fail: 500 without Retry-After and 503, whatever
+    // they are (reads, watches, the re-check); the one retry policy repeats them.
     let mut deleted = false;
     let mut burst = vec![(500, None); 3];
     burst.extend([(503, None); 3]);

@@ -265,3 +265,47 @@ fn without_controller_the_finalizer_stays() {
         "still there after removing the finalizer"
     );
 }
+
+/// Kubernetes keeps one allocator per CIDR string: deleting a twin of a terminating range makes the
+/// terminating range hand out IPs again. Pinned so that an upstream fix is noticed (README, Safety).
+#[test]
+fn a_deleted_twin_reopens_a_terminating_range_to_the_allocator() {
+    let cp = ControlPlane::start_dedicated(true);
+    let block = cp.next_v4_block();
+    let a = unique_name("held");
+    cp.create_ready_service_cidr(&a, &[&block]);
+    cp.stop_controller();
+    cp.kubectl_ok(&["delete", "servicecidr", &a, "--wait=false"]);
+    let ns = unique_name("ns");
+    // The allocator learns of the deletion through its informer; no object says when.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut host = 10;
+    while cp.allocator_gives(&ns, &ip_in(&block, host)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a terminating range kept allocating"
+        );
+        host += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // With no controller the twin gets no finalizer: created, then gone at once.
+    let b = unique_name("twin");
+    cp.create_service_cidr(&b, &[&block]);
+    cp.kubectl_ok(&["delete", "servicecidr", &b]);
+    assert!(cp.get(&format!("servicecidr/{b}")).is_none());
+    assert!(
+        cp.get(&format!("servicecidr/{a}")).unwrap()["metadata"]["deletionTimestamp"].is_string()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        host += 1;
+        if cp.allocator_gives(&ns, &ip_in(&block, host)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the terminating range stayed closed: upstream fixed the one-allocator-per-CIDR hazard; update README (Safety)"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -17,7 +17,7 @@ pub const REPAIR_GRACE: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ValueEnum)]
 #[value(rename_all = "PascalCase")]
 pub enum FindingKind {
-    /// An IPAddress inside no existing ServiceCIDR: its range is gone.
+    /// An IP in use, recorded or only held by a Service, inside no existing ServiceCIDR.
     Orphaned,
     /// Inside terminating ranges only: an orphan once they go.
     AtRisk,
@@ -25,9 +25,9 @@ pub enum FindingKind {
     DanglingParent,
     /// The Service exists but does not hold that IP.
     WrongParent,
-    /// A Service ClusterIP with no IPAddress object.
+    /// A Service ClusterIP inside a range with no IPAddress object (the repair loop records it).
     Unrecorded,
-    /// An IPAddress the apiserver's allocator did not make (never repaired by it).
+    /// An IPAddress the apiserver's allocator did not make.
     Unmanaged,
 }
 
@@ -134,12 +134,15 @@ pub fn audit(snapshot: &Snapshot, opts: &AuditOptions) -> Vec<Finding> {
         }
 
         if !alloc.managed {
-            push(
-                FindingKind::Unmanaged,
-                vec![],
-                false,
-                "not made by the apiserver's allocator, so never repaired by it: check the tool that created it".into(),
-            );
+            // The repair loop skips IPAddresses without its label, except that a Service's sync
+            // replaces the one it holds with a labelled one (repairip.go, verifyIPAddressLabels).
+            let action = match &holder {
+                Some(h) => format!(
+                    "not made by the apiserver's allocator; Service {h} holds it, so the repair loop replaces it with an allocator-made IPAddress when it next syncs that Service"
+                ),
+                None => "not made by the apiserver's allocator and held by no Service, so the repair loop never touches it: check the tool that created it".into(),
+            };
+            push(FindingKind::Unmanaged, vec![], holder.is_some(), action);
         }
 
         let Some(parent) = alloc.parent.as_ref().filter(|p| p.is_service()) else {
@@ -187,10 +190,24 @@ pub fn audit(snapshot: &Snapshot, opts: &AuditOptions) -> Vec<Finding> {
     let recorded: HashSet<IpAddr> = snapshot.ips.iter().map(|a| a.ip).collect();
     for svc in &snapshot.services {
         let svc_age = age(svc.created);
-        if !opts.include_recent && svc_age.is_some_and(|a| a < REPAIR_GRACE) {
-            continue;
-        }
         for ip in svc.cluster_ips.iter().filter(|ip| !recorded.contains(ip)) {
+            // Outside every range the repair loop never records it (isIPOutOfRange comes first
+            // in syncService): an orphan, never hidden.
+            if index.containing(*ip).next().is_none() {
+                findings.push(Finding {
+                    kind: FindingKind::Orphaned,
+                    ip: *ip,
+                    service: Some(key(svc)),
+                    ranges: vec![],
+                    age: svc_age,
+                    self_healing: false,
+                    action: orphan_action(*ip, Some(&key(svc))),
+                });
+                continue;
+            }
+            if !opts.include_recent && svc_age.is_some_and(|a| a < REPAIR_GRACE) {
+                continue;
+            }
             findings.push(Finding {
                 kind: FindingKind::Unrecorded,
                 ip: *ip,
@@ -365,6 +382,43 @@ mod tests {
             ..opts()
         };
         assert_eq!(audit(&snap, &only).len(), 2);
+    }
+
+    #[test]
+    fn a_service_ip_outside_every_range_without_an_ipaddress_is_an_orphan_at_once() {
+        let mut young = svc("a/lost", &["10.79.0.5"]);
+        young.created = at(1);
+        let snap = Snapshot {
+            ranges: vec![range("kubernetes", &["10.96.0.0/16"])],
+            ips: vec![],
+            services: vec![young],
+        };
+        let found = audit(&snap, &opts());
+        assert_eq!(kinds(&found), [(FindingKind::Orphaned, "10.79.0.5".into())]);
+        assert!(!found[0].self_healing);
+        assert_eq!(
+            uncovered_ips(&found),
+            ["10.79.0.5".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn an_unmanaged_ip_a_service_holds_is_replaced_one_nobody_holds_is_not() {
+        let mut held = ip("10.96.0.9", "a/manual");
+        held.managed = false;
+        let mut loose = ip("10.96.0.10", "a/none");
+        loose.managed = false;
+        let snap = Snapshot {
+            ranges: vec![range("kubernetes", &["10.96.0.0/16"])],
+            ips: vec![held, loose],
+            services: vec![svc("a/manual", &["10.96.0.9"])],
+        };
+        let found: Vec<Finding> = audit(&snap, &opts())
+            .into_iter()
+            .filter(|f| f.kind == FindingKind::Unmanaged)
+            .collect();
+        assert!(found[0].self_healing && found[0].action.contains("replaces it"));
+        assert!(!found[1].self_healing && found[1].action.contains("never touches it"));
     }
 
     #[test]

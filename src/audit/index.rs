@@ -1,9 +1,12 @@
 //! Which ranges contain an IP: one hash lookup per distinct prefix length, not a scan of ranges.
+//!
+//! "Contain" is Kubernetes' `PrefixContainsIP` (`range::contains_ip`): never a range's own network
+//! or IPv4 broadcast address.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::audit::range::{bits, mask};
+use crate::audit::range::{bits, contains_ip, mask};
 use crate::model::{Family, ServiceCidr};
 
 /// One CIDR of one ServiceCIDR: indexes into the slice the index was built from.
@@ -73,18 +76,21 @@ impl<'a> RangeIndex<'a> {
         self.ranges
     }
 
-    /// Every CIDR that contains `ip`, most specific first.
+    /// Every CIDR that contains `ip` as Kubernetes counts it, most specific first.
     pub fn containing(&self, ip: IpAddr) -> impl Iterator<Item = Entry> + '_ {
         let family = Family::of(ip);
         let fi = self.family(family);
         let b = bits(ip);
-        fi.lens.iter().flat_map(move |&len| {
-            fi.by_prefix
-                .get(&(mask(b, len, family), len))
-                .into_iter()
-                .flatten()
-                .copied()
-        })
+        fi.lens
+            .iter()
+            .flat_map(move |&len| {
+                fi.by_prefix
+                    .get(&(mask(b, len, family), len))
+                    .into_iter()
+                    .flatten()
+                    .copied()
+            })
+            .filter(move |e| contains_ip(&self.ranges[e.range].cidrs[e.cidr], ip))
     }
 }
 
@@ -108,6 +114,8 @@ pub(crate) mod tests {
                 status: ConditionStatus::True,
                 reason: String::new(),
                 message: "Kubernetes Service CIDR is ready".into(),
+                since: Some(SystemTime::UNIX_EPOCH),
+                by_controller: true,
             }),
         }
     }
@@ -142,7 +150,11 @@ pub(crate) mod tests {
             ["narrow", "twin", "blue", "wide"]
         );
         assert_eq!(names(&index, "10.96.6.1"), ["blue", "wide"]);
-        assert_eq!(names(&index, "10.96.0.0"), ["blue", "wide"]);
+        // A range's network address is not inside it (PrefixContainsIP), nor its IPv4 broadcast.
+        assert_eq!(names(&index, "10.96.0.0"), ["wide"]);
+        assert_eq!(names(&index, "10.96.5.255"), ["blue", "wide"]);
+        assert_eq!(names(&index, "10.96.255.255"), ["wide"]);
+        assert_eq!(names(&index, "10.0.0.0"), Vec::<String>::new());
         assert_eq!(names(&index, "11.0.0.1"), Vec::<String>::new());
         assert_eq!(names(&index, "fd00:10:96::5"), ["blue"]);
         assert_eq!(names(&index, "fd00:10:97::5"), Vec::<String>::new());
@@ -161,8 +173,32 @@ pub(crate) mod tests {
         ]
     }
 
+    /// Kubernetes' `PrefixContainsIP`, restated from its Go source on plain integers and
+    /// independent of this crate's range math: the prefix contains the IP, the IP is not
+    /// `prefix.Addr()`, and for IPv4 it is not the last address of the prefix.
+    fn k8s_prefix_contains_ip(net: &ipnet::IpNet, ip: IpAddr) -> bool {
+        match (net, ip) {
+            (ipnet::IpNet::V4(n), IpAddr::V4(a)) => {
+                let len = u32::from(n.prefix_len());
+                let first = u32::from(n.network());
+                let size: u64 = 1u64 << (32 - len);
+                let a = u32::from(a);
+                let last = (u64::from(first) + size - 1) as u32;
+                a >= first && a <= last && a != first && a != last
+            }
+            (ipnet::IpNet::V6(n), IpAddr::V6(a)) => {
+                let len = u32::from(n.prefix_len());
+                let first = u128::from(n.network());
+                let a = u128::from(a);
+                let same_prefix = len == 0 || (a ^ first) >> (128 - len) == 0;
+                same_prefix && a != first
+            }
+            _ => false,
+        }
+    }
+
     proptest! {
-        // The index agrees with a scan of every range.
+        // The index agrees with Kubernetes' rule applied to every range.
         #[test]
         fn index_matches_a_linear_scan(
             nets in prop::collection::vec(arb_net(), 0..24),
@@ -174,14 +210,18 @@ pub(crate) mod tests {
                 .map(|(i, n)| ServiceCidr { cidrs: vec![*n], ..range(&format!("r{i}"), &[]) })
                 .collect();
             let index = RangeIndex::new(&ranges);
-            // Probe the network addresses too: they sit on range edges.
-            let edges = nets.iter().map(|n| n.network()).chain(nets.iter().map(|n| n.broadcast()));
+            // Probe every edge: network and broadcast addresses, and their neighbours.
+            let edges = nets.iter().flat_map(|n| {
+                let (lo, hi) = (crate::audit::range::bits(n.network()), crate::audit::range::bits(n.broadcast()));
+                let f = Family::of_net(n);
+                [lo, lo.wrapping_add(1), hi, hi.wrapping_sub(1)].map(|b| crate::audit::range::from_bits(b, f))
+            });
             for ip in probes.into_iter().chain(edges) {
                 let mut found: Vec<usize> = index.containing(ip).map(|e| e.range).collect();
                 let lens: Vec<u8> = found.iter().map(|&r| ranges[r].cidrs[0].prefix_len()).collect();
                 prop_assert!(lens.windows(2).all(|w| w[0] >= w[1]), "not most specific first");
                 found.sort_unstable();
-                let scan: Vec<usize> = (0..ranges.len()).filter(|&r| ranges[r].cidrs[0].contains(&ip)).collect();
+                let scan: Vec<usize> = (0..ranges.len()).filter(|&r| k8s_prefix_contains_ip(&ranges[r].cidrs[0], ip)).collect();
                 prop_assert_eq!(found, scan);
             }
         }

@@ -3,6 +3,7 @@
 pub mod findings;
 pub mod index;
 pub mod range;
+pub mod retire;
 pub mod safety;
 pub mod suggest;
 pub mod usage;

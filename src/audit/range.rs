@@ -62,6 +62,20 @@ pub fn capacity(net: &IpNet) -> u128 {
     }
 }
 
+/// Kubernetes' `PrefixContainsIP` (pkg/api/servicecidr): `net` contains `ip`, and `ip` is neither
+/// the network address nor, for IPv4, the broadcast address. The allocator, the repair loop and the
+/// service-cidr controller all use it, so a nested range's edge addresses belong only to the ranges
+/// around it.
+pub fn contains_ip(net: &IpNet, ip: IpAddr) -> bool {
+    if !net.contains(&ip) || ip == net.network() {
+        return false;
+    }
+    match net {
+        IpNet::V4(n) => ip != IpAddr::V4(n.broadcast()),
+        IpNet::V6(_) => true,
+    }
+}
+
 /// Whether two prefixes share any address (for prefixes: one contains the other).
 pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(b) || b.contains(a)
@@ -95,6 +109,27 @@ mod tests {
         assert_eq!(cap("fd00::/112"), 65_535);
         assert_eq!(cap("fd00::/128"), 0);
         assert_eq!(cap("fd00::/48"), 0);
+    }
+
+    fn inside(net: &str, ip: &str) -> bool {
+        contains_ip(&net.parse().unwrap(), ip.parse().unwrap())
+    }
+
+    #[test]
+    fn the_network_and_ipv4_broadcast_addresses_are_not_inside() {
+        assert!(!inside("10.250.0.4/30", "10.250.0.4"));
+        assert!(inside("10.250.0.4/30", "10.250.0.5"));
+        assert!(inside("10.250.0.4/30", "10.250.0.6"));
+        assert!(!inside("10.250.0.4/30", "10.250.0.7"));
+        assert!(!inside("10.250.0.4/30", "10.250.0.8"));
+        // A /31 and a /32 hold nothing; IPv6 has no broadcast address.
+        assert!(!inside("10.0.0.0/31", "10.0.0.0") && !inside("10.0.0.0/31", "10.0.0.1"));
+        assert!(!inside("10.0.0.1/32", "10.0.0.1"));
+        assert!(!inside("fd00::/112", "fd00::"));
+        assert!(inside("fd00::/112", "fd00::ffff"));
+        assert!(inside("fd00::/127", "fd00::1"));
+        assert!(!inside("fd00::1/128", "fd00::1"));
+        assert!(!inside("10.0.0.0/8", "fd00::1"));
     }
 
     #[test]

@@ -1,224 +1,337 @@
-//! Deletion safety: may a ServiceCIDR lose its finalizer without orphaning an IPAddress?
+//! Deletion safety: may a set of ServiceCIDRs go without leaving an IP outside every range?
 //!
-//! Stricter than the service-cidr controller on purpose: only another *usable* range (Ready not
-//! False, not terminating) covers an IP, so two overlapping ranges deleted together can never
-//! release each other, and every IPAddress counts, not only the allocator's.
+//! Stricter than the service-cidr controller on purpose. The controller counts any other range as
+//! a parent, terminating ones too, so two overlapping ranges deleted together release each other.
+//! Here only a *usable* range (the allocator's rule) outside the set covers an IP, and every IP in
+//! use counts: each IPAddress object, and each Service ClusterIP even where no IPAddress records it.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
 
 use crate::audit::index::{Entry, RangeIndex};
-use crate::model::{IpAllocation, ParentRef};
+use crate::audit::range::contains_ip;
+use crate::model::{ServiceCidr, Snapshot};
 
-/// An IPAddress that only the target range holds.
+/// One IP in use, with who holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InUse {
+    pub ip: IpAddr,
+    /// Services holding it, or named by its IPAddress's parentRef, as `namespace/name`.
+    pub services: Vec<String>,
+    /// An IPAddress object records it (false: a Service ClusterIP without one).
+    pub recorded: bool,
+}
+
+/// Every IP in use, once each, in address order.
+pub fn in_use(snapshot: &Snapshot) -> Vec<InUse> {
+    fn entry(map: &mut BTreeMap<IpAddr, InUse>, ip: IpAddr) -> &mut InUse {
+        map.entry(ip).or_insert_with(|| InUse {
+            ip,
+            services: Vec::new(),
+            recorded: false,
+        })
+    }
+    let mut map: BTreeMap<IpAddr, InUse> = BTreeMap::new();
+    for a in &snapshot.ips {
+        let e = entry(&mut map, a.ip);
+        e.recorded = true;
+        if let Some(p) = a.parent.as_ref().filter(|p| p.is_service()) {
+            e.services.push(format!("{}/{}", p.namespace, p.name));
+        }
+    }
+    for svc in &snapshot.services {
+        for ip in &svc.cluster_ips {
+            entry(&mut map, *ip)
+                .services
+                .push(format!("{}/{}", svc.namespace, svc.name));
+        }
+    }
+    map.into_values()
+        .map(|mut u| {
+            u.services.sort();
+            u.services.dedup();
+            u
+        })
+        .collect()
+}
+
+/// An IP in use that a range of the set holds and no usable range outside the set covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blocker {
     pub ip: IpAddr,
-    pub cidr: IpNet,
-    pub parent: Option<ParentRef>,
+    /// The ranges of the set it is inside, with the CIDR of each that holds it.
+    pub ranges: Vec<(String, IpNet)>,
+    pub services: Vec<String>,
+    pub recorded: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Every IPAddress inside the range is also inside another usable range.
-    Safe {
-        covered: usize,
-    },
-    Blocked {
-        blockers: Vec<Blocker>,
-    },
-}
-
-impl Verdict {
-    pub fn is_safe(&self) -> bool {
-        matches!(self, Verdict::Safe { .. })
-    }
-}
-
-/// Whether an IP whose containing CIDRs are `containing` would be left without a usable range
-/// if range `target` went away. False when `target` does not contain it at all.
-pub fn uncovered_without(index: &RangeIndex, containing: &[Entry], target: usize) -> bool {
-    containing.iter().any(|e| e.range == target)
+/// Whether an IP inside `containing` is inside a range of the set and inside no usable range
+/// outside it.
+pub fn uncovered(
+    index: &RangeIndex,
+    containing: &[Entry],
+    in_set: impl Fn(&ServiceCidr) -> bool,
+) -> bool {
+    let ranges = index.ranges();
+    containing.iter().any(|e| in_set(&ranges[e.range]))
         && !containing
             .iter()
-            .any(|e| e.range != target && index.ranges()[e.range].is_usable())
+            .any(|e| !in_set(&ranges[e.range]) && ranges[e.range].is_usable())
 }
 
-/// The verdict for releasing the ServiceCIDR named `target`. A name not in the index has no IPs
-/// inside it, so it is safe.
-pub fn release_verdict(index: &RangeIndex, ips: &[IpAllocation], target: &str) -> Verdict {
-    let Some(t) = index.ranges().iter().position(|r| r.name == target) else {
-        return Verdict::Safe { covered: 0 };
-    };
-    let mut covered = 0;
-    let mut blockers = Vec::new();
+/// The IPs that make deleting every range named in `set` together unsafe. Empty: safe. The verdict
+/// depends only on the set, never on the order of its names.
+pub fn set_blockers(snapshot: &Snapshot, set: &[&str]) -> Vec<Blocker> {
+    let index = RangeIndex::new(&snapshot.ranges);
+    let in_set = |r: &ServiceCidr| set.contains(&r.name.as_str());
     let mut containing = Vec::new();
-    for alloc in ips {
+    let mut blockers = Vec::new();
+    for u in in_use(snapshot) {
         containing.clear();
-        containing.extend(index.containing(alloc.ip));
-        let Some(inside) = containing.iter().find(|e| e.range == t) else {
-            continue;
-        };
-        if uncovered_without(index, &containing, t) {
+        containing.extend(index.containing(u.ip));
+        if uncovered(&index, &containing, in_set) {
+            let mut ranges: Vec<(String, IpNet)> = containing
+                .iter()
+                .map(|e| &snapshot.ranges[e.range])
+                .zip(containing.iter())
+                .filter(|(r, _)| in_set(r))
+                .map(|(r, e)| (r.name.clone(), r.cidrs[e.cidr]))
+                .collect();
+            ranges.sort();
+            ranges.dedup();
             blockers.push(Blocker {
-                ip: alloc.ip,
-                cidr: index.ranges()[t].cidrs[inside.cidr],
-                parent: alloc.parent.clone(),
+                ip: u.ip,
+                ranges,
+                services: u.services,
+                recorded: u.recorded,
             });
-        } else {
-            covered += 1;
         }
     }
-    if blockers.is_empty() {
-        Verdict::Safe { covered }
-    } else {
-        Verdict::Blocked { blockers }
-    }
+    blockers
 }
 
-/// How much of the grace period is left at the moment of a read. By the server's clock
-/// (deletionTimestamp + grace, against the server's Date), since the controller measures it from
-/// the deletionTimestamp too; but never less than the grace period counted from our own first
-/// sight of the deletion, so a skewed or coarse clock can only make us wait longer.
-pub fn grace_remaining(
-    deleting: SystemTime,
-    grace: Duration,
-    server_now: SystemTime,
-    seen_for: Duration,
-) -> Duration {
-    let by_server = (deleting + grace)
-        .duration_since(server_now)
-        .unwrap_or_default();
-    by_server.max(grace.saturating_sub(seen_for))
+/// IPs in use inside any of `cidrs` (ranges that are gone now) and inside no existing range: what a
+/// release left behind.
+pub fn left_outside(snapshot: &Snapshot, cidrs: &[IpNet]) -> Vec<InUse> {
+    let index = RangeIndex::new(&snapshot.ranges);
+    in_use(snapshot)
+        .into_iter()
+        .filter(|u| cidrs.iter().any(|c| contains_ip(c, u.ip)))
+        .filter(|u| index.containing(u.ip).next().is_none())
+        .collect()
+}
+
+/// The IPAddresses that keep the service-cidr controller from releasing `target`, by its own rule
+/// (`canDeleteCIDR`): made by the allocator (it lists only those), inside the range, and inside no
+/// other existing range, terminating or not.
+pub fn controller_blockers(snapshot: &Snapshot, target: &str) -> Vec<IpAddr> {
+    let index = RangeIndex::new(&snapshot.ranges);
+    snapshot
+        .ips
+        .iter()
+        .filter(|a| a.managed)
+        .filter(|a| {
+            let mut containing = index.containing(a.ip).map(|e| &snapshot.ranges[e.range]);
+            let (mut inside, mut other) = (false, false);
+            for r in containing.by_ref() {
+                if r.name == target {
+                    inside = true;
+                } else {
+                    other = true;
+                }
+            }
+            inside && !other
+        })
+        .map(|a| a.ip)
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::audit::index::tests::{alloc, range};
-    use crate::model::{ConditionStatus, ServiceCidr};
+    use crate::model::{ConditionStatus, IpAllocation, ServiceIps};
     use proptest::prelude::*;
     use std::time::SystemTime;
 
-    fn verdict(ranges: &[ServiceCidr], ips: &[&str], target: &str) -> Verdict {
-        let ips: Vec<IpAllocation> = ips.iter().map(|s| alloc(s)).collect();
-        release_verdict(&RangeIndex::new(ranges), &ips, target)
+    fn snap(ranges: &[ServiceCidr], ips: &[&str]) -> Snapshot {
+        Snapshot {
+            ranges: ranges.to_vec(),
+            ips: ips.iter().map(|s| alloc(s)).collect(),
+            services: vec![],
+        }
+    }
+
+    fn blocked(ranges: &[ServiceCidr], ips: &[&str], set: &[&str]) -> Vec<String> {
+        set_blockers(&snap(ranges, ips), set)
+            .iter()
+            .map(|b| b.ip.to_string())
+            .collect()
+    }
+
+    fn dying(name: &str, cidrs: &[&str]) -> ServiceCidr {
+        let mut r = range(name, cidrs);
+        r.deleting = Some(SystemTime::UNIX_EPOCH);
+        r
     }
 
     #[test]
     fn an_empty_range_is_safe() {
         let ranges = [range("blue", &["10.1.0.0/24"])];
-        assert_eq!(
-            verdict(&ranges, &["10.2.0.1"], "blue"),
-            Verdict::Safe { covered: 0 }
-        );
+        assert!(blocked(&ranges, &["10.2.0.1"], &["blue"]).is_empty());
     }
 
     #[test]
-    fn an_ip_only_in_the_target_blocks() {
+    fn an_ip_only_in_the_target_blocks_and_names_its_cidr() {
         let ranges = [
             range("blue", &["10.1.0.0/24", "fd00:1::/112"]),
             range("red", &["10.2.0.0/24"]),
         ];
-        let Verdict::Blocked { blockers } =
-            verdict(&ranges, &["10.1.0.5", "fd00:1::9", "10.2.0.1"], "blue")
-        else {
-            panic!("expected blocked");
-        };
-        let ips: Vec<String> = blockers.iter().map(|b| b.ip.to_string()).collect();
+        let b = set_blockers(
+            &snap(&ranges, &["10.1.0.5", "fd00:1::9", "10.2.0.1"]),
+            &["blue"],
+        );
+        let ips: Vec<String> = b.iter().map(|b| b.ip.to_string()).collect();
         assert_eq!(ips, ["10.1.0.5", "fd00:1::9"]);
-        assert_eq!(blockers[1].cidr.to_string(), "fd00:1::/112");
-    }
-
-    #[test]
-    fn a_range_nested_in_a_usable_one_is_safe() {
-        let ranges = [
-            range("wide", &["10.1.0.0/16"]),
-            range("blue", &["10.1.5.0/24"]),
-        ];
         assert_eq!(
-            verdict(&ranges, &["10.1.5.1", "10.1.5.2"], "blue"),
-            Verdict::Safe { covered: 2 }
+            b[1].ranges,
+            [("blue".into(), "fd00:1::/112".parse().unwrap())]
         );
     }
 
     #[test]
-    fn a_terminating_or_not_ready_cover_does_not_count() {
-        let mut wide = range("wide", &["10.1.0.0/16"]);
-        wide.deleting = Some(SystemTime::UNIX_EPOCH);
-        let ranges = [wide.clone(), range("blue", &["10.1.5.0/24"])];
-        assert!(!verdict(&ranges, &["10.1.5.1"], "blue").is_safe());
-        // Two overlapping ranges deleted together must not release each other.
-        let mut blue = range("blue", &["10.1.5.0/24"]);
-        blue.deleting = Some(SystemTime::UNIX_EPOCH);
-        let both = [wide.clone(), blue];
-        assert!(!verdict(&both, &["10.1.5.1"], "blue").is_safe());
-        assert!(!verdict(&both, &["10.1.5.1"], "wide").is_safe());
+    fn twins_named_together_are_both_refused_one_alone_is_not() {
+        let ranges = [range("a", &["10.1.0.0/24"]), range("b", &["10.1.0.0/24"])];
+        assert!(blocked(&ranges, &["10.1.0.10"], &["a"]).is_empty());
+        assert!(blocked(&ranges, &["10.1.0.10"], &["b"]).is_empty());
+        let both = set_blockers(&snap(&ranges, &["10.1.0.10"]), &["b", "a"]);
+        assert_eq!(both.len(), 1);
+        let names: Vec<&str> = both[0].ranges.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn inner_and_outer_named_together_are_refused_the_inner_alone_is_not() {
+        let ranges = [
+            range("outer", &["10.1.0.0/16"]),
+            range("inner", &["10.1.5.0/24"]),
+        ];
+        assert!(blocked(&ranges, &["10.1.5.1"], &["inner"]).is_empty());
+        assert_eq!(
+            blocked(&ranges, &["10.1.5.1"], &["inner", "outer"]),
+            ["10.1.5.1"]
+        );
+        assert_eq!(
+            blocked(&ranges, &["10.1.5.1"], &["outer"]),
+            Vec::<String>::new()
+        );
+        assert_eq!(blocked(&ranges, &["10.1.6.1"], &["outer"]), ["10.1.6.1"]);
+    }
+
+    #[test]
+    fn the_edges_of_a_nested_range_belong_to_the_outer_one_only() {
+        // Kubernetes' PrefixContainsIP: 10.250.0.4 and .7 are not inside 10.250.0.4/30.
+        let ranges = [
+            range("outer", &["10.250.0.0/24"]),
+            range("inner", &["10.250.0.4/30"]),
+        ];
+        let edges = ["10.250.0.4", "10.250.0.7"];
+        assert_eq!(blocked(&ranges, &edges, &["outer"]), edges);
+        assert!(blocked(&ranges, &edges, &["inner"]).is_empty());
+        assert_eq!(
+            controller_blockers(&snap(&ranges, &edges), "outer").len(),
+            2
+        );
+    }
+
+    #[test]
+    fn terminating_or_not_ready_covers_do_not_count() {
+        let ranges = [
+            dying("wide", &["10.1.0.0/16"]),
+            range("blue", &["10.1.5.0/24"]),
+        ];
+        assert_eq!(blocked(&ranges, &["10.1.5.1"], &["blue"]), ["10.1.5.1"]);
         let mut not_ready = range("wide", &["10.1.0.0/16"]);
         not_ready.ready.as_mut().unwrap().status = ConditionStatus::False;
-        assert!(
-            !verdict(
-                &[not_ready, range("blue", &["10.1.5.0/24"])],
-                &["10.1.5.1"],
-                "blue"
-            )
-            .is_safe()
+        let ranges = [not_ready, range("blue", &["10.1.5.0/24"])];
+        assert_eq!(blocked(&ranges, &["10.1.5.1"], &["blue"]), ["10.1.5.1"]);
+    }
+
+    #[test]
+    fn a_service_ip_without_an_ipaddress_blocks_too() {
+        let mut s = snap(&[range("blue", &["10.79.0.0/24"])], &[]);
+        s.services.push(ServiceIps {
+            namespace: "a".into(),
+            name: "web".into(),
+            cluster_ips: vec!["10.79.0.5".parse().unwrap()],
+            created: None,
+        });
+        let b = set_blockers(&s, &["blue"]);
+        assert_eq!(b.len(), 1);
+        assert_eq!(
+            (b[0].recorded, b[0].services.as_slice()),
+            (false, &["a/web".to_owned()][..])
         );
     }
 
     #[test]
-    fn a_twin_with_the_same_cidr_covers() {
-        let ranges = [
-            range("blue", &["10.1.5.0/24"]),
-            range("twin", &["10.1.5.0/24"]),
-        ];
-        assert!(verdict(&ranges, &["10.1.5.1"], "blue").is_safe());
+    fn what_a_release_left_outside_every_range() {
+        let ranges = [range("red", &["10.2.0.0/24"])];
+        let gone: Vec<IpNet> = vec!["10.1.0.0/24".parse().unwrap()];
+        let left = left_outside(&snap(&ranges, &["10.1.0.5", "10.1.0.0", "10.2.0.5"]), &gone);
+        let ips: Vec<String> = left.iter().map(|u| u.ip.to_string()).collect();
+        assert_eq!(ips, ["10.1.0.5"]);
     }
 
     #[test]
-    fn the_grace_period_counts_from_the_deletion_by_the_server_clock_and_our_own() {
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let grace = Duration::from_secs(10);
-        let s = Duration::from_secs;
-        // Just deleted, seen at once: the full period.
-        assert_eq!(grace_remaining(t0, grace, t0, s(0)), s(10));
-        // Server says 4 s have passed, we have watched for 4 s.
-        assert_eq!(grace_remaining(t0, grace, t0 + s(4), s(4)), s(6));
-        // Deleted long ago, but we only just saw it: our own observation wins.
-        assert_eq!(grace_remaining(t0, grace, t0 + s(300), s(0)), s(10));
-        // Our clock runs ahead of nothing: the server's clock says 2 s passed, we think 9 s.
-        assert_eq!(grace_remaining(t0, grace, t0 + s(2), s(9)), s(8));
-        assert_eq!(grace_remaining(t0, grace, t0 + s(30), s(30)), s(0));
+    fn the_controller_counts_terminating_ranges_as_parents_and_only_allocator_ips() {
+        let ranges = [dying("a", &["10.1.0.0/24"]), dying("b", &["10.1.0.0/24"])];
+        let s = snap(&ranges, &["10.1.0.9"]);
+        assert!(controller_blockers(&s, "a").is_empty());
+        let mut lone = snap(&ranges[..1], &["10.1.0.9", "10.1.0.10"]);
+        lone.ips[1].managed = false;
+        assert_eq!(
+            controller_blockers(&lone, "a"),
+            ["10.1.0.9".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(blocked(&ranges, &["10.1.0.9"], &["a"]), ["10.1.0.9"]);
+    }
+
+    /// Kubernetes' PrefixContainsIP on IPv4 integers, restated apart from the crate's own math.
+    fn k8s_inside(net: (u32, u8), ip: u32) -> bool {
+        let size = 1u64 << (32 - net.1);
+        let first = u64::from(net.0);
+        let last = first + size - 1;
+        let ip = u64::from(ip);
+        ip > first && ip < last
     }
 
     fn arb_range(i: usize) -> impl Strategy<Value = ServiceCidr> {
-        // Small spaces so that ranges and IPs collide often.
-        (
-            0u32..4,
-            24u8..=30,
-            any::<bool>(),
-            prop::option::of(any::<bool>()),
-        )
-            .prop_map(move |(third, len, deleting, ready)| {
+        // Small spaces so that ranges, edges and IPs collide often.
+        (0u32..4, 24u8..=31, any::<bool>(), prop::option::of(0u8..3)).prop_map(
+            move |(third, len, deleting, ready)| {
                 let mut r = range(&format!("r{i}"), &[]);
                 let net = ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 0, third as u8, 0), len)
                     .unwrap()
                     .trunc();
                 r.cidrs = vec![net.into()];
                 r.deleting = deleting.then_some(SystemTime::UNIX_EPOCH);
-                r.ready = ready.map(|ok| crate::model::ReadyCondition {
-                    status: if ok {
-                        ConditionStatus::True
-                    } else {
-                        ConditionStatus::False
-                    },
+                r.ready = ready.map(|s| crate::model::ReadyCondition {
+                    status: [
+                        ConditionStatus::True,
+                        ConditionStatus::False,
+                        ConditionStatus::Unknown,
+                    ][usize::from(s)],
                     reason: String::new(),
                     message: String::new(),
+                    since: None,
+                    by_controller: true,
                 });
                 r
-            })
+            },
+        )
     }
 
     fn arb_ranges() -> impl Strategy<Value = Vec<ServiceCidr>> {
@@ -226,32 +339,41 @@ mod tests {
     }
 
     proptest! {
-        // The core guarantee: never safe while an IP in the range lacks another usable range.
+        // The set verdict against a brute-force oracle: for every IP in use, is it inside a named
+        // range (Kubernetes' rule) and inside no range outside the set that the allocator uses?
         #[test]
-        fn safe_only_when_every_ip_inside_has_another_usable_range(
+        fn the_set_verdict_matches_a_brute_force_oracle(
             ranges in arb_ranges(),
             hosts in prop::collection::vec((0u8..4, any::<u8>()), 0..40),
-            pick in any::<prop::sample::Index>(),
+            picks in prop::collection::vec(any::<prop::sample::Index>(), 1..4),
         ) {
-            let ips: Vec<IpAllocation> = hosts
-                .iter()
-                .map(|(t, h)| alloc(&format!("10.0.{t}.{h}")))
-                .collect();
-            let target = &ranges[pick.index(ranges.len())];
-            let v = release_verdict(&RangeIndex::new(&ranges), &ips, &target.name);
-            for a in &ips {
-                let inside = target.cidrs[0].contains(&a.ip);
-                let other_usable = ranges.iter().any(|r| {
-                    r.name != target.name && r.is_usable() && r.cidrs[0].contains(&a.ip)
-                });
-                let listed = matches!(&v, Verdict::Blocked { blockers } if blockers.iter().any(|b| b.ip == a.ip));
-                prop_assert_eq!(inside && !other_usable, listed, "ip {}", a.ip);
-            }
-            let any_uncovered = ips.iter().any(|a| {
-                target.cidrs[0].contains(&a.ip)
-                    && !ranges.iter().any(|r| r.name != target.name && r.is_usable() && r.cidrs[0].contains(&a.ip))
-            });
-            prop_assert_eq!(v.is_safe(), !any_uncovered);
+            let ips: Vec<IpAllocation> = hosts.iter().map(|(t, h)| alloc(&format!("10.0.{t}.{h}"))).collect();
+            let mut set: Vec<&str> = picks.iter().map(|p| ranges[p.index(ranges.len())].name.as_str()).collect();
+            let snapshot = Snapshot { ranges: ranges.clone(), ips: ips.clone(), services: vec![] };
+            let found: Vec<IpAddr> = set_blockers(&snapshot, &set).iter().map(|b| b.ip).collect();
+            // The order of the names never matters.
+            set.reverse();
+            let reversed: Vec<IpAddr> = set_blockers(&snapshot, &set).iter().map(|b| b.ip).collect();
+            prop_assert_eq!(&found, &reversed);
+
+            let v4 = |r: &ServiceCidr| match r.cidrs[0] {
+                IpNet::V4(n) => (u32::from(n.network()), n.prefix_len()),
+                IpNet::V6(_) => unreachable!(),
+            };
+            // The allocator's rule for a usable range, restated: no deletionTimestamp, and Ready
+            // True or not yet set.
+            let allocator_uses = |r: &ServiceCidr| r.deleting.is_none()
+                && r.ready.as_ref().is_none_or(|c| c.status == ConditionStatus::True);
+            let mut expected: Vec<IpAddr> = ips.iter().map(|a| a.ip).filter(|ip| {
+                let IpAddr::V4(v) = ip else { unreachable!() };
+                let ip = u32::from(*v);
+                let named = ranges.iter().any(|r| set.contains(&r.name.as_str()) && k8s_inside(v4(r), ip));
+                let covered = ranges.iter().any(|r| !set.contains(&r.name.as_str()) && allocator_uses(r) && k8s_inside(v4(r), ip));
+                named && !covered
+            }).collect();
+            expected.sort();
+            expected.dedup();
+            prop_assert_eq!(found, expected);
         }
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::audit::index::{Entry, RangeIndex};
 use crate::audit::range::{capacity, overlaps};
-use crate::audit::safety::uncovered_without;
+use crate::audit::safety::uncovered;
 use crate::model::{ConditionStatus, Family, IpAllocation, ReadyCondition, ServiceCidr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -17,6 +17,7 @@ pub enum State {
     Ready,
     /// No Ready condition yet: the controller has not seen it (the allocator still uses it).
     Pending,
+    /// Ready False or Unknown: the allocator gives out no IP from it.
     NotReady,
     Terminating,
 }
@@ -28,8 +29,9 @@ impl State {
         }
         match range.ready.as_ref().map(|c| c.status) {
             Some(ConditionStatus::True) => State::Ready,
-            Some(ConditionStatus::False) => State::NotReady,
-            Some(ConditionStatus::Unknown) | None => State::Pending,
+            // The allocator uses a range only while Ready is True or not written yet.
+            Some(ConditionStatus::False | ConditionStatus::Unknown) => State::NotReady,
+            None => State::Pending,
         }
     }
 }
@@ -120,7 +122,9 @@ pub fn status_report(
         containing.extend(index.containing(alloc.ip));
         for e in &containing {
             allocated[e.range][e.cidr] += 1;
-            if ranges[e.range].is_terminating() && uncovered_without(&index, &containing, e.range) {
+            if ranges[e.range].is_terminating()
+                && uncovered(&index, &containing, |r| r.name == ranges[e.range].name)
+            {
                 blocking[e.range] += 1;
             }
         }

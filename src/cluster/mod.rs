@@ -1,5 +1,5 @@
 //! The only code that talks to Kubernetes: client, API discovery, paged lists, watches, and the
-//! two writes the plugin makes (delete with preconditions, finalizer removal).
+//! writes the plugin makes (its guard finalizer, delete with preconditions, finalizer removal).
 
 pub mod client;
 pub mod error;
@@ -25,10 +25,11 @@ use serde_json::json;
 pub use client::Connection;
 pub use error::ApiError;
 
-use crate::model::{IpAllocation, SERVICE_CIDR_FINALIZER, ServiceCidr, ServiceIps, Snapshot};
+use crate::model::{GUARD_FINALIZER, IpAllocation, ServiceCidr, ServiceIps, Snapshot};
 use wire::{InvalidObject, WireIpAddress, WireService, WireServiceCidr};
 
 pub const GROUP: &str = "networking.k8s.io";
+pub const FIELD_MANAGER: &str = "kubectl-servicecidr";
 /// Served versions we understand, preferred first.
 pub const VERSIONS: [&str; 2] = ["v1", "v1beta1"];
 
@@ -306,19 +307,33 @@ impl Cluster {
         self.call::<serde_json::Value>(req, what).await.map(|_| ())
     }
 
-    /// Removes only the controller's finalizer. The resourceVersion in the patch makes the server
-    /// refuse it (409) if the object changed since the check that allowed it.
-    pub async fn remove_finalizer(&self, range: &ServiceCidr) -> Result<()> {
+    /// Puts the plugin's guard finalizer on the range, as read in `range`: a strategic merge adds
+    /// it to the list without touching the others, and the resourceVersion makes the server refuse
+    /// it (409) if the range changed since that read. Returns the range as written.
+    pub async fn add_guard(&self, range: &ServiceCidr) -> Result<ServiceCidr> {
+        let patch = json!({"metadata": {"resourceVersion": range.resource_version, "finalizers": [GUARD_FINALIZER]}});
+        let what = format!("guard servicecidr {:?}", range.name);
+        let req = self
+            .service_cidrs()
+            .patch(&range.name, &patch_params(), &Patch::Strategic(&patch))
+            .map_err(|e| request_error(what.clone(), e))?;
+        let (w, _) = self.call::<WireServiceCidr>(req, what).await?;
+        into_model(w)
+    }
+
+    /// Removes the named finalizers and keeps the rest. The resourceVersion in the patch makes the
+    /// server refuse it (409) if the range changed since the check that allowed it.
+    pub async fn remove_finalizers(&self, range: &ServiceCidr, remove: &[String]) -> Result<()> {
         let remaining: Vec<&String> = range
             .finalizers
             .iter()
-            .filter(|f| *f != SERVICE_CIDR_FINALIZER)
+            .filter(|f| !remove.contains(f))
             .collect();
         let patch = json!({"metadata": {"resourceVersion": range.resource_version, "finalizers": remaining}});
-        let what = format!("remove the finalizer of servicecidr {:?}", range.name);
+        let what = format!("remove finalizers of servicecidr {:?}", range.name);
         let req = self
             .service_cidrs()
-            .patch(&range.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(&range.name, &patch_params(), &Patch::Merge(&patch))
             .map_err(|e| request_error(what.clone(), e))?;
         self.call::<serde_json::Value>(req, what).await.map(|_| ())
     }
@@ -393,6 +408,25 @@ impl Cluster {
         .await
     }
 
+    /// One item per change to the named ServiceCIDR after `resource_version` (bookmarks are not
+    /// changes). The stream ends when the server closes the watch.
+    pub async fn changes_of_service_cidr(
+        &self,
+        name: &str,
+        resource_version: &str,
+    ) -> Result<impl Stream<Item = Result<()>> + use<>> {
+        let events = self
+            .watch_service_cidrs(Some(name), resource_version)
+            .await?;
+        Ok(events.filter_map(|ev| async move {
+            match ev {
+                Ok(WatchEvent::Bookmark(_)) => None,
+                Ok(_) => Some(Ok(())),
+                Err(e) => Some(Err(e)),
+            }
+        }))
+    }
+
     pub async fn watch_ip_addresses(
         &self,
         resource_version: &str,
@@ -407,6 +441,14 @@ pub fn into_model(w: WireServiceCidr) -> Result<ServiceCidr> {
         what: "read servicecidr".into(),
         source: ApiError::Decode(e.to_string()),
     })
+}
+
+/// Our writes carry our name in managedFields, so `kubectl get -o yaml` shows who wrote them.
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
 }
 
 /// A request that could not even be built (an invalid name or parameter), named like any failure.

@@ -1,5 +1,6 @@
-//! Retries of answers the server asks us to repeat: 429 (API Priority and Fairness or max-inflight
-//! throttling), 503 and 504, and any other 5xx carrying Retry-After (client-go's rule).
+//! The one retry policy: answers the server asks us to repeat (429 from API Priority and Fairness
+//! or max-inflight throttling, 503, 504, any 5xx carrying Retry-After as in client-go), any 5xx for
+//! a read, and requests that failed without an answer where repeating them is safe.
 //!
 //! kube's own policy allows 15 retries and honours any Retry-After, which under sustained
 //! throttling adds up to minutes of silence; a command line tool needs a bound. This one waits the
@@ -7,10 +8,11 @@
 //! `MAX_RETRIES` retries or once the waits of one request would pass `BUDGET`, returning the last
 //! answer so the user reads the server's own message.
 
+use std::io;
 use std::time::{Duration, SystemTime};
 
 use http::header::RETRY_AFTER;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use kube::client::Body;
 use tokio::time::{Instant, Sleep};
 use tower::BoxError;
@@ -25,14 +27,15 @@ pub const BUDGET: Duration = Duration::from_secs(30);
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Whether an answer asks for another try.
-pub fn retryable(status: StatusCode, retry_after: Option<Duration>) -> bool {
+/// Whether an answer asks for another try: throttling and unavailability for any request, any 5xx
+/// with Retry-After (client-go's rule), and any 5xx for a read, which is safe to repeat.
+pub fn retryable(method: &Method, status: StatusCode, retry_after: Option<Duration>) -> bool {
     matches!(
         status,
         StatusCode::TOO_MANY_REQUESTS
             | StatusCode::SERVICE_UNAVAILABLE
             | StatusCode::GATEWAY_TIMEOUT
-    ) || (status.is_server_error() && retry_after.is_some())
+    ) || (status.is_server_error() && (retry_after.is_some() || method == Method::GET))
 }
 
 /// The wait before retry number `attempt` (from 1) after `waited` so far, or None to give up.
@@ -60,12 +63,64 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     }
 }
 
+/// Whether a request that failed without an answer may be sent again: a refused connection never
+/// reached the server, so any request may; a connection lost mid-way only a read.
+pub fn retryable_failure(method: &Method, e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            if let (io::ErrorKind::Other, Some(inner)) = (io.kind(), io.get_ref()) {
+                cur = Some(inner);
+                continue;
+            }
+            return match io.kind() {
+                io::ErrorKind::ConnectionRefused => true,
+                io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::UnexpectedEof => method == Method::GET,
+                _ => false,
+            };
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// One per request (tower clones it for each call), so counts and waits are per request.
 #[derive(Clone)]
 pub struct RetryPolicy {
     backoff: ExponentialBackoff,
     attempts: u32,
     waited: Duration,
+}
+
+impl RetryPolicy {
+    /// The backoff alone paces retries of failures without an answer (an apiserver restarting).
+    fn retry_failure<B>(
+        &mut self,
+        req: &Request<B>,
+        e: &(dyn std::error::Error + 'static),
+    ) -> Option<Sleep> {
+        if !retryable_failure(req.method(), e) {
+            return None;
+        }
+        self.attempts += 1;
+        let backoff = self
+            .backoff
+            .next_backoff()
+            .deadline()
+            .saturating_duration_since(Instant::now());
+        let wait = next_wait(self.attempts, self.waited, backoff, None)?;
+        self.waited += wait;
+        tracing::info!(
+            "{} {} failed ({e}); retry {}/{MAX_RETRIES} in {}",
+            req.method(),
+            req.uri().path(),
+            self.attempts,
+            humantime::format_duration(Duration::from_millis(wait.as_millis() as u64))
+        );
+        Some(tokio::time::sleep(wait))
+    }
 }
 
 impl Default for RetryPolicy {
@@ -89,9 +144,12 @@ impl<B> Policy<Request<Body>, Response<B>, BoxError> for RetryPolicy {
         req: &mut Request<Body>,
         result: &mut Result<Response<B>, BoxError>,
     ) -> Option<Sleep> {
-        let res = result.as_ref().ok()?;
+        let res = match result {
+            Ok(res) => res,
+            Err(e) => return self.retry_failure(req, e.as_ref()),
+        };
         let retry_after = retry_after(res.headers(), SystemTime::now());
-        if !retryable(res.status(), retry_after) {
+        if !retryable(req.method(), res.status(), retry_after) {
             return None;
         }
         self.attempts += 1;
@@ -142,20 +200,37 @@ mod tests {
     #[test]
     fn throttling_and_unavailability_are_retried_other_failures_are_not() {
         let ra = Some(Duration::from_secs(1));
+        let (get, patch) = (&Method::GET, &Method::PATCH);
         for code in [429, 503, 504] {
             assert!(
-                retryable(StatusCode::from_u16(code).unwrap(), None),
+                retryable(patch, StatusCode::from_u16(code).unwrap(), None),
                 "{code}"
             );
         }
-        assert!(retryable(StatusCode::INTERNAL_SERVER_ERROR, ra));
-        assert!(!retryable(StatusCode::INTERNAL_SERVER_ERROR, None));
+        assert!(retryable(patch, StatusCode::INTERNAL_SERVER_ERROR, ra));
+        assert!(!retryable(patch, StatusCode::INTERNAL_SERVER_ERROR, None));
+        assert!(retryable(get, StatusCode::INTERNAL_SERVER_ERROR, None));
         for code in [200, 400, 401, 403, 404, 409, 422] {
             assert!(
-                !retryable(StatusCode::from_u16(code).unwrap(), ra),
+                !retryable(get, StatusCode::from_u16(code).unwrap(), ra),
                 "{code}"
             );
         }
+    }
+
+    #[test]
+    fn a_refused_connection_is_retried_a_lost_one_only_for_reads() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        let wrapped = io::Error::other(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert!(retryable_failure(&Method::PATCH, &refused));
+        assert!(retryable_failure(&Method::GET, &wrapped));
+        assert!(retryable_failure(&Method::GET, &reset));
+        assert!(!retryable_failure(&Method::DELETE, &reset));
+        assert!(!retryable_failure(
+            &Method::GET,
+            &io::Error::from(io::ErrorKind::TimedOut)
+        ));
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use serde::Deserialize;
 
 use crate::model::{
-    ALLOCATOR_MANAGER, ConditionStatus, IpAllocation, ParentRef, ReadyCondition, ServiceCidr,
-    ServiceIps, parse_cidr, parse_ip_name,
+    ALLOCATOR_MANAGER, CONTROLLER_MANAGER, ConditionStatus, IpAllocation, ParentRef,
+    ReadyCondition, ServiceCidr, ServiceIps, parse_cidr, parse_ip_name,
 };
 
 pub const MANAGED_BY_LABEL: &str = "ipaddress.kubernetes.io/managed-by";
@@ -30,6 +30,17 @@ pub struct Meta {
     pub finalizers: Vec<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub managed_fields: Vec<ManagedFields>,
+}
+
+/// Only who wrote, and to which subresource; the field sets are not needed.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ManagedFields {
+    #[serde(default)]
+    pub manager: String,
+    #[serde(default)]
+    pub subresource: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +69,8 @@ pub struct Condition {
     pub reason: String,
     #[serde(default)]
     pub message: String,
+    #[serde(rename = "lastTransitionTime")]
+    pub last_transition_time: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -167,20 +180,34 @@ impl WireServiceCidr {
                 field: "spec.cidrs",
                 reason: e.to_string(),
             })?;
+        let by_controller = m
+            .managed_fields
+            .iter()
+            .any(|f| f.manager == CONTROLLER_MANAGER && f.subresource == "status");
         let ready = self
             .status
             .conditions
             .into_iter()
             .find(|c| c.type_ == "Ready")
-            .map(|c| ReadyCondition {
-                status: match c.status.as_str() {
-                    "True" => ConditionStatus::True,
-                    "False" => ConditionStatus::False,
-                    _ => ConditionStatus::Unknown,
-                },
-                reason: c.reason,
-                message: c.message,
-            });
+            .map(|c| {
+                Ok::<_, InvalidObject>(ReadyCondition {
+                    status: match c.status.as_str() {
+                        "True" => ConditionStatus::True,
+                        "False" => ConditionStatus::False,
+                        _ => ConditionStatus::Unknown,
+                    },
+                    since: time(
+                        KIND,
+                        &m.name,
+                        "status.conditions.lastTransitionTime",
+                        &c.last_transition_time,
+                    )?,
+                    reason: c.reason,
+                    message: c.message,
+                    by_controller,
+                })
+            })
+            .transpose()?;
         Ok(ServiceCidr {
             created: time(
                 KIND,
@@ -291,6 +318,11 @@ mod tests {
         .unwrap();
         let r = w.into_model().unwrap();
         assert_eq!(r.cidrs.len(), 2);
+        assert!(!r.ready.as_ref().unwrap().by_controller);
+        assert_eq!(
+            r.ready.as_ref().unwrap().since,
+            Some(humantime::parse_rfc3339("2026-11-24T10:05:00Z").unwrap())
+        );
         assert!(r.is_terminating() && !r.is_usable() && r.has_controller_finalizer());
         assert_eq!(r.ready.unwrap().reason, "Terminating");
     }

@@ -1,58 +1,60 @@
-//! `delete`: pre-flight check, delete with preconditions, wait out the grace period, and release
-//! the finalizer where no controller does, only when it is provably safe.
+//! `delete`: judge the named ranges as one set, guard and delete them, then follow each one's
+//! retirement (`audit::retire`) until it is gone, acting only on what the core decides.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::pin::pin;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Result;
 use futures::StreamExt;
-use kube::api::WatchEvent;
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::{Instant, sleep_until};
 
-use crate::audit::index::RangeIndex;
-use crate::audit::safety::{Blocker, Verdict, grace_remaining, release_verdict};
-use crate::audit::suggest::covering_cidrs;
+use crate::audit::retire::{
+    DeleteResult, Observed, Outcome, Phase, ReleasedBy, RetireOptions, Retirement, Step, Waiting,
+};
+use crate::audit::safety::{Blocker, controller_blockers, left_outside, set_blockers};
 use crate::cli::{DeleteArgs, DryRun};
 use crate::cluster::{self, Cluster};
 use crate::commands::{print, stderr_is_terminal};
 use crate::exit::Exit;
-use crate::model::{DEFAULT_SERVICE_CIDR, ServiceCidr};
-use crate::render::delete::{DeleteResult, Outcome, ReleasedBy};
+use crate::model::{DEFAULT_SERVICE_CIDR, GUARD_FINALIZER, ServiceCidr};
+use crate::render::progress::{Progress, phase_text};
 use crate::render::{self, Style};
 
+/// Rounds of check-guard-delete for a range that changes under us.
+const ATTEMPTS: usize = 3;
+
 pub async fn run(cluster: &Cluster, style: &Style, args: DeleteArgs) -> Result<Exit> {
-    let progress = Progress::new(stderr_is_terminal() && args.names.len() == 1);
+    let mut names = args.names.clone();
+    names.sort();
+    names.dedup();
     let started = Instant::now();
-    let all = futures::future::join_all(args.names.iter().map(|name| {
-        Retirement {
-            cluster,
-            args: &args,
-            name,
-            progress: &progress,
-            started,
-        }
-        .run()
-    }));
-    let results = tokio::select! {
-        results = all => results,
-        // Ctrl-C changes nothing more: say where each range stands and how to resume.
-        _ = tokio::signal::ctrl_c() => args.names.iter().map(|name| DeleteResult {
-            name: name.clone(),
-            outcome: Outcome::Interrupted,
-            released_by: None,
-            blockers: vec![],
-            message: format!("{}; resume with: kubectl servicecidr delete {name} --wait", progress.phase(name)),
-            elapsed: started.elapsed(),
-        }).collect(),
+    let job = Job {
+        cluster,
+        args: &args,
+        names: &names,
+        started,
+        progress: Progress::new(stderr_is_terminal() && names.len() == 1),
+        phases: Mutex::new(HashMap::new()),
+        done: Mutex::new(BTreeMap::new()),
+        controller_counts: Mutex::new(HashMap::new()),
     };
-    progress.finish();
+    // --timeout bounds everything, whatever the server does; Ctrl-C wins at once. Either way
+    // nothing more is changed, and each range is left where a rerun resumes it.
+    let ended = tokio::select! {
+        _ = job.retire_all() => None,
+        _ = sleep_until(started + args.timeout) => Some(Outcome::TimedOut),
+        _ = tokio::signal::ctrl_c() => Some(Outcome::Interrupted),
+    };
+    job.progress.finish();
+    let results = job.results(ended);
     // A single range that could not be handled is an error, said in one line.
     if let [only] = results.as_slice()
         && only.outcome == Outcome::Failed
     {
-        anyhow::bail!("{}", only.message);
+        anyhow::bail!("{}", render::delete::message(only));
     }
     print(|out| render::delete::write(out, style, &results))?;
     Ok(results
@@ -60,340 +62,337 @@ pub async fn run(cluster: &Cluster, style: &Style, args: DeleteArgs) -> Result<E
         .fold(Exit::Success, |e, r| e.worst(r.outcome.exit())))
 }
 
-/// What the user sees while waiting: one rewritten line on a terminal, a log line per phase
-/// otherwise. Always stderr, so `-o json` stays clean.
-struct Progress {
-    tty: bool,
-    phases: Mutex<HashMap<String, String>>,
+enum Release {
+    Released,
+    Blocked(Vec<Blocker>),
+    /// Changed since it was observed: observe again.
+    Stale,
 }
 
-impl Progress {
-    fn new(tty: bool) -> Self {
-        Progress {
-            tty,
-            phases: Mutex::new(HashMap::new()),
-        }
-    }
+struct Job<'a> {
+    cluster: &'a Cluster,
+    args: &'a DeleteArgs,
+    names: &'a [String],
+    started: Instant,
+    progress: Progress,
+    phases: Mutex<HashMap<String, Phase>>,
+    done: Mutex<BTreeMap<String, DeleteResult>>,
+    /// For ranges the controller blocks: the IPAddresses it counts, for the result at --timeout.
+    controller_counts: Mutex<HashMap<String, Vec<IpAddr>>>,
+}
 
-    fn set(&self, name: &str, phase: &str, detail: &str) {
+impl Job<'_> {
+    fn set_phase(&self, name: &str, phase: Phase) {
         let changed = self
             .phases
             .lock()
-            .expect("no thread panics while holding the progress lock")
-            .insert(name.to_owned(), phase.to_owned())
+            .expect("no thread panics while holding the phase lock")
+            .insert(name.to_owned(), phase.clone())
             .is_none_or(|old| old != phase);
-        let name = render::sanitize(name);
-        if self.tty {
-            eprint!("\r\x1b[Kservicecidr {name:?}: {phase}{detail}");
-        } else if changed {
-            eprintln!("servicecidr {name:?}: {phase}");
-        }
+        self.progress.show(name, &phase_text(&phase), changed, None);
     }
 
-    fn phase(&self, name: &str) -> String {
+    fn phase(&self, name: &str) -> Phase {
         let phases = self
             .phases
             .lock()
-            .expect("no thread panics while holding the progress lock");
-        phases
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| "not started".into())
+            .expect("no thread panics while holding the phase lock");
+        phases.get(name).cloned().unwrap_or(Phase::NotStarted)
     }
 
-    fn finish(&self) {
-        if self.tty {
-            eprint!("\r\x1b[K");
-        }
-    }
-}
-
-enum Release {
-    Released,
-    Gone,
-    Blocked(Vec<Blocker>),
-    Conflict,
-}
-
-struct Retirement<'a> {
-    cluster: &'a Cluster,
-    args: &'a DeleteArgs,
-    name: &'a str,
-    progress: &'a Progress,
-    started: Instant,
-}
-
-impl Retirement<'_> {
-    fn result(&self, outcome: Outcome, message: impl Into<String>) -> DeleteResult {
-        DeleteResult {
-            name: self.name.to_owned(),
-            outcome,
-            released_by: None,
-            blockers: vec![],
-            message: message.into(),
-            elapsed: self.started.elapsed(),
-        }
+    fn result(&self, name: &str, outcome: Outcome) -> DeleteResult {
+        DeleteResult::new(name, outcome, self.phase(name), self.started.elapsed())
     }
 
-    async fn run(self) -> DeleteResult {
-        match self.check_and_delete().await {
-            Ok(Ok(uid)) if self.args.wait => self.wait(&uid).await,
-            Ok(Ok(_)) => self.result(
-                Outcome::Terminating,
-                "terminating: the service-cidr controller releases it after the grace period (use --wait to follow)",
-            ),
-            Ok(Err(done)) => done,
-            Err(e) => self.result(Outcome::Failed, e.to_string()),
-        }
+    fn finish(&self, r: DeleteResult) {
+        let mut done = self
+            .done
+            .lock()
+            .expect("no thread panics while holding the result lock");
+        done.insert(r.name.clone(), r);
     }
 
-    /// Ok(Ok(uid)): deleted (or already terminating), go on waiting. Ok(Err(result)): finished here.
-    async fn check_and_delete(&self) -> Result<Result<String, DeleteResult>, cluster::Error> {
-        const ATTEMPTS: usize = 3;
+    fn fail(&self, name: &str, e: impl ToString) {
+        self.finish(DeleteResult {
+            error: Some(e.to_string()),
+            ..self.result(name, Outcome::Failed)
+        });
+    }
+
+    /// Every name's result, those not finished ended as `ended` says.
+    fn results(&self, ended: Option<Outcome>) -> Vec<DeleteResult> {
+        let done = self
+            .done
+            .lock()
+            .expect("no thread panics while holding the result lock");
+        let counts = self
+            .controller_counts
+            .lock()
+            .expect("no thread panics while holding the count lock");
+        self.names
+            .iter()
+            .map(|n| match done.get(n) {
+                Some(r) => r.clone(),
+                None => {
+                    let blocked = self.phase(n) == Phase::Waiting(Waiting::ControllerBlocked);
+                    let outcome = match ended.unwrap_or(Outcome::Failed) {
+                        Outcome::TimedOut if blocked => Outcome::Blocked,
+                        other => other,
+                    };
+                    DeleteResult {
+                        controller_blockers: counts.get(n).cloned().unwrap_or_default(),
+                        ..self.result(n, outcome)
+                    }
+                }
+            })
+            .collect()
+    }
+
+    async fn retire_all(&self) {
+        let mut pending: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let mut deleted = Vec::new();
         for _ in 0..ATTEMPTS {
-            let Some((current, _)) = self.cluster.get_service_cidr(self.name).await? else {
-                return Err(cluster::Error::NotFound(self.name.to_owned()));
-            };
-            if current.is_terminating() {
-                self.progress
-                    .set(self.name, "already terminating: resuming the wait", "");
-                return Ok(Ok(current.uid));
+            if pending.is_empty() {
+                break;
             }
-            self.progress
-                .set(self.name, "checking every IPAddress inside", "");
-            let (snapshot, _) = self.cluster.snapshot(false).await?;
-            let Some(target) = snapshot.ranges.iter().find(|r| r.name == self.name) else {
+            let mut retry = Vec::new();
+            match self.check_and_delete(&pending, &mut retry).await {
+                Ok(mut d) => deleted.append(&mut d),
+                Err(e) => pending.iter().for_each(|n| self.fail(n, &e)),
+            }
+            pending = retry;
+        }
+        for name in pending {
+            self.fail(
+                name,
+                format!(
+                    "the ServiceCIDR kept changing during {ATTEMPTS} checks; not deleted, try again"
+                ),
+            );
+        }
+        let follow = deleted.into_iter().map(|(name, uid)| async move {
+            let r = self.follow(name, uid).await;
+            self.finish(r);
+        });
+        futures::future::join_all(follow).await;
+    }
+
+    /// One round: a fresh read of everything, one verdict for the whole set, then guard and delete
+    /// each name the verdict allows. Returns the ranges to follow; names to try again go to `retry`.
+    async fn check_and_delete<'n>(
+        &self,
+        pending: &[&'n str],
+        retry: &mut Vec<&'n str>,
+    ) -> Result<Vec<(&'n str, String)>, cluster::Error> {
+        pending
+            .iter()
+            .for_each(|n| self.set_phase(n, Phase::Checking));
+        let (snapshot, _) = self.cluster.snapshot(true).await?;
+        let set: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let blockers = set_blockers(&snapshot, &set);
+        let dry = self.args.dry_run != DryRun::None;
+        let mut deleted = Vec::new();
+        for &name in pending {
+            let Some(range) = snapshot.ranges.iter().find(|r| r.name == name) else {
+                self.fail(name, cluster::Error::NotFound(name.to_owned()));
                 continue;
             };
-            let covered =
-                match release_verdict(&RangeIndex::new(&snapshot.ranges), &snapshot.ips, self.name)
-                {
-                    Verdict::Blocked { blockers } => return Ok(Err(self.refused(blockers))),
-                    Verdict::Safe { covered } => covered,
-                };
-            if self.name == DEFAULT_SERVICE_CIDR {
-                eprintln!(
-                    "warning: kube-apiserver recreates the default ServiceCIDR {DEFAULT_SERVICE_CIDR:?} from --service-cluster-ip-range; it comes back unless that flag changes"
-                );
+            let mine: Vec<Blocker> = blockers
+                .iter()
+                .filter(|b| b.ranges.iter().any(|(n, _)| n == name))
+                .cloned()
+                .collect();
+            if range.is_terminating() {
+                self.set_phase(name, Phase::Terminating);
+                if dry || !self.args.wait {
+                    let outcome = if dry {
+                        Outcome::DryRun
+                    } else {
+                        Outcome::Terminating
+                    };
+                    self.finish(DeleteResult {
+                        blockers: mine,
+                        ..self.result(name, outcome)
+                    });
+                } else {
+                    deleted.push((name, range.uid.clone()));
+                }
+                continue;
             }
-            // A delete that RBAC forbids is refused whole by the server; what comes after it
-            // (watching, releasing) is asked about first, so a refusal leaves the range untouched.
-            let missing = self.missing_rights().await;
+            if !mine.is_empty() {
+                if !dry && range.has_guard() {
+                    // Left by an interrupted run; a refused range keeps nothing of ours.
+                    let _ = self
+                        .cluster
+                        .remove_finalizers(range, &[GUARD_FINALIZER.to_owned()])
+                        .await;
+                }
+                self.finish(DeleteResult {
+                    blockers: mine,
+                    ..self.result(name, Outcome::Refused)
+                });
+                continue;
+            }
+            if self.args.dry_run == DryRun::Client {
+                self.finish(self.result(name, Outcome::DryRun));
+                continue;
+            }
+            let missing = self.missing_rights(name).await;
             if !missing.is_empty() {
-                return Ok(Err(self.result(
-                    Outcome::Failed,
-                    format!(
-                        "not deleted: not allowed to {} servicecidr {:?}; the servicecidr-operator ClusterRole (deploy/rbac) grants what delete needs",
-                        missing.join(", "),
-                        self.name
-                    ),
-                )));
+                self.fail(name, format!(
+                    "not deleted: not allowed to {} servicecidr {name:?}; the servicecidr-operator ClusterRole (deploy/rbac) grants what delete needs",
+                    missing.join(", ")
+                ));
+                continue;
             }
-            let safe =
-                format!("safe: {covered} IPAddress(es) inside are also in other usable ranges");
-            match self.args.dry_run {
-                DryRun::Client => {
-                    return Ok(Err(self.result(
-                        Outcome::DryRun,
-                        format!("{safe}; not deleted (dry run)"),
-                    )));
+            if self.args.dry_run == DryRun::Server {
+                match self.cluster.delete_service_cidr(range, true).await {
+                    Ok(()) => {
+                        self.set_phase(name, Phase::Deleted);
+                        self.finish(self.result(name, Outcome::DryRun));
+                    }
+                    Err(e) => self.fail(name, e),
                 }
-                DryRun::Server => {
-                    self.cluster.delete_service_cidr(target, true).await?;
-                    return Ok(Err(self.result(
-                        Outcome::DryRun,
-                        format!("{safe}; the server accepted the delete (dry run)"),
-                    )));
-                }
-                DryRun::None => {}
+                continue;
             }
-            match self.cluster.delete_service_cidr(target, false).await {
-                Ok(()) => {
-                    self.progress.set(self.name, "deleted", "");
-                    return Ok(Ok(target.uid.clone()));
-                }
+            if name == DEFAULT_SERVICE_CIDR {
+                self.progress.note(&format!(
+                    "warning: kube-apiserver recreates the default ServiceCIDR {DEFAULT_SERVICE_CIDR:?} from --service-cluster-ip-range; it comes back unless that flag changes"
+                ));
+            }
+            match self.guard_and_delete(range).await {
+                Ok(uid) if self.args.wait => deleted.push((name, uid)),
+                Ok(_) => self.finish(self.result(name, Outcome::Terminating)),
                 // Changed or recreated since the check: check again.
                 Err(e)
                     if e.api_error()
                         .is_some_and(|a| a.is_conflict() || a.is_not_found()) =>
                 {
-                    continue;
+                    retry.push(name)
                 }
-                Err(e) => return Err(e),
+                Err(e) => self.fail(name, e),
             }
         }
-        Ok(Err(self.result(
-            Outcome::Failed,
-            format!(
-                "the ServiceCIDR kept changing during {ATTEMPTS} checks; not deleted, try again"
-            ),
-        )))
+        Ok(deleted)
     }
 
-    /// The verbs needed after the delete that RBAC denies, each with the flag that needs it.
-    async fn missing_rights(&self) -> Vec<String> {
+    /// The guard first, so that the range outlives the controller's release until our own final
+    /// check; then the delete, of exactly the object guarded.
+    async fn guard_and_delete(&self, range: &ServiceCidr) -> Result<String, cluster::Error> {
+        let guarded = if range.has_guard() {
+            range.clone()
+        } else {
+            self.cluster.add_guard(range).await?
+        };
+        self.cluster.delete_service_cidr(&guarded, false).await?;
+        self.set_phase(&range.name, Phase::Deleted);
+        Ok(guarded.uid)
+    }
+
+    /// The verbs delete needs that RBAC denies, each with what needs it; asked before any write.
+    async fn missing_rights(&self, name: &str) -> Vec<&'static str> {
         let needed = [
-            ("watch", "--wait", self.args.wait),
-            ("patch", "--remove-finalizer", self.args.remove_finalizer),
+            ("delete", "delete", true),
+            ("patch", "patch (to guard and release it)", true),
+            ("watch", "watch (to wait)", self.args.wait),
         ];
         let mut missing = Vec::new();
-        for (verb, flag, _) in needed.into_iter().filter(|n| n.2) {
-            if self.cluster.may(verb, self.name).await == Some(false) {
-                missing.push(format!("{verb} (for {flag})"));
+        for (verb, words, _) in needed.into_iter().filter(|n| n.2) {
+            if self.cluster.may(verb, name).await == Some(false) {
+                missing.push(words);
             }
         }
         missing
     }
 
-    fn refused(&self, blockers: Vec<Blocker>) -> DeleteResult {
-        let cover: Vec<String> = covering_cidrs(&blockers.iter().map(|b| b.ip).collect::<Vec<_>>())
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        let mut services: Vec<String> = blockers
-            .iter()
-            .filter_map(|b| {
-                b.parent
-                    .as_ref()
-                    .map(|p| format!("{}/{}", p.namespace, p.name))
-            })
-            .collect();
-        services.sort();
-        services.dedup();
-        let message = format!(
-            "not deleted: {} IPAddress(es) would be left without a usable range; to unblock, create a ServiceCIDR covering {}{}",
-            blockers.len(),
-            cover.join(", "),
-            if services.is_empty() {
-                String::new()
-            } else {
-                format!(", or recreate Service(s) {}", services.join(", "))
+    /// Observe, ask the core for the next step, act; until the range is gone or a step ends it.
+    async fn follow(&self, name: &str, uid: String) -> DeleteResult {
+        let opts = RetireOptions {
+            grace: self.args.grace_period,
+            controller_timeout: self.args.controller_timeout,
+            remove_finalizer: self.args.remove_finalizer,
+        };
+        let mut machine = Retirement::new(uid.clone(), opts);
+        let mut released_by = ReleasedBy::Controller;
+        let mut cidrs = Vec::new();
+        loop {
+            let read = match self.cluster.get_service_cidr(name).await {
+                Ok(read) => read,
+                Err(e) => {
+                    return DeleteResult {
+                        error: Some(e.to_string()),
+                        ..self.result(name, Outcome::Failed)
+                    };
+                }
+            };
+            let observed = match &read {
+                Some((range, server_now)) => {
+                    cidrs.clone_from(&range.cidrs);
+                    Observed::Range {
+                        range,
+                        server_now: *server_now,
+                    }
+                }
+                None => Observed::Gone,
+            };
+            match machine.next(observed, self.started.elapsed()) {
+                Step::Gone => return self.after_release(name, &cidrs, released_by).await,
+                Step::NotTerminating => {
+                    return DeleteResult {
+                        error: Some("not terminating: someone else must have recreated it".into()),
+                        ..self.result(name, Outcome::Failed)
+                    };
+                }
+                Step::Wait { until, why } => {
+                    if why == Waiting::ControllerBlocked
+                        && self.phase(name) != Phase::Waiting(why.clone())
+                    {
+                        self.explain_block(name).await;
+                    }
+                    self.set_phase(name, Phase::Waiting(why));
+                    let Some((range, _)) = read.as_ref() else {
+                        continue;
+                    };
+                    let until = until.map(|u| self.started + u);
+                    // A closed or failed watch only means: observe again.
+                    let _ = self.watch_until(range, until, &machine).await;
+                }
+                Step::Release { remove, takeover } => {
+                    self.set_phase(name, Phase::Releasing);
+                    match self.release(name, &uid, &remove).await {
+                        Ok(Release::Released) if takeover => released_by = ReleasedBy::Plugin,
+                        Ok(Release::Released) => {}
+                        Ok(Release::Stale) => self.progress.note(&format!(
+                            "servicecidr {:?}: changed while releasing: checking again",
+                            render::sanitize(name)
+                        )),
+                        Ok(Release::Blocked(blockers)) => {
+                            return DeleteResult {
+                                blockers,
+                                ..self.result(name, Outcome::AtRisk)
+                            };
+                        }
+                        Err(e) => {
+                            return DeleteResult {
+                                error: Some(e.to_string()),
+                                ..self.result(name, Outcome::Failed)
+                            };
+                        }
+                    }
+                }
             }
-        );
-        DeleteResult {
-            blockers,
-            ..self.result(Outcome::Refused, message)
         }
     }
 
-    async fn wait(&self, uid: &str) -> DeleteResult {
-        let deadline = self.started + self.args.timeout;
-        let mut first_seen: Option<Instant> = None;
-        // Each read gives an upper bound of the grace period's end; the earliest one holds.
-        let mut grace_end: Option<Instant> = None;
-        let mut released_by = ReleasedBy::Controller;
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            if Instant::now() >= deadline {
-                return self.result(
-                    Outcome::TimedOut,
-                    format!(
-                        "still there after {}: {}",
-                        humantime::format_duration(self.args.timeout),
-                        self.progress.phase(self.name)
-                    ),
-                );
-            }
-            let read_at = Instant::now();
-            let range = match self.cluster.get_service_cidr(self.name).await {
-                Ok(Some((range, date))) if range.uid == uid => (range, date),
-                Ok(_) => {
-                    return DeleteResult {
-                        released_by: Some(released_by),
-                        ..self.result(Outcome::Deleted, "gone")
-                    };
-                }
-                Err(e) if is_transient(&e) => {
-                    self.progress.set(
-                        self.name,
-                        "API server unavailable, retrying",
-                        &format!(": {e}"),
-                    );
-                    sleep(backoff.min(deadline - Instant::now())).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-                Err(e) => return self.result(Outcome::Failed, e.to_string()),
-            };
-            backoff = Duration::from_millis(200);
-            let (range, server_date) = range;
-            let Some(deleting) = range.deleting else {
-                return self.result(
-                    Outcome::Failed,
-                    "not terminating: someone else must have recreated it",
-                );
-            };
-            let seen = *first_seen.get_or_insert(read_at);
-            let server_now = server_date.unwrap_or_else(SystemTime::now);
-            let bound = read_at
-                + grace_remaining(deleting, self.args.grace_period, server_now, read_at - seen);
-            let grace_end = *grace_end.insert(grace_end.map_or(bound, |g| g.min(bound)));
-            let takeover = if self.args.remove_finalizer {
-                grace_end
-            } else {
-                grace_end + self.args.controller_timeout
-            };
-
-            if !range.has_controller_finalizer() {
-                let others = range.finalizers.join(", ");
-                self.progress.set(
-                    self.name,
-                    &format!("waiting for other finalizers: {others}"),
-                    "",
-                );
-            } else if Instant::now() >= takeover {
-                match self.release(uid).await {
-                    Ok(Release::Released) => {
-                        released_by = ReleasedBy::Plugin;
-                        self.progress.set(self.name, "finalizer removed", "");
-                    }
-                    Ok(Release::Gone) => {}
-                    Ok(Release::Blocked(blockers)) => {
-                        let message = format!(
-                            "{} IPAddress(es) appeared inside during the grace period and have no other usable range: the finalizer stays; create a ServiceCIDR covering them or recreate their Services, then rerun with --wait",
-                            blockers.len()
-                        );
-                        return DeleteResult {
-                            blockers,
-                            ..self.result(Outcome::AtRisk, message)
-                        };
-                    }
-                    Ok(Release::Conflict) => {
-                        self.progress
-                            .set(self.name, "changed while releasing: checking again", "")
-                    }
-                    Err(e) if is_transient(&e) => sleep(backoff).await,
-                    Err(e) => return self.result(Outcome::Failed, e.to_string()),
-                }
-                continue;
-            } else if Instant::now() < grace_end {
-                self.progress.set(self.name, "grace period", "");
-            } else if range
-                .ready
-                .as_ref()
-                .is_some_and(|c| c.reason == "Terminating")
-            {
-                self.progress.set(
-                    self.name,
-                    "blocked by the controller: IPAddresses still reference it",
-                    "",
-                );
-            } else {
-                self.progress
-                    .set(self.name, "waiting for the service-cidr controller", "");
-            }
-
-            let next = [grace_end, takeover, deadline]
-                .into_iter()
-                .filter(|t| *t > Instant::now())
-                .min()
-                .unwrap_or(deadline);
-            if let Err(e) = self.watch_until(&range, next, grace_end, takeover).await {
-                if !is_transient(&e) {
-                    return self.result(Outcome::Failed, e.to_string());
-                }
-                sleep(backoff.min(next.saturating_duration_since(Instant::now()))).await;
-            }
+    /// The controller blocks: remember which IPAddresses it counts, for the result at --timeout.
+    async fn explain_block(&self, name: &str) {
+        if let Ok((snapshot, _)) = self.cluster.snapshot(false).await {
+            let ips = controller_blockers(&snapshot, name);
+            let mut counts = self
+                .controller_counts
+                .lock()
+                .expect("no thread panics while holding the count lock");
+            counts.insert(name.to_owned(), ips);
         }
     }
 
@@ -401,72 +400,102 @@ impl Retirement<'_> {
     async fn watch_until(
         &self,
         range: &ServiceCidr,
-        until: Instant,
-        grace_end: Instant,
-        takeover: Instant,
+        until: Option<Instant>,
+        machine: &Retirement,
     ) -> Result<(), cluster::Error> {
         let mut events = pin!(
             self.cluster
-                .watch_service_cidrs(Some(self.name), &range.resource_version)
+                .changes_of_service_cidr(&range.name, &range.resource_version)
                 .await?
         );
+        let forever = self.started + self.args.timeout;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
-                ev = events.next() => match ev {
-                    Some(Ok(WatchEvent::Bookmark(_))) => {}
-                    Some(Err(e)) => return Err(e),
-                    _ => return Ok(()),
-                },
-                _ = sleep_until(until) => return Ok(()),
-                _ = tick.tick(), if self.progress.tty => {
-                    let now = Instant::now();
-                    let detail = if now < grace_end {
-                        format!(": {}s left", (grace_end - now).as_secs() + 1)
-                    } else if !self.args.remove_finalizer && now < takeover {
-                        format!(": taking over in {}s", (takeover - now).as_secs() + 1)
-                    } else {
-                        String::new()
-                    };
-                    self.progress.set(self.name, &self.progress.phase(self.name), &detail);
+                ev = events.next() => return ev.map_or(Ok(()), |r| r.map(|_| ())),
+                _ = sleep_until(until.unwrap_or(forever)) => return Ok(()),
+                _ = tick.tick(), if self.progress.is_tty() => {
+                    let now = self.started.elapsed();
+                    let countdown = machine.timers().and_then(|(grace, takeover)| {
+                        if now < grace {
+                            Some(("grace period left", grace - now))
+                        } else if now < takeover && !self.args.remove_finalizer {
+                            Some(("taking over in", takeover - now))
+                        } else {
+                            None
+                        }
+                    });
+                    self.progress.show(&range.name, &phase_text(&self.phase(&range.name)), false, countdown);
                 }
             }
         }
     }
 
-    /// The controller's job, done only when provably safe: a fresh consistent read of every range
-    /// and IPAddress, then a patch that fails if the range changed since that read.
-    async fn release(&self, uid: &str) -> Result<Release, cluster::Error> {
-        self.progress.set(
-            self.name,
-            "grace period over: re-checking every IPAddress before releasing",
-            "",
-        );
-        let (snapshot, _) = self.cluster.snapshot(false).await?;
+    /// The strict re-check on a fresh consistent read of everything, then a patch that the server
+    /// refuses if the range changed since that read. The gap between the two is one request.
+    async fn release(
+        &self,
+        name: &str,
+        uid: &str,
+        remove: &[String],
+    ) -> Result<Release, cluster::Error> {
+        let (snapshot, _) = self.cluster.snapshot(true).await?;
         let Some(target) = snapshot
             .ranges
             .iter()
-            .find(|r| r.name == self.name && r.uid == uid)
+            .find(|r| r.name == name && r.uid == uid)
         else {
-            return Ok(Release::Gone);
+            return Ok(Release::Stale);
         };
-        if !target.has_controller_finalizer() {
-            return Ok(Release::Gone);
+        if !remove.iter().all(|f| target.finalizers.contains(f)) {
+            return Ok(Release::Stale);
         }
-        if let Verdict::Blocked { blockers } =
-            release_verdict(&RangeIndex::new(&snapshot.ranges), &snapshot.ips, self.name)
-        {
+        let blockers = set_blockers(&snapshot, &[name]);
+        if !blockers.is_empty() {
             return Ok(Release::Blocked(blockers));
         }
-        match self.cluster.remove_finalizer(target).await {
+        match self.cluster.remove_finalizers(target, remove).await {
             Ok(()) => Ok(Release::Released),
-            Err(e) if e.api_error().is_some_and(|a| a.is_conflict()) => Ok(Release::Conflict),
-            Err(e) if e.api_error().is_some_and(|a| a.is_not_found()) => Ok(Release::Gone),
+            Err(e)
+                if e.api_error()
+                    .is_some_and(|a| a.is_conflict() || a.is_not_found()) =>
+            {
+                Ok(Release::Stale)
+            }
             Err(e) => Err(e),
         }
     }
-}
 
-fn is_transient(e: &cluster::Error) -> bool {
-    e.api_error().is_some_and(|a| a.is_transient())
+    /// Once the range is gone: did anything appear inside it between our last check and its
+    /// removal (an IP written by hand, or by an allocator that learnt late)? Said loudly if so.
+    async fn after_release(
+        &self,
+        name: &str,
+        cidrs: &[ipnet::IpNet],
+        released_by: ReleasedBy,
+    ) -> DeleteResult {
+        let gone = DeleteResult {
+            released_by: Some(released_by),
+            ..self.result(name, Outcome::Deleted)
+        };
+        match self.cluster.snapshot(true).await {
+            Ok((snapshot, _)) => {
+                let left = left_outside(&snapshot, cidrs);
+                if left.is_empty() {
+                    gone
+                } else {
+                    DeleteResult {
+                        left_outside: left,
+                        outcome: Outcome::Orphaned,
+                        ..gone
+                    }
+                }
+            }
+            Err(e) => DeleteResult {
+                error: Some(format!("gone, but the check after it failed: {e}")),
+                outcome: Outcome::Failed,
+                ..gone
+            },
+        }
+    }
 }

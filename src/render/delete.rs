@@ -1,60 +1,98 @@
-//! `delete`: one verdict per range, the IPs that block a refusal, and the JSON shape.
+//! `delete`: one line per range, the IPs that block a refusal, and the JSON shape. All wording of
+//! the retirement's facts (`audit::retire`) lives here.
 
 use std::io::{self, Write};
-use std::time::Duration;
 
 use comfy_table::{Cell, Color};
 use serde::Serialize;
 
-use crate::audit::safety::Blocker;
+use crate::audit::retire::{DeleteResult, Outcome, Phase, ReleasedBy};
+use crate::audit::safety::{Blocker, InUse};
+use crate::audit::suggest::covering_cidrs;
 use crate::exit::Exit;
+use crate::render::progress::phase_text;
 use crate::render::{Style, sanitize, table, write_document};
 
 pub const KIND: &str = "ServiceCIDRDeletion";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Outcome {
-    /// Gone from the cluster.
-    Deleted,
-    /// Deleted and terminating; not waited for.
-    Terminating,
-    /// Checked (client) or validated by the server; nothing changed.
-    DryRun,
-    /// Not deleted: IPAddresses inside have no other usable range.
-    Refused,
-    /// Deleted, but IPs appeared that only it holds: the finalizer stays.
-    AtRisk,
-    TimedOut,
-    Interrupted,
-    Failed,
+fn resume(name: &str) -> String {
+    format!("resume with: kubectl servicecidr delete {name} --wait")
 }
 
-impl Outcome {
-    pub fn exit(self) -> Exit {
-        match self {
-            Outcome::Deleted | Outcome::Terminating | Outcome::DryRun => Exit::Success,
-            Outcome::Refused | Outcome::AtRisk => Exit::Findings,
-            Outcome::TimedOut | Outcome::Failed => Exit::Error,
-            Outcome::Interrupted => Exit::Interrupted,
-        }
+/// What to create or recreate so that these IPs have a range again.
+fn unblock<'a>(ips: impl Iterator<Item = (std::net::IpAddr, &'a [String])>) -> String {
+    let (ips, services): (Vec<_>, Vec<_>) = ips.unzip();
+    let cover: Vec<String> = covering_cidrs(&ips)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let mut services: Vec<&String> = services.into_iter().flatten().collect();
+    services.sort();
+    services.dedup();
+    let mut text = format!("create a ServiceCIDR covering {}", cover.join(", "));
+    if !services.is_empty() {
+        let list: Vec<&str> = services.iter().map(|s| s.as_str()).collect();
+        text.push_str(&format!(", or recreate Service(s) {}", list.join(", ")));
     }
+    text
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReleasedBy {
-    Controller,
-    Plugin,
+fn blockers_unblock(b: &[Blocker]) -> String {
+    unblock(b.iter().map(|b| (b.ip, b.services.as_slice())))
 }
 
-#[derive(Debug, Clone)]
-pub struct DeleteResult {
-    pub name: String,
-    pub outcome: Outcome,
-    pub released_by: Option<ReleasedBy>,
-    pub blockers: Vec<Blocker>,
-    pub message: String,
-    pub elapsed: Duration,
+fn left_unblock(u: &[InUse]) -> String {
+    unblock(u.iter().map(|u| (u.ip, u.services.as_slice())))
+}
+
+/// The one line that says how a range's retirement ended and what to do next.
+pub fn message(r: &DeleteResult) -> String {
+    let name = r.name.as_str();
+    let n = r.blockers.len();
+    match r.outcome {
+        Outcome::Deleted => "gone".into(),
+        Outcome::Terminating => format!(
+            "deleted and guarded: it stays terminating until a run that waits releases it ({})",
+            resume(name)
+        ),
+        Outcome::DryRun if r.phase == Phase::Deleted => {
+            "safe to delete; the server accepted the delete (dry run), nothing changed".into()
+        }
+        Outcome::DryRun if n > 0 && r.phase == Phase::Terminating => format!(
+            "already terminating; {n} IP(s) inside have no usable range, so a real run would keep it (dry run, nothing changed)"
+        ),
+        Outcome::DryRun if r.phase == Phase::Terminating => {
+            "already terminating; a real run would wait and release it when safe (dry run, nothing changed)".into()
+        }
+        Outcome::DryRun => "safe to delete; not deleted (dry run)".into(),
+        Outcome::Refused => format!(
+            "not deleted: {n} IP(s) inside would be left without a usable range outside the ranges named; to unblock, {}",
+            blockers_unblock(&r.blockers)
+        ),
+        Outcome::AtRisk => format!(
+            "{n} IP(s) inside have no usable range left, so its finalizers stay; {}, then {}",
+            blockers_unblock(&r.blockers),
+            resume(name)
+        ),
+        Outcome::Orphaned => format!(
+            "gone, but {} IP(s) that appeared inside while it was released are now outside every range; {}",
+            r.left_outside.len(),
+            left_unblock(&r.left_outside)
+        ),
+        Outcome::Blocked => {
+            let ips: Vec<String> = r.controller_blockers.iter().map(ToString::to_string).collect();
+            format!(
+                "the service-cidr controller keeps it: {} IPAddress(es) inside have no other range ({}); it stays terminating, and the plugin never overrides that; {}, then {}",
+                ips.len(),
+                ips.join(", "),
+                unblock(r.controller_blockers.iter().map(|ip| (*ip, &[][..]))),
+                resume(name)
+            )
+        }
+        Outcome::TimedOut => format!("timed out while {}; {}", phase_text(&r.phase), resume(name)),
+        Outcome::Interrupted => format!("{}; {}", phase_text(&r.phase), resume(name)),
+        Outcome::Failed => r.error.clone().unwrap_or_else(|| "failed".into()),
+    }
 }
 
 #[derive(Serialize)]
@@ -65,25 +103,50 @@ struct ResultDoc<'a> {
     released_by: Option<ReleasedBy>,
     #[serde(rename = "blockingIPAddresses")]
     blocking_ip_addresses: Vec<BlockerDoc>,
-    message: &'a str,
+    #[serde(rename = "orphanedIPs", skip_serializing_if = "Vec::is_empty")]
+    orphaned_ips: Vec<String>,
+    message: String,
     elapsed_seconds: f64,
+}
+
+#[derive(Serialize)]
+struct RangeRef {
+    name: String,
+    cidr: String,
 }
 
 #[derive(Serialize)]
 struct BlockerDoc {
     ip: String,
     cidr: String,
+    /// The first Service, kept for scripts that read one.
     service: Option<String>,
+    services: Vec<String>,
+    /// The ranges named in the call that hold it.
+    ranges: Vec<RangeRef>,
+    /// Whether an IPAddress object records it.
+    recorded: bool,
 }
 
 fn blocker_doc(b: &Blocker) -> BlockerDoc {
     BlockerDoc {
         ip: b.ip.to_string(),
-        cidr: b.cidr.to_string(),
-        service: b
-            .parent
-            .as_ref()
-            .map(|p| format!("{}/{}", p.namespace, p.name)),
+        cidr: b
+            .ranges
+            .first()
+            .map(|(_, c)| c.to_string())
+            .unwrap_or_default(),
+        service: b.services.first().cloned(),
+        services: b.services.clone(),
+        ranges: b
+            .ranges
+            .iter()
+            .map(|(name, cidr)| RangeRef {
+                name: name.clone(),
+                cidr: cidr.to_string(),
+            })
+            .collect(),
+        recorded: b.recorded,
     }
 }
 
@@ -102,7 +165,8 @@ pub fn write(out: &mut impl Write, style: &Style, results: &[DeleteResult]) -> i
                     outcome: r.outcome,
                     released_by: r.released_by,
                     blocking_ip_addresses: r.blockers.iter().map(blocker_doc).collect(),
-                    message: &r.message,
+                    orphaned_ips: r.left_outside.iter().map(|u| u.ip.to_string()).collect(),
+                    message: message(r),
                     elapsed_seconds: (r.elapsed.as_secs_f64() * 10.0).round() / 10.0,
                 })
                 .collect(),
@@ -128,7 +192,7 @@ pub fn write(out: &mut impl Write, style: &Style, results: &[DeleteResult]) -> i
                 None => "-",
             }),
             Cell::new(format!("{:.1}s", r.elapsed.as_secs_f64())),
-            Cell::new(sanitize(&r.message)),
+            Cell::new(sanitize(&message(r))),
         ]);
     }
     table::finish(&mut t, &[]);
@@ -136,19 +200,31 @@ pub fn write(out: &mut impl Write, style: &Style, results: &[DeleteResult]) -> i
     for r in results.iter().filter(|r| !r.blockers.is_empty()) {
         writeln!(
             out,
-            "\n{} IPAddress(es) only {:?} holds:",
+            "\n{} IP(s) that only ranges being deleted hold ({:?}):",
             r.blockers.len(),
             sanitize(&r.name)
         )?;
-        let mut t = table::new(style, &["IP", "CIDR", "SERVICE"]);
+        let mut t = table::new(style, &["IP", "RANGES", "SERVICES", "IPADDRESS"]);
         for b in &r.blockers {
-            let d = blocker_doc(b);
+            let ranges: Vec<String> = b
+                .ranges
+                .iter()
+                .map(|(n, c)| format!("{} ({c})", sanitize(n)))
+                .collect();
+            let services: Vec<String> = b.services.iter().map(|s| sanitize(s)).collect();
             t.add_row(vec![
-                d.ip,
-                d.cidr,
-                d.service
-                    .map(|s| sanitize(&s))
-                    .unwrap_or_else(|| "<none>".into()),
+                b.ip.to_string(),
+                ranges.join(", "),
+                if services.is_empty() {
+                    "<none>".into()
+                } else {
+                    services.join(", ")
+                },
+                if b.recorded {
+                    "yes".into()
+                } else {
+                    "none".to_owned()
+                },
             ]);
         }
         table::finish(&mut t, &[]);
@@ -161,66 +237,76 @@ pub fn write(out: &mut impl Write, style: &Style, results: &[DeleteResult]) -> i
 mod tests {
     use super::*;
     use crate::cli::Output;
-    use crate::model::ParentRef;
+    use std::time::Duration;
 
     fn refused() -> DeleteResult {
         DeleteResult {
-            name: "blue".into(),
-            outcome: Outcome::Refused,
-            released_by: None,
             blockers: vec![Blocker {
                 ip: "10.1.0.5".parse().unwrap(),
-                cidr: "10.1.0.0/24".parse().unwrap(),
-                parent: Some(ParentRef {
-                    group: String::new(),
-                    resource: "services".into(),
-                    namespace: "a".into(),
-                    name: "web".into(),
-                }),
+                ranges: vec![("blue".into(), "10.1.0.0/24".parse().unwrap())],
+                services: vec!["a/web".into()],
+                recorded: true,
             }],
-            message: "not deleted".into(),
-            elapsed: Duration::from_millis(120),
+            ..DeleteResult::new(
+                "blue",
+                Outcome::Refused,
+                Phase::Checking,
+                Duration::from_millis(120),
+            )
+        }
+    }
+
+    fn style(output: Output) -> Style {
+        Style {
+            output,
+            color: false,
+            headers: true,
         }
     }
 
     #[test]
-    fn a_refusal_lists_what_blocks_it() {
+    fn a_refusal_lists_what_blocks_it_and_how_to_unblock() {
         let mut out = Vec::new();
-        write(
-            &mut out,
-            &Style {
-                output: Output::Table,
-                color: false,
-                headers: true,
-            },
-            &[refused()],
-        )
-        .unwrap();
+        write(&mut out, &style(Output::Table), &[refused()]).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("blue   Refused   -"), "{text}");
-        assert!(text.contains("10.1.0.5   10.1.0.0/24   a/web"), "{text}");
+        assert!(
+            text.contains("10.1.0.5   blue (10.1.0.0/24)   a/web      yes"),
+            "{text}"
+        );
+        assert!(
+            message(&refused()).ends_with(
+                "to unblock, create a ServiceCIDR covering 10.1.0.0/28, or recreate Service(s) a/web"
+            ),
+            "{}",
+            message(&refused())
+        );
     }
 
     #[test]
     fn json_reports_each_outcome() {
         let mut out = Vec::new();
-        write(
-            &mut out,
-            &Style {
-                output: Output::Json,
-                color: false,
-                headers: true,
-            },
-            &[refused()],
-        )
-        .unwrap();
+        write(&mut out, &style(Output::Json), &[refused()]).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["results"][0]["outcome"], "Refused");
-        assert_eq!(
-            v["results"][0]["blockingIPAddresses"][0]["service"],
-            "a/web"
-        );
-        assert_eq!(v["results"][0]["elapsedSeconds"], 0.1);
+        let r = &v["results"][0];
+        assert_eq!(r["outcome"], "Refused");
+        assert_eq!(r["blockingIPAddresses"][0]["service"], "a/web");
+        assert_eq!(r["blockingIPAddresses"][0]["ranges"][0]["name"], "blue");
+        assert_eq!(r["elapsedSeconds"], 0.1);
         assert_eq!(Outcome::Refused.exit(), Exit::Findings);
+    }
+
+    #[test]
+    fn an_interrupted_or_timed_out_result_says_where_it_stood_and_how_to_resume() {
+        let r = DeleteResult::new(
+            "blue",
+            Outcome::Interrupted,
+            Phase::Waiting(crate::audit::retire::Waiting::Grace),
+            Duration::ZERO,
+        );
+        assert_eq!(
+            message(&r),
+            "grace period; resume with: kubectl servicecidr delete blue --wait"
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod delete;
 pub mod orphans;
+pub mod progress;
 pub mod status;
 pub mod table;
 

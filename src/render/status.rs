@@ -6,7 +6,7 @@ use comfy_table::{Cell, Color};
 use serde::Serialize;
 
 use crate::audit::usage::{CidrUsage, RangeStatus, State, StatusReport};
-use crate::model::{ConditionStatus, Family};
+use crate::model::{ConditionStatus, Family, GUARD_FINALIZER};
 use crate::render::{Style, age, count, percent, sanitize, table, write_document};
 
 pub const KIND: &str = "ServiceCIDRStatus";
@@ -145,6 +145,10 @@ fn state_cell(style: &Style, r: &RangeStatus) -> Cell {
             );
             if let Some(n) = r.blocking.filter(|n| *n > 0) {
                 s.push_str(&format!(", blocked by {n}"));
+            }
+            // Only the plugin's guard is left: a run of `delete NAME` finishes it.
+            if r.finalizers == [GUARD_FINALIZER] {
+                s.push_str(", guarded: kubectl servicecidr delete resumes");
             }
             (s, Color::Yellow)
         }

@@ -51,6 +51,8 @@ pub const LABEL_MANAGED_BY: &str = "ipaddress.kubernetes.io/managed-by";
 pub const MANAGED_BY_ALLOCATOR: &str = "ipallocator.k8s.io";
 /// Finalizer the service-cidr controller puts on every ServiceCIDR.
 pub const SERVICE_CIDR_FINALIZER: &str = "networking.k8s.io/service-cidr-finalizer";
+/// The plugin's own finalizer, put on a range before `delete` deletes it.
+pub const GUARD_FINALIZER: &str = "servicecidr.kubectl.io/release-guard";
 
 static NAMES: AtomicU32 = AtomicU32::new(0);
 static DIRS: AtomicU32 = AtomicU32::new(0);
@@ -298,16 +300,30 @@ impl ControlPlane {
         serde_json::from_str(&out).expect("kubectl create -o json printed no JSON")
     }
 
-    /// Runs the plugin binary directly: `kubectl-servicecidr --kubeconfig <path> ARGS`, NO_COLOR=1.
-    pub fn plugin(&self, args: &[&str]) -> Output {
-        Command::new(PLUGIN)
-            .arg("--kubeconfig")
+    fn plugin_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(PLUGIN);
+        cmd.arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
             .env("NO_COLOR", "1")
             .env_remove("KUBECONFIG")
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs the plugin binary directly: `kubectl-servicecidr --kubeconfig <path> ARGS`, NO_COLOR=1.
+    pub fn plugin(&self, args: &[&str]) -> Output {
+        self.plugin_cmd(args)
             .output()
+            .expect("cannot run the plugin")
+    }
+
+    /// Starts the plugin like [`ControlPlane::plugin`] without waiting, its output captured.
+    pub fn spawn_plugin(&self, args: &[&str]) -> std::process::Child {
+        self.plugin_cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("cannot run the plugin")
     }
 
@@ -401,6 +417,27 @@ impl ControlPlane {
             .as_str()
             .unwrap_or_else(|| panic!("service {ns}/{name} has no clusterIP: {svc}"))
             .to_string()
+    }
+
+    /// Asks the real allocator for `ip` with a ClusterIP Service of its own in `ns`; true when the
+    /// IP was given. Any refusal other than "not in a usable range" fails the test.
+    pub fn allocator_gives(&self, ns: &str, ip: &str) -> bool {
+        self.ensure_namespace(ns);
+        let svc = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": unique_name("probe"), "namespace": ns},
+            "spec": {"type": "ClusterIP", "clusterIP": ip, "ports": [{"port": 80}]},
+        });
+        let out = self.kubectl_stdin(&["create", "-f", "-"], &svc.to_string());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success()
+                || err.contains("does not match the current range")
+                || err.contains("not in the valid range")
+                || err.contains("is not within"),
+            "unexpected refusal of {ip}: {err}"
+        );
+        out.status.success()
     }
 
     /// Creates an IPAddress by hand, with parentRef `{group: "", resource: services, namespace, name}`
