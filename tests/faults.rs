@@ -189,3 +189,88 @@ fn a_burst_of_server_errors_during_the_wait_is_survived() {
     assert_eq!(injected(&proxy.seen()), [500, 500, 500, 503, 503, 503]);
     assert!(cp.get(&format!("servicecidr/{name}")).is_none());
 }
+
+#[test]
+fn an_ip_written_between_the_final_check_and_the_release_is_reported_as_orphaned() {
+    let (cp, name) = range_without_controller();
+    let block = cp.get(&format!("servicecidr/{name}")).unwrap()["spec"]["cidrs"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ip = support::ip_in(&block, 9);
+    let proxy = FaultProxy::start(&cp, &name);
+    // At the release patch (the second PATCH), an IPAddress appears inside the range first: the
+    // final check has already passed, and the range's resourceVersion does not change.
+    let (kubectl, kubeconfig): (PathBuf, PathBuf) = (cp.bin.join("kubectl"), cp.kubeconfig.clone());
+    let manifest = serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "IPAddress",
+        "metadata": {"name": ip},
+        "spec": {"parentRef": {"group": "", "resource": "services", "namespace": "default", "name": "late"}},
+    })
+    .to_string();
+    let mut patches = 0;
+    proxy.set_rule(move |s| {
+        patches += usize::from(s.method == "PATCH");
+        if s.method == "PATCH" && patches == 2 {
+            let mut child = Command::new(&kubectl)
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(["create", "-f", "-"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(manifest.as_bytes())
+                .unwrap();
+            assert!(child.wait().unwrap().success());
+        }
+        Action::Forward
+    });
+    let out = plugin_via(&proxy, &retire_args(&name));
+    assert_eq!(code(&out), 3, "{}", stderr_of(&out));
+    let doc = json_of(&out);
+    let r = &doc["results"][0];
+    assert_eq!(r["outcome"], "Orphaned", "{doc}");
+    assert_eq!(r["orphanedIPs"], serde_json::json!([ip]));
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("create a ServiceCIDR covering"),
+        "{doc}"
+    );
+}
+
+#[test]
+fn timeout_bounds_the_whole_command_while_the_apiserver_hangs() {
+    let (cp, name) = range_without_controller();
+    let proxy = FaultProxy::start(&cp, &name);
+    // Once the range is deleted, the server answers nothing more.
+    let mut deleted = false;
+    proxy.set_rule(move |s| {
+        if deleted {
+            return Action::Hang;
+        }
+        deleted = s.method == "DELETE";
+        Action::Forward
+    });
+    let started = std::time::Instant::now();
+    let out = plugin_via(&proxy, &["delete", &name, "--timeout", "5s", "-o", "json"]);
+    let took = started.elapsed();
+    assert_eq!(code(&out), 1, "{}", stderr_of(&out));
+    assert!(took < Duration::from_secs(9), "--timeout 5s took {took:?}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &doc["results"][0];
+    assert_eq!(r["outcome"], "TimedOut", "{doc}");
+    assert!(
+        r["message"].as_str().unwrap().contains(&format!(
+            "resume with: kubectl servicecidr delete {name} --wait"
+        )),
+        "{doc}"
+    );
+}

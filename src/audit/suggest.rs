@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::audit::range::{bits, common_prefix_len, net};
+use crate::audit::range::{bits, common_prefix_len, contains_ip, from_bits, net};
 use crate::model::Family;
 
 /// Widest prefix a suggestion may have: wider would swallow unrelated address space.
@@ -28,13 +28,24 @@ fn max_len(family: Family) -> u8 {
 /// `min_len`, and returns each group's common prefix, at most `max_len` long.
 pub fn covering_cidrs(ips: &[IpAddr]) -> Vec<IpNet> {
     let mut keys: Vec<(Family, u128)> = ips.iter().map(|ip| (Family::of(*ip), bits(*ip))).collect();
+    // No prefix holds 0.0.0.0, 255.255.255.255 or ::; nothing can be suggested for those.
+    keys.retain(|&(f, b)| b != 0 && !(f == Family::IPv4 && b == u128::from(u32::MAX)));
     keys.sort_unstable();
     keys.dedup();
     let mut out: Vec<IpNet> = Vec::new();
     let mut group: Option<(Family, u128, u128)> = None;
     let close = |g: (Family, u128, u128), out: &mut Vec<IpNet>| {
         let (family, first, last) = g;
-        let len = common_prefix_len(first, last, family).min(max_len(family));
+        let mut len = common_prefix_len(first, last, family).min(max_len(family));
+        // Kubernetes counts neither a range's network address nor its IPv4 broadcast address as
+        // inside it (PrefixContainsIP): widen until neither is one of ours, past `min_len` if the
+        // address is aligned so that nothing narrower can hold it.
+        while len > 0
+            && !(contains_ip(&net(first, len, family), from_bits(first, family))
+                && contains_ip(&net(first, len, family), from_bits(last, family)))
+        {
+            len -= 1;
+        }
         out.push(net(first, len, family));
     };
     for (family, b) in keys {
@@ -54,6 +65,9 @@ pub fn covering_cidrs(ips: &[IpAddr]) -> Vec<IpNet> {
     if let Some(g) = group {
         close(g, &mut out);
     }
+    // A widened suggestion may hold another one: keep the outer.
+    let all = out.clone();
+    out.retain(|n| !all.iter().any(|o| o != n && o.contains(n)));
     out
 }
 
@@ -80,6 +94,12 @@ mod tests {
             ["10.1.0.0/28", "fd00:1::/124"]
         );
         assert_eq!(suggest(&["fd00:1::5", "fd00:1::1:5"]), ["fd00:1::/111"]);
+        // Never a suggestion whose network or broadcast address is the IP to cover.
+        assert_eq!(suggest(&["10.1.0.16"]), ["10.1.0.0/27"]);
+        assert_eq!(suggest(&["10.1.0.15"]), ["10.1.0.0/27"]);
+        assert_eq!(suggest(&["10.1.0.0"]), ["10.0.0.0/15"]);
+        assert_eq!(suggest(&["fd00:1::10"]), ["fd00:1::/123"]);
+        assert_eq!(suggest(&["fd00:1::f"]), ["fd00:1::/124"]);
         assert!(suggest(&[]).is_empty());
     }
 
@@ -87,12 +107,24 @@ mod tests {
         #[test]
         fn every_ip_is_covered_by_one_bounded_suggestion(ips in prop::collection::vec(any::<IpAddr>(), 0..50)) {
             let nets = covering_cidrs(&ips);
-            for ip in &ips {
-                prop_assert!(nets.iter().any(|n| n.contains(ip)), "{} uncovered", ip);
+            let holdable = |ip: &&IpAddr| !ip.is_unspecified() && **ip != IpAddr::from([255, 255, 255, 255]);
+            for ip in ips.iter().filter(holdable) {
+                // Inside as Kubernetes counts it, restated: in the prefix, not its first address,
+                // and for IPv4 not its last.
+                let inside = |n: &IpNet| n.contains(ip) && *ip != n.network()
+                    && (Family::of(*ip) == Family::IPv6 || *ip != n.broadcast());
+                prop_assert!(nets.iter().any(inside), "{} uncovered by {:?}", ip, nets);
             }
+            // Wider than `min_len` only for an address aligned on that boundary.
+            let aligned = |ip: &IpAddr| {
+                let (b, w) = (bits(*ip), crate::audit::range::width(Family::of(*ip)));
+                let host = u32::from(w - min_len(Family::of(*ip)));
+                b.trailing_zeros() >= host || (!b).trailing_zeros() >= host
+            };
             for n in &nets {
                 let family = Family::of_net(n);
-                prop_assert!(n.prefix_len() >= min_len(family) && n.prefix_len() <= max_len(family));
+                prop_assert!(n.prefix_len() >= min_len(family) || ips.iter().any(|ip| n.contains(ip) && aligned(ip)), "{}", n);
+                prop_assert!(n.prefix_len() <= max_len(family));
                 prop_assert_eq!(n.trunc(), *n);
             }
             for (i, a) in nets.iter().enumerate() {

@@ -20,6 +20,8 @@ use super::ControlPlane;
 /// What the rule decides for one request.
 pub enum Action {
     Forward,
+    /// Read the request and never answer, as a stopped apiserver does, until the client gives up.
+    Hang,
     /// Answer with this HTTP status and a Kubernetes Status body, optionally with Retry-After.
     Answer {
         status: u16,
@@ -156,6 +158,10 @@ fn serve(mut client: TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, rule: &
         return;
     }
     seen.lock().unwrap().push(s);
+    if matches!(action, Action::Hang) {
+        let _ = std::io::copy(&mut client, &mut std::io::sink());
+        return;
+    }
 
     let Ok(mut up) = TcpStream::connect(upstream) else {
         return;
