@@ -77,7 +77,16 @@ fn command_line_mistakes_are_usage_errors() {
     let cases: &[(&[&str], &str)] = &[
         (&["status", "--bogus"], "unexpected argument '--bogus'"),
         (&["status", "-o", "xml"], "invalid value 'xml'"),
-        (&["delete", "blue", "--remove-finalizer"], "--wait"),
+        (
+            &["delete", "blue", "--wait=false", "--remove-finalizer"],
+            "--remove-finalizer needs the wait",
+        ),
+        (&["delete", "blue/status"], "invalid value 'blue/status'"),
+        (&["status", "Blue"], "invalid value 'Blue'"),
+        (
+            &["delete", "blue", "--timeout", "500000000000y"],
+            "invalid value",
+        ),
         (&["delete"], "<NAME>"),
         (
             &["status", "--request-timeout", "soon"],
@@ -303,7 +312,13 @@ fn unknown_and_malformed_names_change_nothing() {
         1,
         r#"error: servicecidr "no-such-range" not found"#,
     );
-    fails(&cp.plugin(&["delete", "Bad_Name!"]), 1, "error: ");
+    let out = cp.plugin(&["delete", "Bad_Name!"]);
+    assert_eq!(code(&out), 2, "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("a name may hold only lower-case letters, digits, '-' and '.'"),
+        "{}",
+        stderr_of(&out)
+    );
     fails(
         &cp.plugin(&["status", "no-such-range"]),
         1,
@@ -314,7 +329,14 @@ fn unknown_and_malformed_names_change_nothing() {
         unchanged["metadata"]["resourceVersion"],
         before["metadata"]["resourceVersion"]
     );
-    let out = cp.plugin(&["delete", &name, "no-such-range", "-o", "json"]);
+    let out = cp.plugin(&[
+        "delete",
+        &name,
+        "no-such-range",
+        "--wait=false",
+        "-o",
+        "json",
+    ]);
     assert_eq!(
         code(&out),
         1,
