@@ -169,3 +169,77 @@ fn a_live_controllers_block_is_never_overridden() {
         .collect();
     assert_eq!(at_risk, [edges[0].as_str(), edges[1].as_str()]);
 }
+
+#[test]
+fn a_range_with_ready_unknown_gets_no_ip_covers_nothing_and_is_shown_not_ready() {
+    // With the controller stopped nothing rewrites the condition the test sets. Distinct CIDR
+    // strings throughout: the allocator keeps one allocator per string (see tests/upstream.rs).
+    let cp = ControlPlane::start_dedicated(true);
+    let (unknown, inner, fresh) = (
+        unique_name("unknown"),
+        unique_name("inner"),
+        unique_name("fresh"),
+    );
+    let (b1, b2) = (cp.next_v4_block(), cp.next_v4_block());
+    cp.create_ready_service_cidr(&unknown, &[&b1]);
+    cp.create_ready_service_cidr(&inner, &[&b1.replace(".0/24", ".0/28")]);
+    let ns = unique_name("ns");
+    cp.create_service(&ns, "held", Some(&ip_in(&b1, 5)));
+    // While the outer range is Ready, the inner one may go.
+    let out = cp.plugin(&["delete", &inner, "--dry-run", "-o", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr_of(&out));
+    cp.stop_controller();
+    let condition = serde_json::json!({"status": {"conditions": [{
+        "type": "Ready", "status": "Unknown", "reason": "Test", "message": "set by the test",
+        "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+    cp.kubectl_ok(&[
+        "patch",
+        "servicecidr",
+        &unknown,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &condition.to_string(),
+    ]);
+    // A range with no condition at all: the allocator uses it.
+    cp.create_service_cidr(&fresh, &[&b2]);
+    // The allocator learns of the change through its informer; no object says when.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut host = 100;
+    while cp.allocator_gives(&ns, &ip_in(&b1, host)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Ready=Unknown kept allocating"
+        );
+        host += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        cp.allocator_gives(&ns, &ip_in(&b2, 10)),
+        "a range with no condition is used"
+    );
+    let doc = json_of(&cp.plugin(&["status", "-o", "json"]));
+    let state = |name: &str| {
+        doc["serviceCIDRs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(
+        (state(&unknown), state(&fresh)),
+        ("NotReady".into(), "Pending".into()),
+        "{doc}"
+    );
+    // The plugin follows the allocator: the Unknown range is no usable cover any more.
+    let out = cp.plugin(&["delete", &inner, "--dry-run", "-o", "json"]);
+    assert_eq!(code(&out), 3, "{}", stderr_of(&out));
+    let doc = json_of(&out);
+    assert_eq!(
+        doc["results"][0]["blockingIPAddresses"][0]["ip"],
+        ip_in(&b1, 5),
+        "{doc}"
+    );
+}

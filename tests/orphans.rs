@@ -189,3 +189,30 @@ fn a_service_ip_without_its_ipaddress_is_unrecorded() {
     assert_eq!(f["service"], format!("{ns}/lost-record"));
     assert_eq!(f["selfHealing"], true);
 }
+
+#[test]
+fn an_unmanaged_ipaddress_a_service_holds_is_replaced_by_the_repair_loop() {
+    let cp = ControlPlane::shared();
+    let block = cp.next_v4_block();
+    cp.create_ready_service_cidr(&unique_name("repair"), &[&block]);
+    let ns = unique_name("ns");
+    let held = ip_in(&block, 7);
+    cp.create_service(&ns, "held", Some(&held));
+    // Swap the allocator's IPAddress for one without its label, then make the Service sync.
+    cp.kubectl_ok(&["delete", "ipaddress", &held]);
+    cp.create_ipaddress(&held, &ns, "held", false);
+    let loose = ip_in(&block, 8);
+    cp.create_ipaddress(&loose, &ns, "nobody", false);
+    let (_, doc) = audit(&cp, &["--kind", "Unmanaged"]);
+    assert_eq!(finding(&doc, &held)["selfHealing"], true, "{doc}");
+    assert_eq!(finding(&doc, &loose)["selfHealing"], false, "{doc}");
+    cp.kubectl_ok(&["label", "service", "-n", &ns, "held", "touched=yes"]);
+    cp.wait_for(&format!("ipaddress/{held}"), Duration::from_secs(60), |o| {
+        o.is_some_and(|o| {
+            o["metadata"]["labels"]["ipaddress.kubernetes.io/managed-by"] == "ipallocator.k8s.io"
+        })
+    });
+    let (_, doc) = audit(&cp, &["--kind", "Unmanaged"]);
+    assert!(findings_for(&doc, &held).is_empty(), "{doc}");
+    assert_eq!(findings_for(&doc, &loose), ["Unmanaged"], "{doc}");
+}
