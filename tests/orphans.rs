@@ -203,7 +203,7 @@ fn an_unmanaged_ipaddress_a_service_holds_is_replaced_by_the_repair_loop() {
     cp.create_ipaddress(&held, &ns, "held", false);
     let loose = ip_in(&block, 8);
     cp.create_ipaddress(&loose, &ns, "nobody", false);
-    let (_, doc) = audit(&cp, &["--kind", "Unmanaged"]);
+    let (_, doc) = audit(cp, &["--kind", "Unmanaged"]);
     assert_eq!(finding(&doc, &held)["selfHealing"], true, "{doc}");
     assert_eq!(finding(&doc, &loose)["selfHealing"], false, "{doc}");
     cp.kubectl_ok(&["label", "service", "-n", &ns, "held", "touched=yes"]);
@@ -212,7 +212,7 @@ fn an_unmanaged_ipaddress_a_service_holds_is_replaced_by_the_repair_loop() {
             o["metadata"]["labels"]["ipaddress.kubernetes.io/managed-by"] == "ipallocator.k8s.io"
         })
     });
-    let (_, doc) = audit(&cp, &["--kind", "Unmanaged"]);
+    let (_, doc) = audit(cp, &["--kind", "Unmanaged"]);
     assert!(findings_for(&doc, &held).is_empty(), "{doc}");
     assert_eq!(findings_for(&doc, &loose), ["Unmanaged"], "{doc}");
 }
