@@ -212,7 +212,6 @@ fn benches(c: &mut Criterion) {
     let opts = AuditOptions {
         now,
         include_recent: false,
-        kinds: vec![],
     };
     // Sanity: the data set has what the benchmarks claim.
     let findings = audit(&snap, &opts);

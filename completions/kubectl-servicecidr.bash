@@ -102,7 +102,7 @@ _kubectl__servicecidr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        kubectl__subcmd__servicecidr__subcmd__completion)
+        kubectl__servicecidr__subcmd__completion)
             opts="-o -v -h --kubeconfig --context --cluster --user --request-timeout --output --no-headers --color --verbose --chunk-size --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -152,7 +152,7 @@ _kubectl__servicecidr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        kubectl__subcmd__servicecidr__subcmd__delete)
+        kubectl__servicecidr__subcmd__delete)
             opts="-o -v -h --wait --dry-run --remove-finalizer --grace-period --controller-timeout --timeout --kubeconfig --context --cluster --user --request-timeout --output --no-headers --color --verbose --chunk-size --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -222,7 +222,7 @@ _kubectl__servicecidr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        kubectl__subcmd__servicecidr__subcmd__help)
+        kubectl__servicecidr__subcmd__help)
             opts="status orphans delete completion help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -236,7 +236,7 @@ _kubectl__servicecidr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        kubectl__subcmd__servicecidr__subcmd__help__subcmd__completion)
+        kubectl__servicecidr__subcmd__help__subcmd__completion)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -250,7 +250,7 @@ _kubectl__servicecidr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        kubectl__subcmd__servicecidr__subcmd__help__subcmd__delete)
+        kubectl__servicecidr__subcmd__help__subcmd__delete)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -264,7 +264,7 @@ _kubectl__servicecidr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        kubectl__subcmd__servicecidr__subcmd__help__subcmd__help)
+        kubectl__servicecidr__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -278,7 +278,7 @@ _kubectl__servicecidr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        kubectl__subcmd__servicecidr__subcmd__help__subcmd__orphans)
+        kubectl__servicecidr__subcmd__help__subcmd__orphans)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -292,7 +292,7 @@ _kubectl__servicecidr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        kubectl__subcmd__servicecidr__subcmd__help__subcmd__status)
+        kubectl__servicecidr__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -306,7 +306,7 @@ _kubectl__servicecidr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        kubectl__subcmd__servicecidr__subcmd__orphans)
+        kubectl__servicecidr__subcmd__orphans)
             opts="-o -v -h --kind --include-recent --suggest-range --kubeconfig --context --cluster --user --request-timeout --output --no-headers --color --verbose --chunk-size --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -360,7 +360,7 @@ _kubectl__servicecidr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        kubectl__subcmd__servicecidr__subcmd__status)
+        kubectl__servicecidr__subcmd__status)
             opts="-w -o -v -h --watch --kubeconfig --context --cluster --user --request-timeout --output --no-headers --color --verbose --chunk-size --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

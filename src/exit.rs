@@ -14,6 +14,8 @@ pub enum Exit {
     Findings,
     /// Ctrl-C: nothing more was changed.
     Interrupted,
+    /// The reader of our output went away before all of it was written (SIGPIPE's convention).
+    BrokenPipe,
 }
 
 impl Exit {
@@ -24,6 +26,7 @@ impl Exit {
             Exit::Usage => 2,
             Exit::Findings => 3,
             Exit::Interrupted => 130,
+            Exit::BrokenPipe => 141,
         }
     }
 
@@ -34,7 +37,8 @@ impl Exit {
             Exit::Findings => 1,
             Exit::Error => 2,
             Exit::Usage => 3,
-            Exit::Interrupted => 4,
+            Exit::BrokenPipe => 4,
+            Exit::Interrupted => 5,
         };
         if rank(other) > rank(self) {
             other
@@ -62,8 +66,9 @@ mod tests {
             Exit::Usage,
             Exit::Findings,
             Exit::Interrupted,
+            Exit::BrokenPipe,
         ];
-        assert_eq!(all.map(Exit::code), [0, 1, 2, 3, 130]);
+        assert_eq!(all.map(Exit::code), [0, 1, 2, 3, 130, 141]);
     }
 
     #[test]

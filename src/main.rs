@@ -5,18 +5,19 @@ use clap::Parser;
 use kubectl_servicecidr::cli::Cli;
 use kubectl_servicecidr::commands;
 use kubectl_servicecidr::exit::Exit;
+use kubectl_servicecidr::render;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse().and_then(|cli| cli.check().map(|()| cli)) {
         Ok(cli) => cli,
         Err(e) => {
-            // --help and --version are not errors.
-            let _ = e.print();
-            return if e.use_stderr() {
-                Exit::Usage
-            } else {
-                Exit::Success
+            // --help and --version are not errors, unless they could not be written.
+            return match (e.print(), e.use_stderr()) {
+                (Err(io), _) if io.kind() == std::io::ErrorKind::BrokenPipe => Exit::BrokenPipe,
+                (Err(_), _) => Exit::Error,
+                (Ok(()), true) => Exit::Usage,
+                (Ok(()), false) => Exit::Success,
             }
             .into();
         }
@@ -33,19 +34,31 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(exit) => exit.into(),
-        Err(e) if is_broken_pipe(&e) => Exit::Success.into(),
+        // Whoever read our output stopped: never report that as success.
+        Err(e) if is_broken_pipe(&e) => Exit::BrokenPipe.into(),
         Err(e) => fail(&e),
     }
 }
 
+/// The most characters of an error line: enough for any message of ours or the API's.
+const MAX_ERROR_CHARS: usize = 2_000;
+
 /// One line: the message of every error here already carries its cause.
 fn fail(e: &anyhow::Error) -> ExitCode {
-    let line: String = e
-        .to_string()
+    let text = e.to_string();
+    let mut line: String = text
         .chars()
+        .take(MAX_ERROR_CHARS)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    eprintln!("error: {line}");
+    let total = text.chars().count();
+    if total > MAX_ERROR_CHARS {
+        line.push_str(&format!(
+            " … ({} more characters cut)",
+            total - MAX_ERROR_CHARS
+        ));
+    }
+    render::to_stderr(&format!("error: {line}\n"));
     Exit::Error.into()
 }
 

@@ -68,3 +68,60 @@ fn fish_script_is_current() {
     let (shell, file) = SCRIPTS[2];
     check(shell, file);
 }
+
+/// Completes `words` (the last one being completed) in a real bash with the shipped script, as
+/// bash itself calls the function: COMP_WORDS, COMP_CWORD, then (command, word, previous word).
+fn bash_completes(words: &[&str]) -> Vec<String> {
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("completions/kubectl-servicecidr.bash");
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let cword = words.len() - 1;
+    let prev = if cword > 0 { words[cword - 1] } else { "" };
+    let program = format!(
+        "source '{}'; COMP_WORDS=({}); COMP_CWORD={cword}; _kubectl__servicecidr kubectl-servicecidr '{}' '{prev}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display(),
+        quoted.join(" "),
+        words[cword],
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(program)
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn bash_completes_subcommands_their_flags_and_flag_values() {
+    let subcommands = bash_completes(&["kubectl-servicecidr", ""]);
+    for s in ["status", "orphans", "delete", "completion"] {
+        assert!(subcommands.contains(&s.to_owned()), "{subcommands:?}");
+    }
+    let delete = bash_completes(&["kubectl-servicecidr", "delete", "--"]);
+    for f in [
+        "--wait",
+        "--dry-run",
+        "--remove-finalizer",
+        "--timeout",
+        "--kubeconfig",
+    ] {
+        assert!(delete.contains(&f.to_owned()), "{delete:?}");
+    }
+    let orphans = bash_completes(&["kubectl-servicecidr", "orphans", "--"]);
+    assert!(
+        orphans.contains(&"--suggest-range".to_owned()),
+        "{orphans:?}"
+    );
+    assert_eq!(
+        bash_completes(&["kubectl-servicecidr", "status", "-o", ""]),
+        ["table", "wide", "json", "yaml"]
+    );
+}

@@ -253,15 +253,18 @@ fn a_server_that_never_answers_times_out() {
         "1s",
     ]);
     assert!(
-        started.elapsed() < Duration::from_secs(20),
+        started.elapsed() < Duration::from_secs(5),
         "{:?}",
         started.elapsed()
     );
+    // The flag that was set is the one named (the connection's bound and the request's, both 1s,
+    // race; either says so).
     fails(&out, 1, "error: ");
+    let err = stderr_of(&out);
     assert!(
-        stderr_of(&out).to_lowercase().contains("timed out"),
-        "{}",
-        stderr_of(&out)
+        err.contains("within 1s (TCP connect and TLS handshake; --request-timeout)")
+            || err.contains("no complete answer within --request-timeout 1s"),
+        "{err}"
     );
 }
 

@@ -216,3 +216,23 @@ fn an_unmanaged_ipaddress_a_service_holds_is_replaced_by_the_repair_loop() {
     assert!(findings_for(&doc, &held).is_empty(), "{doc}");
     assert_eq!(findings_for(&doc, &loose), ["Unmanaged"], "{doc}");
 }
+
+#[test]
+fn kind_filters_say_how_much_they_left_out() {
+    let cp = ControlPlane::start_dedicated(true);
+    let block = cp.next_v4_block();
+    let ip = ip_in(&block, 3);
+    cp.create_ready_service_cidr(&unique_name("kinds"), &[&block]);
+    cp.create_ipaddress(&ip, "default", "nobody", false);
+    let out = cp.plugin(&["orphans", "--include-recent", "--kind", "Orphaned"]);
+    assert_eq!(code(&out), 0);
+    let text = stdout_of(&out);
+    assert!(
+        text.contains("Nothing of the kinds asked for;")
+            && text.contains("finding(s) of other kinds were left out by --kind"),
+        "{text}"
+    );
+    let (exit, doc) = audit(&cp, &["--kind", "Orphaned"]);
+    assert_eq!(exit, 0);
+    assert!(doc["leftOut"].as_u64().unwrap() >= 1, "{doc}");
+}

@@ -2,9 +2,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -227,51 +225,6 @@ fn the_read_only_user_can_run_status_through_kubectl() {
             .unwrap()
             .starts_with("kubernetes")
     );
-}
-
-#[test]
-fn watch_redraws_when_an_ip_is_allocated() {
-    let cp = ControlPlane::shared();
-    let block = cp.next_v4_block();
-    let name = unique_name("watched");
-    cp.create_ready_service_cidr(&name, &[&block]);
-    let mut child = Command::new(PLUGIN)
-        .args([
-            "--kubeconfig",
-            cp.kubeconfig.to_str().unwrap(),
-            "status",
-            &name,
-            "--watch",
-            "--no-headers",
-        ])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let allocated = |line: &str| line.split_whitespace().nth(4).map(str::to_owned);
-    let wait_row = |want: &str| loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no redraw with {want} allocated"));
-        if line.starts_with(&name) && allocated(&line).as_deref() == Some(want) {
-            break;
-        }
-    };
-    wait_row("0");
-    cp.create_service(&unique_name("ns"), "late", Some(&ip_in(&block, 9)));
-    wait_row("1");
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[test]

@@ -277,17 +277,7 @@ fn a_deleted_twin_reopens_a_terminating_range_to_the_allocator() {
     cp.stop_controller();
     cp.kubectl_ok(&["delete", "servicecidr", &a, "--wait=false"]);
     let ns = unique_name("ns");
-    // The allocator learns of the deletion through its informer; no object says when.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut host = 10;
-    while cp.allocator_gives(&ns, &ip_in(&block, host)) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a terminating range kept allocating"
-        );
-        host += 1;
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let host = cp.until_allocator(&ns, &block, 10, false);
     // With no controller the twin gets no finalizer: created, then gone at once.
     let b = unique_name("twin");
     cp.create_service_cidr(&b, &[&block]);
@@ -296,16 +286,6 @@ fn a_deleted_twin_reopens_a_terminating_range_to_the_allocator() {
     assert!(
         cp.get(&format!("servicecidr/{a}")).unwrap()["metadata"]["deletionTimestamp"].is_string()
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        host += 1;
-        if cp.allocator_gives(&ns, &ip_in(&block, host)) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the terminating range stayed closed: upstream fixed the one-allocator-per-CIDR hazard; update README (Safety)"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // Upstream reopens it. If this stops holding, the hazard is fixed: update README (Safety).
+    cp.until_allocator(&ns, &block, host, true);
 }

@@ -49,8 +49,6 @@ pub struct Finding {
 pub struct AuditOptions {
     pub now: SystemTime,
     pub include_recent: bool,
-    /// Only these kinds; empty means all.
-    pub kinds: Vec<FindingKind>,
 }
 
 /// Which Services hold each ClusterIP.
@@ -223,9 +221,6 @@ pub fn audit(snapshot: &Snapshot, opts: &AuditOptions) -> Vec<Finding> {
         }
     }
 
-    if !opts.kinds.is_empty() {
-        findings.retain(|f| opts.kinds.contains(&f.kind));
-    }
     findings.sort_by_key(|f| (f.kind, f.ip));
     findings
 }
@@ -304,7 +299,6 @@ mod tests {
         AuditOptions {
             now: SystemTime::UNIX_EPOCH + NOW,
             include_recent: false,
-            kinds: vec![],
         }
     }
 
@@ -377,11 +371,6 @@ mod tests {
                 "10.2.0.5".parse().unwrap()
             ]
         );
-        let only = AuditOptions {
-            kinds: vec![Orphaned, Unmanaged],
-            ..opts()
-        };
-        assert_eq!(audit(&snap, &only).len(), 2);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::audit::index::{Entry, RangeIndex};
-use crate::audit::range::{capacity, overlaps};
+use crate::audit::range::{bits, capacity, overlaps};
 use crate::audit::safety::uncovered;
 use crate::model::{ConditionStatus, Family, IpAllocation, ReadyCondition, ServiceCidr};
 
@@ -189,24 +189,52 @@ fn overlapping(ranges: &[ServiceCidr], own: usize, net: &IpNet) -> Vec<String> {
         .collect()
 }
 
-/// Per family: the capacity of the union of all CIDRs (the outermost prefixes, each once) and the
-/// IPAddresses inside at least one range.
-fn totals(ranges: &[ServiceCidr], inside: &BTreeMap<Family, u64>) -> Vec<FamilyTotal> {
-    let mut nets: Vec<IpNet> = ranges
-        .iter()
-        .flat_map(|r| r.cidrs.iter().copied())
-        .collect();
-    nets.sort_unstable_by_key(|n| (Family::of_net(n), n.prefix_len()));
-    let mut outermost: Vec<IpNet> = Vec::new();
-    for n in nets {
-        if !outermost.iter().any(|o| o.contains(&n)) {
-            outermost.push(n);
-        }
+/// The addresses the allocator can hand out from one CIDR, as an inclusive interval: never the
+/// network address, never the IPv4 broadcast address, nothing from an IPv6 range under /64.
+fn allocatable(net: &IpNet) -> Option<(u128, u128)> {
+    if capacity(net) == 0 {
+        return None;
     }
-    let mut by_family: BTreeMap<Family, u128> = BTreeMap::new();
-    for n in &outermost {
-        let sum = by_family.entry(Family::of_net(n)).or_default();
-        *sum = sum.saturating_add(capacity(n));
+    let last = match net {
+        IpNet::V4(_) => bits(net.broadcast()) - 1,
+        IpNet::V6(_) => bits(net.broadcast()),
+    };
+    Some((bits(net.network()) + 1, last))
+}
+
+/// Per family: how many addresses the union of all ranges can hand out (each address once, a
+/// nested range's edges counted through the range around it), and the IPs inside some range.
+fn totals(ranges: &[ServiceCidr], inside: &BTreeMap<Family, u64>) -> Vec<FamilyTotal> {
+    let mut spans: Vec<(Family, u128, u128)> = ranges
+        .iter()
+        .flat_map(|r| r.cidrs.iter())
+        .filter_map(|n| allocatable(n).map(|(lo, hi)| (Family::of_net(n), lo, hi)))
+        .collect();
+    spans.sort_unstable();
+    let mut by_family: BTreeMap<Family, u128> = ranges
+        .iter()
+        .flat_map(|r| r.cidrs.iter())
+        .map(|n| (Family::of_net(n), 0))
+        .collect();
+    let add = |by: &mut BTreeMap<Family, u128>, (f, lo, hi): (Family, u128, u128)| {
+        let sum = by.entry(f).or_default();
+        *sum = sum.saturating_add((hi - lo).saturating_add(1));
+    };
+    let mut run: Option<(Family, u128, u128)> = None;
+    for (f, lo, hi) in spans {
+        run = match run {
+            Some((rf, rlo, rhi)) if rf == f && lo <= rhi.saturating_add(1) => {
+                Some((rf, rlo, rhi.max(hi)))
+            }
+            Some(done) => {
+                add(&mut by_family, done);
+                Some((f, lo, hi))
+            }
+            None => Some((f, lo, hi)),
+        };
+    }
+    if let Some(done) = run {
+        add(&mut by_family, done);
     }
     by_family
         .into_iter()
@@ -294,6 +322,47 @@ mod tests {
         assert_eq!(r.ranges[0].terminating_for, Some(Duration::from_secs(60)));
         assert_eq!(r.ranges[0].blocking, Some(2));
         assert_eq!(r.ranges[1].blocking, None);
+    }
+
+    #[test]
+    fn totals_count_the_union_of_what_the_allocator_hands_out() {
+        // A /112 inside a /48 (which no allocator serves) still counts; ::/0 counts nothing.
+        let ranges = [
+            range("wide", &["fd00::/48"]),
+            range("small", &["fd00::/112"]),
+            range("all", &["::/0"]),
+        ];
+        let r = report(&ranges, &["fd00::7"]);
+        assert_eq!(r.totals[0].family, Family::IPv6);
+        assert_eq!((r.totals[0].capacity, r.totals[0].allocated), (65_535, 1));
+        // The network address of a nested range is the outer range's to give.
+        let ranges = [
+            range("outer", &["10.0.0.0/24"]),
+            range("inner", &["10.0.0.4/30"]),
+        ];
+        assert_eq!(report(&ranges, &[]).totals[0].capacity, 254);
+    }
+
+    proptest! {
+        // The totals against brute force: every address of a small space, counted when some
+        // range holds it by Kubernetes' rule, restated on integers.
+        #[test]
+        fn totals_match_a_brute_force_count(
+            nets in prop::collection::vec((0u32..1024, 22u8..=32), 1..8),
+        ) {
+            let ranges: Vec<ServiceCidr> = nets.iter().enumerate().map(|(i, (host, len))| {
+                let net = ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(0x0a00_0000 + host), *len).unwrap().trunc();
+                range(&format!("r{i}"), &[&net.to_string()])
+            }).collect();
+            let held = |a: u32| nets.iter().any(|(host, len)| {
+                let size = 1u32 << (32 - u32::from(*len));
+                let first = (0x0a00_0000 + host) & !(size - 1);
+                a > first && a < first + size - 1
+            });
+            let brute = (0x0a00_0000u32..0x0a00_0400).filter(|&a| held(a)).count() as u128;
+            let r = report(&ranges, &[]);
+            prop_assert_eq!(r.totals[0].capacity, brute);
+        }
     }
 
     proptest! {

@@ -42,6 +42,10 @@ pub enum ConfigError {
     InCluster(String),
     #[error("cannot build a client: {0}")]
     Client(String),
+    #[error(
+        "the credential plugin {command:?} of kubeconfig user {user:?} was not found (not a file, nor on PATH); install it or fix users[].user.exec.command"
+    )]
+    ExecPlugin { user: String, command: String },
 }
 
 fn kubeconfig_error(path: String, e: KubeconfigError) -> ConfigError {
@@ -72,7 +76,51 @@ fn check_entry(
     }
 }
 
+/// How long a connection (TCP connect and TLS handshake) may take when --request-timeout is unset.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The user's exec credential plugin, if the kubeconfig names one that cannot be run: said by name
+/// before anything else, as kubectl does.
+fn check_exec_plugin(kc: &Kubeconfig, opts: &KubeConfigOptions) -> Result<(), ConfigError> {
+    let context_name = opts.context.as_ref().or(kc.current_context.as_ref());
+    let user_name = opts.user.clone().or_else(|| {
+        let ctx = kc.contexts.iter().find(|c| Some(&c.name) == context_name)?;
+        ctx.context.as_ref()?.user.clone()
+    });
+    let Some(command) = kc
+        .auth_infos
+        .iter()
+        .find(|a| Some(&a.name) == user_name.as_ref())
+        .and_then(|a| a.auth_info.as_ref()?.exec.as_ref()?.command.clone())
+    else {
+        return Ok(());
+    };
+    let found = if command.contains('/') {
+        std::path::Path::new(&command).is_file()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(&command).is_file()))
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(ConfigError::ExecPlugin {
+            user: user_name.unwrap_or_default(),
+            command,
+        })
+    }
+}
+
 impl Connection {
+    /// --request-timeout when set (kubectl's meaning: 0 is none), else our default.
+    pub fn request_timeout(&self) -> Option<Duration> {
+        self.request_timeout.filter(|t| !t.is_zero())
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        self.request_timeout().unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+    }
+
     fn load_kubeconfig(&self) -> Result<Option<Kubeconfig>, ConfigError> {
         if let Some(path) = &self.kubeconfig {
             return Kubeconfig::read_from(path)
@@ -80,9 +128,19 @@ impl Connection {
                 .map_err(|e| kubeconfig_error(format!("{:?}", path.display().to_string()), e));
         }
         if let Some(value) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
-            return Kubeconfig::from_env().map_err(|e| {
-                kubeconfig_error(format!("from KUBECONFIG={:?}", value.to_string_lossy()), e)
-            });
+            // As kubectl: files of the list that do not exist are skipped, the rest merged in
+            // order (the first to set a value wins).
+            let mut merged: Option<Kubeconfig> = None;
+            for path in std::env::split_paths(&value).filter(|p| p.exists()) {
+                let name = format!("{:?}", path.display().to_string());
+                let kc =
+                    Kubeconfig::read_from(&path).map_err(|e| kubeconfig_error(name.clone(), e))?;
+                merged = Some(match merged {
+                    Some(m) => m.merge(kc).map_err(|e| kubeconfig_error(name, e))?,
+                    None => kc,
+                });
+            }
+            return Ok(merged);
         }
         match Kubeconfig::read() {
             Ok(kc) => Ok(Some(kc)),
@@ -120,6 +178,7 @@ impl Connection {
                     cluster: self.cluster.clone(),
                     user: self.user.clone(),
                 };
+                check_exec_plugin(&kc, &opts)?;
                 Config::from_custom_kubeconfig(kc, &opts)
                     .await
                     .map_err(|e| ConfigError::Invalid(e.to_string()))?
@@ -129,13 +188,12 @@ impl Connection {
             }
             None => return Err(ConfigError::NoConfig),
         };
-        // kubectl's --request-timeout bounds each request; 0 means none.
-        if let Some(t) = self.request_timeout.filter(|t| !t.is_zero()) {
-            config.connect_timeout = Some(t);
-            config.read_timeout = Some(t);
-            config.write_timeout = Some(t);
-            config.reset_reader_on_write = true;
-        }
+        // A connection (TCP and TLS) gets --request-timeout or our default; the whole of each
+        // request is bounded in `Cluster::call`, and watches are not requests: no read timeout,
+        // or an idle watch would be cut.
+        config.connect_timeout = Some(self.connect_timeout());
+        config.read_timeout = None;
+        config.write_timeout = None;
         Ok(config)
     }
 

@@ -51,10 +51,7 @@ impl ApiError {
             }
             kube::Error::SerdeError(e) => ApiError::Decode(e.to_string()),
             kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
-                let mut cause = e.source().map(root_cause).unwrap_or_else(|| e.to_string());
-                if cause == "deadline has elapsed" {
-                    cause = "timed out (no answer within --request-timeout)".into();
-                }
+                let cause = e.source().map(root_cause).unwrap_or_else(|| e.to_string());
                 ApiError::Unreachable {
                     url: url.to_owned(),
                     cause,

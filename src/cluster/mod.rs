@@ -6,13 +6,15 @@ pub mod error;
 pub mod retry;
 pub mod wire;
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use futures::{Stream, StreamExt};
 use http::header::DATE;
+use http_body_util::BodyExt;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use kube::Client;
 use kube::api::{
     DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, WatchEvent,
@@ -69,7 +71,20 @@ pub struct Cluster {
     url: String,
     version: &'static str,
     chunk_size: u32,
+    /// Bounds the whole of each request, body included (--request-timeout).
+    request_timeout: Option<Duration>,
+    connect_timeout: Duration,
 }
+
+/// The largest answer read: a page of 500 objects is about 0.4 MB, so this leaves room for pages
+/// of 50,000 and refuses a server that would fill memory.
+pub const MAX_BODY: usize = 64 << 20;
+/// The largest single watch event (one object).
+pub const MAX_EVENT: usize = 4 << 20;
+/// The most objects one list may bring; past it the server is not a real one.
+pub const MAX_LIST_ITEMS: usize = 5_000_000;
+/// How much of an error page that is not a Kubernetes Status goes into the message.
+const MAX_ERROR_BODY: usize = 300;
 
 /// A list, with the resourceVersion to watch from.
 pub struct Listed<T> {
@@ -85,6 +100,8 @@ impl Cluster {
             url,
             version: VERSIONS[0],
             chunk_size,
+            request_timeout: conn.request_timeout(),
+            connect_timeout: conn.connect_timeout(),
         };
         cluster.version = cluster.discover().await?;
         Ok(cluster)
@@ -96,21 +113,50 @@ impl Cluster {
 
     fn wrap(&self, what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error + '_ {
         let what = what.into();
-        move |e| Error::Api {
+        move |e| {
+            let mut source = ApiError::from_kube(&self.url, e);
+            // The connector's timeout covers the TCP connect and the TLS handshake.
+            if let ApiError::Unreachable { cause, .. } = &mut source
+                && cause == "deadline has elapsed"
+            {
+                *cause = format!(
+                    "no connection within {} (TCP connect and TLS handshake; {})",
+                    humantime::format_duration(self.connect_timeout),
+                    if self.request_timeout.is_some() {
+                        "--request-timeout"
+                    } else {
+                        "the default when --request-timeout is unset"
+                    }
+                );
+            }
+            Error::Api { what, source }
+        }
+    }
+
+    fn unreachable(&self, what: String, cause: String) -> Error {
+        Error::Api {
             what,
-            source: ApiError::from_kube(&self.url, e),
+            source: ApiError::Unreachable {
+                url: self.url.clone(),
+                cause,
+            },
         }
     }
 
     async fn discover(&self) -> Result<&'static str> {
         let mut found = Vec::new();
         for version in VERSIONS {
+            let req = http::Request::get(format!("/apis/{GROUP}/{version}"))
+                .body(Vec::new())
+                .map_err(|e| Error::Api {
+                    what: "discover the networking.k8s.io API".into(),
+                    source: ApiError::Other(e.to_string()),
+                })?;
             match self
-                .client
-                .list_api_group_resources(&format!("{GROUP}/{version}"))
+                .call::<APIResourceList>(req, "discover the networking.k8s.io API")
                 .await
             {
-                Ok(list) => {
+                Ok((list, _)) => {
                     let has = |n: &str| list.resources.iter().any(|r| r.name == n);
                     if has("servicecidrs") && has("ipaddresses") {
                         return Ok(version);
@@ -119,8 +165,8 @@ impl Cluster {
                         "{GROUP}/{version} without servicecidrs or ipaddresses"
                     ));
                 }
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(self.wrap("discover the networking.k8s.io API")(e)),
+                Err(e) if e.api_error().is_some_and(ApiError::is_not_found) => {}
+                Err(e) => return Err(e),
             }
         }
         if found.is_empty() {
@@ -139,33 +185,44 @@ impl Cluster {
         Request::new(format!("/apis/{GROUP}/{}/ipaddresses", self.version))
     }
 
-    /// Sends a request and returns the decoded body with the server's Date (for clock skew).
+    /// Sends a request and returns the decoded body with the server's Date (for clock skew). The
+    /// whole exchange, body included, is bounded by --request-timeout and the body by `MAX_BODY`.
     async fn call<T: DeserializeOwned>(
         &self,
         req: http::Request<Vec<u8>>,
         what: impl Into<String>,
     ) -> Result<(T, Option<SystemTime>)> {
         let what = what.into();
-        let res = self
-            .client
-            .send(req.map(Into::into))
-            .await
-            .map_err(self.wrap(what.clone()))?;
-        let date = res
-            .headers()
-            .get(DATE)
-            .and_then(|d| d.to_str().ok())
-            .and_then(|d| httpdate::parse_http_date(d).ok());
-        let status = res.status();
-        let body = res
-            .into_body()
-            .collect_bytes()
-            .await
-            .map_err(self.wrap(what.clone()))?;
+        let exchange = async {
+            let res = self
+                .client
+                .send(req.map(Into::into))
+                .await
+                .map_err(self.wrap(what.clone()))?;
+            let date = res
+                .headers()
+                .get(DATE)
+                .and_then(|d| d.to_str().ok())
+                .and_then(|d| httpdate::parse_http_date(d).ok());
+            let status = res.status();
+            let body = self.read_body(res.into_body(), MAX_BODY, &what).await?;
+            Ok::<_, Error>((status, date, body))
+        };
+        let (status, date, body) = match self.request_timeout {
+            Some(t) => tokio::time::timeout(t, exchange).await.map_err(|_| {
+                self.unreachable(
+                    what.clone(),
+                    format!(
+                        "no complete answer within --request-timeout {}",
+                        humantime::format_duration(t)
+                    ),
+                )
+            })??,
+            None => exchange.await?,
+        };
         if !status.is_success() {
             let s = serde_json::from_slice::<kube::core::Status>(&body).unwrap_or_else(|_| {
-                kube::core::Status::failure(String::from_utf8_lossy(&body).trim(), "")
-                    .with_code(status.as_u16())
+                kube::core::Status::failure(&error_text(&body), "").with_code(status.as_u16())
             });
             return Err(self.wrap(what)(kube::Error::Api(s.boxed())));
         }
@@ -174,6 +231,29 @@ impl Cluster {
             source: ApiError::Decode(e.to_string()),
         })?;
         Ok((value, date))
+    }
+
+    /// Reads a body of at most `max` bytes.
+    async fn read_body(
+        &self,
+        mut body: kube::client::Body,
+        max: usize,
+        what: &str,
+    ) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(self.wrap(what))?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > max {
+                    return Err(self.unreachable(
+                        what.to_owned(),
+                        format!("the answer is larger than {} MiB; refused", max >> 20),
+                    ));
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(buf)
     }
 
     /// Lists every page, converting each page into the model before fetching the next, so memory
@@ -189,7 +269,16 @@ impl Cluster {
     {
         let mut lp = ListParams::default().limit(self.chunk_size);
         let mut items = Vec::new();
+        let mut tokens = std::collections::HashSet::new();
+        // A real server needs about items / limit pages; far more means one that never ends.
+        let max_pages = MAX_LIST_ITEMS / self.chunk_size as usize + 1_000;
         loop {
+            if tokens.len() > max_pages {
+                return Err(self.unreachable(
+                    format!("list {what}"),
+                    format!("more than {max_pages} pages: not a list a real server sends; stopped"),
+                ));
+            }
             let page_req = req
                 .list(&lp)
                 .map_err(|e| request_error(format!("list {what}"), e))?;
@@ -201,7 +290,19 @@ impl Cluster {
                     Err(e) => tracing::warn!("skipping {e}"),
                 }
             }
+            if items.len() > MAX_LIST_ITEMS {
+                return Err(self.unreachable(
+                    format!("list {what}"),
+                    format!("more than {MAX_LIST_ITEMS} objects: not a list a real server sends; stopped"),
+                ));
+            }
             match page.metadata.continue_token.filter(|c| !c.is_empty()) {
+                Some(c) if !tokens.insert(c.clone()) => {
+                    return Err(self.unreachable(
+                        format!("list {what}"),
+                        "the server sent the same continue token twice: the list would never end; stopped".into(),
+                    ));
+                }
                 Some(c) => lp.continue_token = Some(c),
                 None => {
                     return Ok(Listed {
@@ -374,19 +475,48 @@ impl Cluster {
         let mut wp = WatchParams::default().timeout(290);
         wp.bookmarks = true;
         wp.field_selector = field_selector;
-        let url = self.url.clone();
+        let what = format!("watch {what}");
         let req = req
             .watch(&wp, resource_version)
-            .map_err(|e| request_error(format!("watch {what}"), e))?;
-        let stream = self
-            .client
-            .request_events::<T>(req)
-            .await
-            .map_err(self.wrap(format!("watch {what}")))?;
-        Ok(stream.map(move |r| {
-            r.map_err(|e| Error::Api {
-                what: format!("watch {what}"),
-                source: ApiError::from_kube(&url, e),
+            .map_err(|e| request_error(what.clone(), e))?;
+        let send = self.client.send(req.map(Into::into));
+        // Only the answer's head is a request's; the stream after it may idle for minutes.
+        let res = match self.request_timeout {
+            Some(t) => tokio::time::timeout(t, send).await.map_err(|_| {
+                self.unreachable(
+                    what.clone(),
+                    format!(
+                        "no answer within --request-timeout {}",
+                        humantime::format_duration(t)
+                    ),
+                )
+            })?,
+            None => send.await,
+        }
+        .map_err(self.wrap(what.clone()))?;
+        if !res.status().is_success() {
+            let status = res.status();
+            let body = self.read_body(res.into_body(), MAX_BODY, &what).await?;
+            let s = serde_json::from_slice::<kube::core::Status>(&body).unwrap_or_else(|_| {
+                kube::core::Status::failure(&error_text(&body), "").with_code(status.as_u16())
+            });
+            return Err(self.wrap(what)(kube::Error::Api(s.boxed())));
+        }
+        let this = self.clone();
+        Ok(watch_events(res.into_body()).map(move |r| {
+            r.map_err(|e| match e {
+                EventError::Read(e) => this.wrap(what.clone())(e),
+                EventError::TooLarge => this.unreachable(
+                    what.clone(),
+                    format!(
+                        "a watch event is larger than {} MiB; refused",
+                        MAX_EVENT >> 20
+                    ),
+                ),
+                EventError::Decode(e) => Error::Api {
+                    what: what.clone(),
+                    source: ApiError::Decode(e),
+                },
             })
         }))
     }
@@ -448,6 +578,62 @@ fn patch_params() -> PatchParams {
     PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
+    }
+}
+
+/// What ends a watch stream early.
+enum EventError {
+    Read(kube::Error),
+    TooLarge,
+    Decode(String),
+}
+
+/// The events of a watch body: one JSON object per line, each at most `MAX_EVENT` bytes. The
+/// stream ends after the body does, or after its first error.
+fn watch_events<T: DeserializeOwned>(
+    body: kube::client::Body,
+) -> impl Stream<Item = std::result::Result<WatchEvent<T>, EventError>> {
+    futures::stream::unfold(
+        (Some(body), Vec::<u8>::new()),
+        |(mut body, mut buf)| async move {
+            loop {
+                if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=i).collect();
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    let event = serde_json::from_slice::<WatchEvent<T>>(&line)
+                        .map_err(|e| EventError::Decode(e.to_string()));
+                    return Some((event, (body, buf)));
+                }
+                if buf.len() > MAX_EVENT {
+                    return Some((Err(EventError::TooLarge), (None, Vec::new())));
+                }
+                match body.as_mut()?.frame().await {
+                    None => return None,
+                    Some(Err(e)) => return Some((Err(EventError::Read(e)), (None, Vec::new()))),
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            buf.extend_from_slice(&data);
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// An error page that is no Kubernetes Status, cut to a readable length.
+fn error_text(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(MAX_ERROR_BODY) {
+        Some((cut, _)) => format!(
+            "{} … ({} more bytes of the answer cut)",
+            &text[..cut],
+            text.len() - cut
+        ),
+        None => text.to_owned(),
     }
 }
 

@@ -95,29 +95,31 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The backoff alone paces retries of failures without an answer (an apiserver restarting).
-    fn retry_failure<B>(
+    /// The next wait for a request that `why` (an answer or a failure) asks to repeat, or None
+    /// once the bounds are reached; logged either way.
+    fn schedule<B>(
         &mut self,
         req: &Request<B>,
-        e: &(dyn std::error::Error + 'static),
+        why: &dyn std::fmt::Display,
+        retry_after: Option<Duration>,
     ) -> Option<Sleep> {
-        if !retryable_failure(req.method(), e) {
-            return None;
-        }
         self.attempts += 1;
         let backoff = self
             .backoff
             .next_backoff()
             .deadline()
             .saturating_duration_since(Instant::now());
-        let wait = next_wait(self.attempts, self.waited, backoff, None)?;
+        let (method, path) = (req.method(), req.uri().path());
+        let Some(wait) = next_wait(self.attempts, self.waited, backoff, retry_after) else {
+            let retries = self.attempts - 1;
+            tracing::info!("{method} {path} {why}; giving up after {retries} retries");
+            return None;
+        };
         self.waited += wait;
+        let after = humantime::format_duration(Duration::from_millis(wait.as_millis() as u64));
         tracing::info!(
-            "{} {} failed ({e}); retry {}/{MAX_RETRIES} in {}",
-            req.method(),
-            req.uri().path(),
-            self.attempts,
-            humantime::format_duration(Duration::from_millis(wait.as_millis() as u64))
+            "{method} {path} {why}; retry {}/{MAX_RETRIES} in {after}",
+            self.attempts
         );
         Some(tokio::time::sleep(wait))
     }
@@ -144,40 +146,22 @@ impl<B> Policy<Request<Body>, Response<B>, BoxError> for RetryPolicy {
         req: &mut Request<Body>,
         result: &mut Result<Response<B>, BoxError>,
     ) -> Option<Sleep> {
-        let res = match result {
-            Ok(res) => res,
-            Err(e) => return self.retry_failure(req, e.as_ref()),
-        };
-        let retry_after = retry_after(res.headers(), SystemTime::now());
-        if !retryable(req.method(), res.status(), retry_after) {
-            return None;
+        match result {
+            Ok(res) => {
+                let retry_after = retry_after(res.headers(), SystemTime::now());
+                if !retryable(req.method(), res.status(), retry_after) {
+                    return None;
+                }
+                self.schedule(req, &format_args!("answered {}", res.status()), retry_after)
+            }
+            // The backoff alone paces failures without an answer (an apiserver restarting).
+            Err(e) => {
+                if !retryable_failure(req.method(), e.as_ref()) {
+                    return None;
+                }
+                self.schedule(req, &format_args!("failed ({e})"), None)
+            }
         }
-        self.attempts += 1;
-        let backoff = self
-            .backoff
-            .next_backoff()
-            .deadline()
-            .saturating_duration_since(Instant::now());
-        let Some(wait) = next_wait(self.attempts, self.waited, backoff, retry_after) else {
-            tracing::info!(
-                "{} {} answered {}; giving up after {} retries",
-                req.method(),
-                req.uri().path(),
-                res.status(),
-                self.attempts - 1
-            );
-            return None;
-        };
-        self.waited += wait;
-        tracing::info!(
-            "{} {} answered {}; retry {}/{MAX_RETRIES} in {}",
-            req.method(),
-            req.uri().path(),
-            res.status(),
-            self.attempts,
-            humantime::format_duration(Duration::from_millis(wait.as_millis() as u64))
-        );
-        Some(tokio::time::sleep(wait))
     }
 
     fn clone_request(&mut self, req: &Request<Body>) -> Option<Request<Body>> {

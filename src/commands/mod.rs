@@ -18,12 +18,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
     let g = &cli.global;
     let style = Style::from_env(g.output, g.color, g.no_headers);
     if let Command::Completion { shell } = cli.command {
-        clap_complete::generate(
-            shell,
-            &mut Cli::command(),
-            "kubectl-servicecidr",
-            &mut io::stdout(),
-        );
+        print(|out| completion(shell, out))?;
         return Ok(Exit::Success);
     }
     let conn = Connection {
@@ -61,16 +56,18 @@ pub fn completion(shell: clap_complete::Shell, out: &mut Vec<u8>) -> io::Result<
     Ok(())
 }
 
-/// Writes a whole rendering at once, so a redraw never interleaves with other output.
+/// Writes a whole rendering at once, so a redraw never interleaves with other output. An output
+/// that cannot be written is an error of its own (`main` gives a closed pipe exit 141).
 pub fn print(render: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<()> {
     let mut buf = Vec::new();
     render(&mut buf)?;
     let mut out = io::stdout().lock();
-    out.write_all(&buf)?;
-    out.flush()
+    out.write_all(&buf)
+        .and_then(|()| out.flush())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot write the output: {e}")))
 }
 
-/// Progress belongs on stderr, and only on a terminal.
+/// Progress belongs on stderr, and only on a terminal that takes escape sequences.
 pub fn stderr_is_terminal() -> bool {
-    io::stderr().is_terminal()
+    io::stderr().is_terminal() && !crate::render::term_is_dumb()
 }

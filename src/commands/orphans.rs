@@ -17,18 +17,23 @@ pub async fn run(cluster: &Cluster, style: &Style, args: OrphansArgs) -> Result<
     let opts = AuditOptions {
         now: SystemTime::now(),
         include_recent: args.include_recent,
-        kinds: args.kind,
     };
-    let findings = audit(&snapshot, &opts);
+    let mut findings = audit(&snapshot, &opts);
+    // What --kind leaves out is counted, so that "nothing found" is never said of it.
+    let all = findings.len();
+    if !args.kind.is_empty() {
+        findings.retain(|f| args.kind.contains(&f.kind));
+    }
+    let left_out = all - findings.len();
     let suggested = covering_cidrs(&uncovered_ips(&findings));
     if args.suggest_range {
         if suggested.is_empty() {
-            eprintln!("nothing to cover: no orphaned or at-risk IPAddresses");
+            render::to_stderr("nothing to cover: no orphaned or at-risk IPAddresses\n");
         } else {
             print(|out| render::orphans::write_manifest(out, cluster.version(), &suggested))?;
         }
     } else {
-        print(|out| render::orphans::write(out, style, &findings, &suggested))?;
+        print(|out| render::orphans::write(out, style, &findings, left_out, &suggested))?;
     }
     Ok(if findings.is_empty() {
         Exit::Success

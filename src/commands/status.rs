@@ -45,7 +45,7 @@ pub fn report(
 pub async fn run(cluster: &Cluster, style: &Style, args: StatusArgs) -> Result<Exit> {
     if args.watch {
         if !style.output.is_table() {
-            eprintln!("error: --watch works with -o table or -o wide");
+            render::to_stderr("error: --watch works with -o table or -o wide\n");
             return Ok(Exit::Usage);
         }
         return watch(cluster, style, &args.names).await;
@@ -63,39 +63,79 @@ pub async fn run(cluster: &Cluster, style: &Style, args: StatusArgs) -> Result<E
 
 /// Redraws after every change: watches from each list's resourceVersion tell when, a fresh
 /// list tells what (so the view is always one consistent read, never an event-patched copy).
+/// A lost API server is waited for, said on stderr; Ctrl-C ends it at once, whatever is pending.
 async fn watch(cluster: &Cluster, style: &Style, names: &[String]) -> Result<Exit> {
-    let tty = std::io::stdout().is_terminal();
-    loop {
-        let (snapshot, [ranges_rv, ips_rv]) = cluster.snapshot(false).await?;
-        let report = report(&snapshot, names, SystemTime::now(), false)?;
-        print(|out| {
-            if tty {
-                write!(out, "\x1b[2J\x1b[H")?;
-            } else {
-                writeln!(out, "--- {}", render::rfc3339(SystemTime::now()))?;
+    let tty = std::io::stdout().is_terminal() && !render::term_is_dumb();
+    let follow = async {
+        loop {
+            if let Err(e) = redraw_and_wait(cluster, style, names, tty).await {
+                let transient = e
+                    .downcast_ref::<cluster::Error>()
+                    .and_then(cluster::Error::api_error)
+                    .is_some_and(|a| a.is_transient());
+                if !transient {
+                    return Err(e);
+                }
+                render::to_stderr(&format!("lost the API server ({e}); reconnecting\n"));
+                // The retry policy already paced the failed request; this only keeps a server that
+                // refuses at once from being asked in a tight loop.
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            render::status::write(out, style, &report)
-        })?;
-        let ranges = cluster
-            .watch_service_cidrs(None, &ranges_rv)
-            .await?
-            .map(|e| e.map(|e| is_change(&e)));
-        let ips = cluster
-            .watch_ip_addresses(&ips_rv)
-            .await?
-            .map(|e| e.map(|e| is_change(&e)));
-        let mut changes = std::pin::pin!(stream::select(ranges, ips));
-        tokio::select! {
-            // A change, an error or a closed watch: any of them means read again.
-            _ = async { while let Some(Ok(false)) = changes.next().await {} } => {}
-            _ = tokio::signal::ctrl_c() => return Ok(Exit::Interrupted),
         }
-        // Let a burst of changes settle into one redraw.
-        let _ = tokio::time::timeout(Duration::from_millis(200), async {
-            while changes.next().await.is_some() {}
-        })
-        .await;
+    };
+    tokio::select! {
+        r = follow => r,
+        _ = tokio::signal::ctrl_c() => Ok(Exit::Interrupted),
     }
+}
+
+/// One redraw, then the wait for the next change (or the end of a watch).
+async fn redraw_and_wait(
+    cluster: &Cluster,
+    style: &Style,
+    names: &[String],
+    tty: bool,
+) -> Result<()> {
+    let (snapshot, [ranges_rv, ips_rv]) = cluster.snapshot(false).await?;
+    // A watched range that finished deleting is shown as gone, not an error.
+    let (present, gone): (Vec<String>, Vec<String>) = names
+        .iter()
+        .cloned()
+        .partition(|n| snapshot.ranges.iter().any(|r| &r.name == n));
+    let report = report(&snapshot, &present, SystemTime::now(), false)?;
+    print(|out| {
+        if tty {
+            write!(out, "\x1b[2J\x1b[H")?;
+        } else {
+            writeln!(out, "--- {}", render::rfc3339(SystemTime::now()))?;
+        }
+        if present.is_empty() && !gone.is_empty() {
+            writeln!(out, "(none of the ranges watched exists now)")?;
+        } else {
+            render::status::write(out, style, &report)?;
+        }
+        for name in &gone {
+            writeln!(out, "servicecidr {:?}: gone", render::sanitize(name))?;
+        }
+        Ok(())
+    })?;
+    let ranges = cluster
+        .watch_service_cidrs(None, &ranges_rv)
+        .await?
+        .map(|e| e.map(|e| is_change(&e)));
+    let ips = cluster
+        .watch_ip_addresses(&ips_rv)
+        .await?
+        .map(|e| e.map(|e| is_change(&e)));
+    let mut changes = std::pin::pin!(stream::select(ranges, ips));
+    // A change, an error or a closed watch: any of them means read again.
+    while let Some(Ok(false)) = changes.next().await {}
+    // Let a burst of changes settle into one redraw.
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+        while changes.next().await.is_some() {}
+    })
+    .await;
+    Ok(())
 }
 
 fn is_change<T>(e: &WatchEvent<T>) -> bool {

@@ -26,6 +26,16 @@ pub struct Style {
     pub headers: bool,
 }
 
+/// Text on stderr. A lost stderr is not worth a panic: the exit code still tells.
+pub fn to_stderr(text: &str) {
+    let _ = io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// `TERM=dumb` asks for no escape sequences at all: no colour, no rewritten lines.
+pub fn term_is_dumb() -> bool {
+    std::env::var_os("TERM").is_some_and(|t| t == "dumb")
+}
+
 impl Style {
     pub fn decide(
         output: Output,
@@ -54,7 +64,7 @@ impl Style {
             color,
             no_headers,
             no_color,
-            io::stdout().is_terminal(),
+            io::stdout().is_terminal() && !term_is_dumb(),
         )
     }
 

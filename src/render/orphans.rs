@@ -16,6 +16,8 @@ pub const KIND: &str = "ServiceCIDRAudit";
 struct AuditDoc<'a> {
     summary: Vec<CountDoc>,
     findings: Vec<FindingDoc<'a>>,
+    /// Findings of kinds that --kind left out.
+    left_out: usize,
     suggested_ranges: Vec<String>,
 }
 
@@ -42,6 +44,7 @@ pub fn write(
     out: &mut impl Write,
     style: &Style,
     findings: &[Finding],
+    left_out: usize,
     suggested: &[IpNet],
 ) -> io::Result<()> {
     let summary = counts(findings);
@@ -51,6 +54,7 @@ pub fn write(
                 .iter()
                 .map(|&(kind, count)| CountDoc { kind, count })
                 .collect(),
+            left_out,
             findings: findings
                 .iter()
                 .map(|f| FindingDoc {
@@ -68,7 +72,12 @@ pub fn write(
         return write_document(out, style.output, KIND, &doc);
     }
     if findings.is_empty() {
-        if style.headers {
+        if left_out > 0 {
+            writeln!(
+                out,
+                "Nothing of the kinds asked for; {left_out} finding(s) of other kinds were left out by --kind."
+            )?;
+        } else if style.headers {
             writeln!(
                 out,
                 "No inconsistencies found between Services, IPAddresses and ServiceCIDRs."
@@ -190,6 +199,7 @@ mod tests {
                 headers: true,
             },
             f,
+            0,
             &nets,
         )
         .unwrap();
@@ -221,6 +231,18 @@ mod tests {
             "{text}"
         );
         assert!(render(Output::Table, &[]).starts_with("No inconsistencies"));
+        let mut out = Vec::new();
+        let style = Style {
+            output: Output::Table,
+            color: false,
+            headers: true,
+        };
+        write(&mut out, &style, &[], 3, &[]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("3 finding(s) of other kinds were left out"),
+            "{text}"
+        );
     }
 
     #[test]

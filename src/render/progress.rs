@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::audit::retire::{Phase, Waiting};
-use crate::render::sanitize;
+use crate::render::{sanitize, to_stderr};
 
 pub struct Progress {
     tty: bool,
@@ -49,23 +49,23 @@ impl Progress {
             let detail = countdown
                 .map(|(what, d)| format!(": {what} {}s", d.as_secs() + 1))
                 .unwrap_or_default();
-            eprint!("\r\x1b[Kservicecidr {name:?}: {text}{detail}");
+            to_stderr(&format!("\r\x1b[Kservicecidr {name:?}: {text}{detail}"));
         } else if changed {
-            eprintln!("servicecidr {name:?}: {text}");
+            to_stderr(&format!("servicecidr {name:?}: {text}\n"));
         }
     }
 
     /// A line of its own that stays, whatever the terminal.
     pub fn note(&self, line: &str) {
         if self.tty {
-            eprint!("\r\x1b[K");
+            to_stderr("\r\x1b[K");
         }
-        eprintln!("{line}");
+        to_stderr(&format!("{line}\n"));
     }
 
     pub fn finish(&self) {
         if self.tty {
-            eprint!("\r\x1b[K");
+            to_stderr("\r\x1b[K");
         }
     }
 }

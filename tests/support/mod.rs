@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 pub mod faults;
+pub mod hostile;
 mod output;
 #[allow(unused_imports)]
 pub use output::*;
@@ -438,6 +439,26 @@ impl ControlPlane {
             "unexpected refusal of {ip}: {err}"
         );
         out.status.success()
+    }
+
+    /// Asks the allocator for one address after another of `block`, from `host` on, until its
+    /// answer is `gives`; the allocator learns of changes through its informer, and no object
+    /// says when. Returns the next host not yet asked for; fails the test after 30 s.
+    pub fn until_allocator(&self, ns: &str, block: &str, mut host: u128, gives: bool) -> u128 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let given = self.allocator_gives(ns, &ip_in(block, host));
+            host += 1;
+            if given == gives {
+                return host;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the allocator kept {} {block}",
+                if gives { "refusing" } else { "giving out" }
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Creates an IPAddress by hand, with parentRef `{group: "", resource: services, namespace, name}`
