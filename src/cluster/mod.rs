@@ -597,7 +597,12 @@ fn watch_events<T: DeserializeOwned>(
         (Some(body), Vec::<u8>::new()),
         |(mut body, mut buf)| async move {
             loop {
-                if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+                let end = buf.iter().position(|&b| b == b'\n');
+                // An event is refused whether or not its line end has arrived yet.
+                if end.unwrap_or(buf.len()) > MAX_EVENT {
+                    return Some((Err(EventError::TooLarge), (None, Vec::new())));
+                }
+                if let Some(i) = end {
                     let line: Vec<u8> = buf.drain(..=i).collect();
                     if line.iter().all(u8::is_ascii_whitespace) {
                         continue;
@@ -605,9 +610,6 @@ fn watch_events<T: DeserializeOwned>(
                     let event = serde_json::from_slice::<WatchEvent<T>>(&line)
                         .map_err(|e| EventError::Decode(e.to_string()));
                     return Some((event, (body, buf)));
-                }
-                if buf.len() > MAX_EVENT {
-                    return Some((Err(EventError::TooLarge), (None, Vec::new())));
                 }
                 match body.as_mut()?.frame().await {
                     None => return None,
@@ -642,5 +644,47 @@ fn request_error(what: impl Into<String>, e: kube::core::request::Error) -> Erro
     Error::Api {
         what: what.into(),
         source: ApiError::Other(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+
+    fn events(
+        body: Vec<u8>,
+    ) -> Vec<std::result::Result<WatchEvent<serde_json::Value>, EventError>> {
+        block_on(watch_events(kube::client::Body::from(body)).collect())
+    }
+
+    #[test]
+    fn watch_lines_become_events_and_an_oversized_one_ends_the_stream() {
+        let two = b"{\"type\":\"ADDED\",\"object\":{\"a\":1}}\n\n{\"type\":\"DELETED\",\"object\":{\"a\":2}}\n".to_vec();
+        let got = events(two);
+        assert_eq!(got.len(), 2);
+        assert!(matches!(got[1], Ok(WatchEvent::Deleted(_))));
+
+        let mut huge = b"{\"type\":\"ADDED\",\"object\":{\"a\":\"".to_vec();
+        huge.resize(MAX_EVENT + 10, b'x');
+        huge.extend_from_slice(b"\"}}\n{\"type\":\"ADDED\",\"object\":{}}\n");
+        let got = events(huge);
+        assert_eq!(got.len(), 1, "nothing after the refusal");
+        assert!(matches!(got[0], Err(EventError::TooLarge)));
+
+        let got = events(b"not json\n".to_vec());
+        assert!(matches!(got[0], Err(EventError::Decode(_))));
+    }
+
+    #[test]
+    fn error_pages_are_cut_to_a_readable_length() {
+        let page = "x".repeat(5 << 20);
+        let text = error_text(page.as_bytes());
+        assert!(text.len() < 400, "{}", text.len());
+        assert!(text.ends_with(&format!(
+            "({} more bytes of the answer cut)",
+            (5 << 20) - MAX_ERROR_BODY
+        )));
+        assert_eq!(error_text(b"  short  "), "short");
     }
 }
