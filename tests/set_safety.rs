@@ -336,3 +336,45 @@ fn huge_durations_and_bad_names_are_refused_before_anything_changes() {
     );
     assert_eq!(cp.get(&what).unwrap()["metadata"], before["metadata"]);
 }
+
+/// What a run killed between its guard and its delete leaves: a live range with the guard.
+fn guard_by_hand(cp: &ControlPlane, name: &str) {
+    cp.kubectl_ok(&[
+        "patch",
+        "servicecidr",
+        name,
+        "--type=json",
+        "-p",
+        &format!(r#"[{{"op":"add","path":"/metadata/finalizers/-","value":"{GUARD_FINALIZER}"}}]"#),
+    ]);
+}
+
+#[test]
+fn a_run_killed_between_its_guard_and_its_delete_is_finished_or_cleaned_up_by_a_rerun() {
+    let cp = ControlPlane::shared();
+    // Safe: the rerun deletes and releases it, guard and all.
+    let spare = unique_name("half");
+    cp.create_ready_service_cidr(&spare, &[&cp.next_v4_block()]);
+    guard_by_hand(cp, &spare);
+    let out = cp.plugin(&["delete", &spare, "-o", "json"]);
+    assert_eq!(outcome(&out), "Deleted", "{}", stderr_of(&out));
+    assert!(cp.get(&format!("servicecidr/{spare}")).is_none());
+    // Unsafe now: the rerun refuses and leaves nothing of its own on the live range.
+    let block = cp.next_v4_block();
+    let busy = unique_name("half");
+    cp.create_ready_service_cidr(&busy, &[&block]);
+    cp.create_service(&unique_name("ns"), "held", Some(&ip_in(&block, 6)));
+    guard_by_hand(cp, &busy);
+    let out = cp.plugin(&["delete", &busy, "-o", "json"]);
+    assert_eq!(outcome(&out), "Refused", "{}", stderr_of(&out));
+    let o = cp.get(&format!("servicecidr/{busy}")).unwrap();
+    assert!(o["metadata"]["deletionTimestamp"].is_null(), "{o}");
+    assert!(
+        !o["metadata"]["finalizers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == GUARD_FINALIZER),
+        "{o}"
+    );
+}
