@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_kubectl_servicecidr_global_optspecs
-    string join \n kubeconfig= context= cluster= user= request-timeout= o/output= no-headers color= v/verbose chunk-size= h/help V/version
+    string join \n kubeconfig= context= cluster= user= request-timeout= v/verbose chunk-size= h/help V/version
 end
 
 function __fish_kubectl_servicecidr_needs_command
@@ -29,58 +29,50 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l cluster -d 'The kubeconfig cluster to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l user -d 'The kubeconfig user to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -s o -l output -d 'Output format' -r -f -a "table\t'A table for people'
-wide\t'The table with finalizers, conditions and blocking counts'
-json\t'A JSON document with stable field names'
-yaml\t'The same document as YAML'"
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l color -d 'When to colour the table' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
-always\t''
-never\t''"
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l chunk-size -d 'Objects per list request (page size)' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l no-headers -d 'Leave out table headers'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -s h -l help -d 'Print help'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -s V -l version -d 'Print version'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "status" -d 'Every ServiceCIDR with its ranges, state and usage (allocated, free, percent)'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "orphans" -d 'IPAddresses whose range is gone, and every other inconsistency between Services, IPAddresses and ServiceCIDRs, with what to do about each'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "delete" -d 'Retire ServiceCIDRs safely: check, delete, wait out the grace period, release'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "completion" -d 'Print a shell completion script'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)' -r -F
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l context -d 'The kubeconfig context to use' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l cluster -d 'The kubeconfig cluster to use' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l user -d 'The kubeconfig user to use' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -s o -l output -d 'Output format' -r -f -a "table\t'A table for people'
 wide\t'The table with finalizers, conditions and blocking counts'
 json\t'A JSON document with stable field names'
 yaml\t'The same document as YAML'"
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l color -d 'When to colour the table' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
-always\t''
-never\t''"
+always\t'Always colour tables'
+never\t'Never colour'"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)' -r -F
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l context -d 'The kubeconfig context to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l cluster -d 'The kubeconfig cluster to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l user -d 'The kubeconfig user to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l chunk-size -d 'Objects per list request (page size)' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -s w -l watch -d 'Redraw as ServiceCIDRs and IPAddresses change, until Ctrl-C'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -s w -l watch -d 'Redraw as ServiceCIDRs and IPAddresses change, until Ctrl-C (tables only)'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l no-headers -d 'Leave out table headers'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l kind -d 'Only findings of these kinds' -r -f -a "Orphaned\t'An IP in use, recorded or only held by a Service, inside no existing ServiceCIDR'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l kind -d 'Only findings of these kinds (comma-separated)' -r -f -a "Orphaned\t'An IP in use inside no existing ServiceCIDR'
 AtRisk\t'Inside terminating ranges only: an orphan once they go'
-DanglingParent\t'The parentRef names a Service that no longer exists'
-WrongParent\t'The Service exists but does not hold that IP'
-Unrecorded\t'A Service ClusterIP inside a range with no IPAddress object (the repair loop records it)'
+DanglingParent\t'The IPAddress names a Service that no longer exists'
+WrongParent\t'The Service named exists but does not hold that IP'
+Unrecorded\t'A Service ClusterIP with no IPAddress object'
 Unmanaged\t'An IPAddress the apiserver\'s allocator did not make'"
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)' -r -F
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l context -d 'The kubeconfig context to use' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l cluster -d 'The kubeconfig cluster to use' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l user -d 'The kubeconfig user to use' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -s o -l output -d 'Output format' -r -f -a "table\t'A table for people'
 wide\t'The table with finalizers, conditions and blocking counts'
 json\t'A JSON document with stable field names'
 yaml\t'The same document as YAML'"
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l color -d 'When to colour the table' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
-always\t''
-never\t''"
+always\t'Always colour tables'
+never\t'Never colour'"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)' -r -F
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l context -d 'The kubeconfig context to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l cluster -d 'The kubeconfig cluster to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l user -d 'The kubeconfig user to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l chunk-size -d 'Objects per list request (page size)' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l include-recent -d 'Also report findings younger than the repair loop\'s 60 s grace'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l suggest-range -d 'Print a ServiceCIDR manifest covering the orphaned and at-risk IPs, ready for kubectl apply'
@@ -89,24 +81,23 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l wait -d 'Wait until each range is gone, releasing it only when provably safe (as kubectl delete, on by default); with --wait=false the range stays guarded until a later run finishes it' -r -f -a "true\t''
 false\t''"
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l dry-run -d 'Change nothing: `--dry-run` (client) only runs the checks, `--dry-run=server` also asks the server to validate the delete' -r -f -a "none\t'Really delete'
-client\t'Only run the checks'
-server\t'Send a server-side dry-run delete'"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l dry-run -d 'Change nothing on the cluster. A bare --dry-run is --dry-run=client: the same checks and verdict as a real run, with no request that writes' -r -f -a "none\t'Really delete'
+client\t'Only run the checks, send nothing that changes the cluster'
+server\t'Also send a server-side dry-run delete'"
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l grace-period -d 'How long after the deletionTimestamp an apiserver may still allocate from the range' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l controller-timeout -d 'How long to wait for the service-cidr controller after the grace period before releasing the range ourselves (never while the controller says IPs would be orphaned)' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l timeout -d 'Upper bound for the whole command, whatever the server does' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -s o -l output -d 'Output format' -r -f -a "table\t'A table for people'
+json\t'A JSON document with stable field names'
+yaml\t'The same document as YAML'"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l color -d 'When to colour the table' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
+always\t'Always colour tables'
+never\t'Never colour'"
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)' -r -F
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l context -d 'The kubeconfig context to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l cluster -d 'The kubeconfig cluster to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l user -d 'The kubeconfig user to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -s o -l output -d 'Output format' -r -f -a "table\t'A table for people'
-wide\t'The table with finalizers, conditions and blocking counts'
-json\t'A JSON document with stable field names'
-yaml\t'The same document as YAML'"
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l color -d 'When to colour the table' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
-always\t''
-never\t''"
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l chunk-size -d 'Objects per list request (page size)' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l remove-finalizer -d 'Take over the controller\'s release as soon as the grace period has passed and it is provably safe, instead of waiting --controller-timeout for it'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l no-headers -d 'Leave out table headers'
@@ -117,17 +108,9 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l cluster -d 'The kubeconfig cluster to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l user -d 'The kubeconfig user to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -s o -l output -d 'Output format' -r -f -a "table\t'A table for people'
-wide\t'The table with finalizers, conditions and blocking counts'
-json\t'A JSON document with stable field names'
-yaml\t'The same document as YAML'"
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l color -d 'When to colour the table' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
-always\t''
-never\t''"
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l chunk-size -d 'Objects per list request (page size)' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l no-headers -d 'Leave out table headers'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -s h -l help -d 'Print help'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete completion help" -f -a "status" -d 'Every ServiceCIDR with its ranges, state and usage (allocated, free, percent)'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete completion help" -f -a "orphans" -d 'IPAddresses whose range is gone, and every other inconsistency between Services, IPAddresses and ServiceCIDRs, with what to do about each'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete completion help" -f -a "delete" -d 'Retire ServiceCIDRs safely: check, delete, wait out the grace period, release'

@@ -6,6 +6,19 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n== %s\n' "$*" >&2; }
 
+# Debian packages the tests drive for real (COMMAND:PACKAGE); installed when missing, never skipped.
+debian_packages() {
+  local missing=() pair
+  for pair in "$@"; do command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get install -y -qq "${missing[@]}" >/dev/null ||
+    { $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null; }
+}
+
+step "Debian packages driven by the tests: zsh, fish (completion), man-db (man pages)"
+debian_packages zsh:zsh fish:fish man:man-db
+
 step "control plane binaries (built once, cached outside the repo)"
 bash scripts/build-controlplane.sh >/dev/null
 

@@ -3,9 +3,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::audit::findings::FindingKind;
+use crate::cluster::Connection;
+use crate::render::Style;
+use crate::settings::{
+    self, ColorChoice, DeleteTask, DryRun, Environment, OrphansTask, Output, Settings, StatusTask,
+    Task,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,7 +29,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// kubectl's own flags, accepted before or after the subcommand as kubectl accepts them.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)
     #[arg(long, global = true, value_name = "PATH")]
@@ -39,15 +48,6 @@ pub struct Global {
     /// How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)
     #[arg(long, global = true, value_name = "DURATION", default_value = "0", value_parser = parse_request_timeout)]
     pub request_timeout: Duration,
-    /// Output format
-    #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
-    pub output: Output,
-    /// Leave out table headers
-    #[arg(long, global = true)]
-    pub no_headers: bool,
-    /// When to colour the table
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
-    pub color: ColorChoice,
     /// Log requests to stderr (-v: requests, -vv: more); credentials are never logged
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
@@ -56,30 +56,103 @@ pub struct Global {
     pub chunk_size: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// A table for people
-    Table,
-    /// The table with finalizers, conditions and blocking counts
-    Wide,
-    /// A JSON document with stable field names
-    Json,
-    /// The same document as YAML
-    Yaml,
+/// A value parser offering `values` by name, with help, and giving the plain value back.
+fn choices<T: Copy + PartialEq + Send + Sync + 'static>(
+    values: &'static [T],
+    name: fn(T) -> &'static str,
+    help: fn(T) -> &'static str,
+) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(
+        values
+            .iter()
+            .map(move |&v| PossibleValue::new(name(v)).help(help(v))),
+    )
+    .try_map(move |s| {
+        values
+            .iter()
+            .copied()
+            .find(|&v| name(v) == s)
+            .ok_or("not one of the choices")
+    })
 }
 
-impl Output {
-    pub fn is_table(self) -> bool {
-        matches!(self, Output::Table | Output::Wide)
+fn output_help(o: Output) -> &'static str {
+    match o {
+        Output::Table => "A table for people",
+        Output::Wide => "The table with finalizers, conditions and blocking counts",
+        Output::Json => "A JSON document with stable field names",
+        Output::Yaml => "The same document as YAML",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
-    /// Colour when stdout is a terminal and NO_COLOR is unset
-    Auto,
-    Always,
-    Never,
+fn tables() -> impl TypedValueParser<Value = Output> {
+    choices(&Output::ALL, Output::name, output_help)
+}
+
+/// `delete` prints one row per range: there is nothing wider to show.
+fn reports() -> impl TypedValueParser<Value = Output> {
+    choices(
+        &[Output::Table, Output::Json, Output::Yaml],
+        Output::name,
+        output_help,
+    )
+}
+
+fn kinds() -> impl TypedValueParser<Value = FindingKind> {
+    choices(&FindingKind::ALL, FindingKind::name, |k| match k {
+        FindingKind::Orphaned => "An IP in use inside no existing ServiceCIDR",
+        FindingKind::AtRisk => "Inside terminating ranges only: an orphan once they go",
+        FindingKind::DanglingParent => "The IPAddress names a Service that no longer exists",
+        FindingKind::WrongParent => "The Service named exists but does not hold that IP",
+        FindingKind::Unrecorded => "A Service ClusterIP with no IPAddress object",
+        FindingKind::Unmanaged => "An IPAddress the apiserver's allocator did not make",
+    })
+}
+
+fn dry_runs() -> impl TypedValueParser<Value = DryRun> {
+    choices(&DryRun::ALL, DryRun::name, |d| match d {
+        DryRun::None => "Really delete",
+        DryRun::Client => "Only run the checks, send nothing that changes the cluster",
+        DryRun::Server => "Also send a server-side dry-run delete",
+    })
+}
+
+fn colors() -> impl TypedValueParser<Value = ColorChoice> {
+    choices(&ColorChoice::ALL, ColorChoice::name, |c| match c {
+        ColorChoice::Auto => "Colour when stdout is a terminal and NO_COLOR is unset",
+        ColorChoice::Always => "Always colour tables",
+        ColorChoice::Never => "Never colour",
+    })
+}
+
+/// How `status` and `orphans` print.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Output options")]
+pub struct TableOutput {
+    /// Output format
+    #[arg(short, long, default_value = "table", value_parser = tables(), value_name = "FORMAT")]
+    pub output: Output,
+    /// Leave out table headers
+    #[arg(long)]
+    pub no_headers: bool,
+    /// When to colour the table
+    #[arg(long, default_value = "auto", value_parser = colors(), value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+/// How `delete` prints: its table has no wide form.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Output options")]
+pub struct ReportOutput {
+    /// Output format
+    #[arg(short, long, default_value = "table", value_parser = reports(), value_name = "FORMAT")]
+    pub output: Output,
+    /// Leave out table headers
+    #[arg(long)]
+    pub no_headers: bool,
+    /// When to colour the table
+    #[arg(long, default_value = "auto", value_parser = colors(), value_name = "WHEN")]
+    pub color: ColorChoice,
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,32 +188,26 @@ pub struct StatusArgs {
     /// Only these ServiceCIDRs
     #[arg(value_parser = parse_name)]
     pub names: Vec<String>,
-    /// Redraw as ServiceCIDRs and IPAddresses change, until Ctrl-C
+    /// Redraw as ServiceCIDRs and IPAddresses change, until Ctrl-C (tables only)
     #[arg(short, long)]
     pub watch: bool,
+    #[command(flatten)]
+    pub output: TableOutput,
 }
 
 #[derive(Debug, Args)]
 pub struct OrphansArgs {
-    /// Only findings of these kinds
-    #[arg(long, value_enum, value_delimiter = ',')]
+    /// Only findings of these kinds (comma-separated)
+    #[arg(long, value_parser = kinds(), value_delimiter = ',', value_name = "KIND")]
     pub kind: Vec<FindingKind>,
     /// Also report findings younger than the repair loop's 60 s grace
     #[arg(long)]
     pub include_recent: bool,
     /// Print a ServiceCIDR manifest covering the orphaned and at-risk IPs, ready for kubectl apply
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["output", "no_headers"])]
     pub suggest_range: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DryRun {
-    /// Really delete
-    None,
-    /// Only run the checks
-    Client,
-    /// Send a server-side dry-run delete
-    Server,
+    #[command(flatten)]
+    pub output: TableOutput,
 }
 
 #[derive(Debug, Args)]
@@ -153,9 +220,9 @@ pub struct DeleteArgs {
     #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1,
           default_missing_value = "true", require_equals = true, value_name = "BOOL")]
     pub wait: bool,
-    /// Change nothing: `--dry-run` (client) only runs the checks, `--dry-run=server` also asks the
-    /// server to validate the delete
-    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "client", default_value_t = DryRun::None, value_name = "MODE")]
+    /// Change nothing on the cluster. A bare --dry-run is --dry-run=client: the same checks and
+    /// verdict as a real run, with no request that writes
+    #[arg(long, value_parser = dry_runs(), num_args = 0..=1, require_equals = true, default_missing_value = "client", default_value = "none", value_name = "MODE")]
     pub dry_run: DryRun,
     /// Take over the controller's release as soon as the grace period has passed and it is
     /// provably safe, instead of waiting --controller-timeout for it
@@ -171,6 +238,8 @@ pub struct DeleteArgs {
     /// Upper bound for the whole command, whatever the server does
     #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub output: ReportOutput,
 }
 
 /// The longest duration any option takes; longer ones are mistakes, and would overflow clocks.
@@ -201,16 +270,67 @@ impl Cli {
     /// Rules between options that clap's declarations cannot state.
     pub fn check(&self) -> Result<(), clap::Error> {
         use clap::CommandFactory;
-        if let Command::Delete(d) = &self.command
-            && d.remove_finalizer
-            && !d.wait
-        {
-            return Err(Cli::command().error(
-                clap::error::ErrorKind::ArgumentConflict,
+        let conflict =
+            |msg: &str| Err(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg));
+        match &self.command {
+            Command::Delete(d) if d.remove_finalizer && !d.wait => conflict(
                 "--remove-finalizer needs the wait (it acts after the grace period); drop --wait=false",
-            ));
+            ),
+            Command::Status(s) if s.watch && !s.output.output.is_table() => conflict(
+                "--watch redraws a table: use it with -o table or -o wide, or drop it for a document",
+            ),
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    /// The settings of this run: flags, with the environment where the flags leave it open.
+    pub fn resolve(self, env: Environment) -> Settings {
+        let g = self.global;
+        let table = |o: &TableOutput| settings::style(o.output, o.color, o.no_headers, &env);
+        let (style, task) = match self.command {
+            Command::Status(a) => (
+                table(&a.output),
+                Task::Status(StatusTask {
+                    names: a.names,
+                    watch: a.watch,
+                }),
+            ),
+            Command::Orphans(a) => (
+                table(&a.output),
+                Task::Orphans(OrphansTask {
+                    kinds: a.kind,
+                    include_recent: a.include_recent,
+                    suggest_range: a.suggest_range,
+                }),
+            ),
+            Command::Delete(a) => (
+                settings::style(a.output.output, a.output.color, a.output.no_headers, &env),
+                Task::Delete(DeleteTask {
+                    names: a.names,
+                    wait: a.wait,
+                    dry_run: a.dry_run,
+                    remove_finalizer: a.remove_finalizer,
+                    grace_period: a.grace_period,
+                    controller_timeout: a.controller_timeout,
+                    timeout: a.timeout,
+                }),
+            ),
+            Command::Completion { shell } => (Style::plain(), Task::Completion(shell)),
+        };
+        Settings {
+            connection: Connection {
+                kubeconfig: g.kubeconfig,
+                context: g.context,
+                cluster: g.cluster,
+                user: g.user,
+                request_timeout: Some(g.request_timeout),
+            },
+            chunk_size: g.chunk_size,
+            verbose: g.verbose,
+            style,
+            env,
+            task,
+        }
     }
 }
 
@@ -306,12 +426,78 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.global.context.as_deref(), Some("x"));
-        assert_eq!(cli.global.output, Output::Json);
-        let Command::Delete(d) = cli.command else {
+        let Command::Delete(d) = &cli.command else {
             panic!("expected delete")
         };
         assert_eq!(d.dry_run, DryRun::Client);
+        assert_eq!(d.output.output, Output::Json);
         assert!(Cli::try_parse_from(["kubectl-servicecidr", "delete"]).is_err());
+        let settings = cli.resolve(Environment::default());
+        assert_eq!(settings.connection.context.as_deref(), Some("x"));
+        assert_eq!(settings.style.output, Output::Json);
+        assert!(matches!(
+            settings.task,
+            Task::Delete(DeleteTask {
+                dry_run: DryRun::Client,
+                ..
+            })
+        ));
+    }
+
+    /// Options that would do nothing are not offered, and the combinations that make no sense
+    /// are refused as usage errors before anything runs.
+    #[test]
+    fn only_options_that_do_something_are_taken() {
+        let refused = |args: &[&str]| {
+            let argv = std::iter::once("kubectl-servicecidr").chain(args.iter().copied());
+            match Cli::try_parse_from(argv) {
+                Err(e) => e.kind() != clap::error::ErrorKind::DisplayHelp,
+                Ok(cli) => cli.check().is_err(),
+            }
+        };
+        for bad in [
+            &["delete", "blue", "-o", "wide"][..],
+            &["completion", "bash", "-o", "json"],
+            &["completion", "bash", "--no-headers"],
+            &["status", "--watch", "-o", "json"],
+            &["status", "-w", "-o", "yaml"],
+            &["orphans", "--suggest-range", "-o", "json"],
+            &["orphans", "--suggest-range", "--no-headers"],
+            &["orphans", "--kind", "orphaned"],
+        ] {
+            assert!(refused(bad), "{bad:?} was taken");
+        }
+        for good in [
+            &["delete", "blue", "-o", "yaml", "--no-headers"][..],
+            &["status", "--watch", "-o", "wide"],
+            &["orphans", "--kind", "Orphaned,AtRisk", "-o", "json"],
+            &["orphans", "--suggest-range"],
+            &["--context", "x", "status"],
+        ] {
+            assert!(!refused(good), "{good:?} was refused");
+        }
+    }
+
+    /// The command's own options come first; kubectl's flags follow under their own heading.
+    #[test]
+    fn help_puts_the_commands_options_before_the_global_flags() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let help = cmd
+            .find_subcommand_mut("delete")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        let at = |s: &str| help.find(s).unwrap_or_else(|| panic!("{s} not in {help}"));
+        assert!(at("--grace-period") < at("Output options:"), "{help}");
+        assert!(at("Output options:") < at("Global options:"), "{help}");
+        assert!(at("Global options:") < at("--kubeconfig"), "{help}");
+        assert!(at("--dry-run") < at("Global options:"), "{help}");
+        assert!(
+            help.contains("A bare --dry-run is --dry-run=client"),
+            "{help}"
+        );
+        assert!(!help.contains("wide"), "{help}");
     }
 
     use proptest::prelude::*;

@@ -1,7 +1,8 @@
 //! kubectl-servicecidr: status, orphan audit and safe deletion of Kubernetes Service CIDRs.
 //!
-//! Data flows one way: `cluster` (the only code that talks to Kubernetes) -> `model` ->
-//! `audit` (pure) -> `render`. `commands` join them.
+//! `cli` parses and resolves the `settings` once. Data flows one way: `cluster` (the only code
+//! that talks to Kubernetes) -> `model` -> `audit` (pure) -> `render` (all wording). `commands`
+//! join them.
 
 pub mod audit;
 pub mod cli;
@@ -11,3 +12,4 @@ pub mod complete;
 pub mod exit;
 pub mod model;
 pub mod render;
+pub mod settings;

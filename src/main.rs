@@ -1,4 +1,3 @@
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -6,6 +5,7 @@ use kubectl_servicecidr::cli::Cli;
 use kubectl_servicecidr::commands;
 use kubectl_servicecidr::exit::Exit;
 use kubectl_servicecidr::render;
+use kubectl_servicecidr::settings::Environment;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -22,7 +22,8 @@ fn main() -> ExitCode {
             .into();
         }
     };
-    init_logging(cli.global.verbose);
+    let settings = cli.resolve(Environment::read());
+    init_logging(settings.verbose, settings.env.stderr_terminal);
     // One thread: the work is waiting on the API server, and worker threads waking each other
     // for every read cost more CPU than the parsing they would share (BENCHMARKS.md).
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -32,7 +33,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&anyhow::Error::from(e)),
     };
-    match runtime.block_on(commands::run(cli)) {
+    match runtime.block_on(commands::run(settings)) {
         Ok(exit) => exit.into(),
         // Whoever read our output stopped: never report that as success.
         Err(e) if is_broken_pipe(&e) => Exit::BrokenPipe.into(),
@@ -67,7 +68,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, ansi: bool) {
     let filter = match verbose {
         // Errors reach the user once, as our one line; libraries stay quiet unless asked.
         0 => "off,kubectl_servicecidr=warn",
@@ -77,7 +78,7 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(ansi)
         .with_target(false)
         .without_time()
         .init();

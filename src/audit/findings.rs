@@ -1,11 +1,10 @@
 //! The orphan audit: every inconsistency between Services, IPAddresses and ServiceCIDRs, each with
-//! a safe, concrete action.
+//! the safe remedy (worded by `render::orphans`).
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::audit::index::RangeIndex;
@@ -14,8 +13,7 @@ use crate::model::{ParentRef, ServiceIps, Snapshot};
 /// The apiserver's repair loop leaves IPAddresses younger than this alone.
 pub const REPAIR_GRACE: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ValueEnum)]
-#[value(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum FindingKind {
     /// An IP in use, recorded or only held by a Service, inside no existing ServiceCIDR.
     Orphaned,
@@ -31,18 +29,72 @@ pub enum FindingKind {
     Unmanaged,
 }
 
+impl FindingKind {
+    pub const ALL: [FindingKind; 6] = [
+        FindingKind::Orphaned,
+        FindingKind::AtRisk,
+        FindingKind::DanglingParent,
+        FindingKind::WrongParent,
+        FindingKind::Unrecorded,
+        FindingKind::Unmanaged,
+    ];
+
+    /// The name in documents and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            FindingKind::Orphaned => "Orphaned",
+            FindingKind::AtRisk => "AtRisk",
+            FindingKind::DanglingParent => "DanglingParent",
+            FindingKind::WrongParent => "WrongParent",
+            FindingKind::Unrecorded => "Unrecorded",
+            FindingKind::Unmanaged => "Unmanaged",
+        }
+    }
+}
+
+/// The safe thing to do about a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Remedy {
+    /// Create a range covering the IP, or recreate the Service holding it.
+    Cover,
+    /// The repair loop replaces this IPAddress with its own when it next syncs the holder.
+    RepairReplaces,
+    /// Nothing in Kubernetes will touch it: whoever created it must decide.
+    AskCreator,
+    /// A Service holds the IP: keep the IPAddress.
+    Keep,
+    /// The repair loop deletes it; delete it by hand only if it stays.
+    RepairDeletes,
+    /// No Service holds the IP and nothing cleans it up: delete the IPAddress.
+    Delete,
+    /// The repair loop records it; recreate the Service if it does not.
+    RepairRecords,
+}
+
+impl Remedy {
+    /// Whether the advice ends with deleting the IPAddress.
+    pub fn deletes_ipaddress(self) -> bool {
+        matches!(self, Remedy::RepairDeletes | Remedy::Delete)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub kind: FindingKind,
     pub ip: IpAddr,
-    /// The Service concerned, `namespace/name`.
+    /// The Service concerned, `namespace/name`: the holder of the IP, else the one named by
+    /// the IPAddress.
     pub service: Option<String>,
+    /// The Service holding the IP, if any.
+    pub holder: Option<String>,
+    /// The Service the IPAddress's parentRef names, if any.
+    pub parent: Option<String>,
     /// For AtRisk: the terminating ranges that still hold it.
     pub ranges: Vec<String>,
     pub age: Option<Duration>,
     /// The apiserver's repair loop fixes this by itself.
     pub self_healing: bool,
-    pub action: String,
+    pub remedy: Remedy,
 }
 
 #[derive(Debug, Clone)]
@@ -86,30 +138,31 @@ pub fn audit(snapshot: &Snapshot, opts: &AuditOptions) -> Vec<Finding> {
             .get(&alloc.ip)
             .and_then(|h| h.first())
             .map(|s| key(s));
+        let parent = alloc
+            .parent
+            .as_ref()
+            .filter(|p| p.is_service())
+            .map(parent_key);
         let svc_label = holder
             .clone()
             .or_else(|| alloc.parent.as_ref().map(parent_key));
-        let mut push =
-            |kind: FindingKind, ranges: Vec<String>, self_healing: bool, action: String| {
-                findings.push(Finding {
-                    kind,
-                    ip: alloc.ip,
-                    service: svc_label.clone(),
-                    ranges,
-                    age: age(alloc.created),
-                    self_healing,
-                    action,
-                })
-            };
+        let mut push = |kind: FindingKind, ranges: Vec<String>, self_healing: bool, remedy| {
+            findings.push(Finding {
+                kind,
+                ip: alloc.ip,
+                service: svc_label.clone(),
+                holder: holder.clone(),
+                parent: parent.clone(),
+                ranges,
+                age: age(alloc.created),
+                self_healing,
+                remedy,
+            })
+        };
 
         let containing: Vec<usize> = index.containing(alloc.ip).map(|e| e.range).collect();
         if containing.is_empty() {
-            push(
-                FindingKind::Orphaned,
-                vec![],
-                false,
-                orphan_action(alloc.ip, holder.as_deref()),
-            );
+            push(FindingKind::Orphaned, vec![], false, Remedy::Cover);
         } else if containing
             .iter()
             .all(|&r| snapshot.ranges[r].is_terminating())
@@ -119,28 +172,17 @@ pub fn audit(snapshot: &Snapshot, opts: &AuditOptions) -> Vec<Finding> {
                 .map(|&r| snapshot.ranges[r].name.clone())
                 .collect();
             names.dedup();
-            let action = format!(
-                "create a ServiceCIDR covering {} before {} is released (orphans --suggest-range){}",
-                alloc.ip,
-                names.join(", "),
-                holder
-                    .as_deref()
-                    .map(|s| format!(", or recreate Service {s}"))
-                    .unwrap_or_default()
-            );
-            push(FindingKind::AtRisk, names, false, action);
+            push(FindingKind::AtRisk, names, false, Remedy::Cover);
         }
 
         if !alloc.managed {
             // The repair loop skips IPAddresses without its label, except that a Service's sync
             // replaces the one it holds with a labelled one (repairip.go, verifyIPAddressLabels).
-            let action = match &holder {
-                Some(h) => format!(
-                    "not made by the apiserver's allocator; Service {h} holds it, so the repair loop replaces it with an allocator-made IPAddress when it next syncs that Service"
-                ),
-                None => "not made by the apiserver's allocator and held by no Service, so the repair loop never touches it: check the tool that created it".into(),
+            let remedy = match holder {
+                Some(_) => Remedy::RepairReplaces,
+                None => Remedy::AskCreator,
             };
-            push(FindingKind::Unmanaged, vec![], holder.is_some(), action);
+            push(FindingKind::Unmanaged, vec![], holder.is_some(), remedy);
         }
 
         let Some(parent) = alloc.parent.as_ref().filter(|p| p.is_service()) else {
@@ -158,31 +200,13 @@ pub fn audit(snapshot: &Snapshot, opts: &AuditOptions) -> Vec<Finding> {
         {
             continue;
         }
-        let (event, what) = match kind {
-            FindingKind::DanglingParent => (
-                "IPAddressNotAllocated",
-                format!("Service {} no longer exists", parent_key(parent)),
-            ),
-            _ => (
-                "IPAddressWrongReference",
-                format!("Service {} does not hold {}", parent_key(parent), alloc.ip),
-            ),
+        // Never advise deleting an IPAddress a live Service still uses.
+        let remedy = match holder {
+            Some(_) => Remedy::Keep,
+            None if alloc.managed => Remedy::RepairDeletes,
+            None => Remedy::Delete,
         };
-        let action = match &holder {
-            // Never suggest deleting an IPAddress a live Service still uses.
-            Some(h) => format!(
-                "{what}, but Service {h} holds this IP: do not delete it; recreate Service {h} if the repair loop does not re-record it"
-            ),
-            None if alloc.managed => format!(
-                "{what}: the apiserver's repair loop deletes it ({event}) within minutes; if it stays: kubectl delete ipaddress {}",
-                alloc.ip
-            ),
-            None => format!(
-                "{what}: no Service holds this IP, delete it: kubectl delete ipaddress {}",
-                alloc.ip
-            ),
-        };
-        push(kind, vec![], alloc.managed, action);
+        push(kind, vec![], alloc.managed, remedy);
     }
 
     let recorded: HashSet<IpAddr> = snapshot.ips.iter().map(|a| a.ip).collect();
@@ -196,10 +220,12 @@ pub fn audit(snapshot: &Snapshot, opts: &AuditOptions) -> Vec<Finding> {
                     kind: FindingKind::Orphaned,
                     ip: *ip,
                     service: Some(key(svc)),
+                    holder: Some(key(svc)),
+                    parent: None,
                     ranges: vec![],
                     age: svc_age,
                     self_healing: false,
-                    action: orphan_action(*ip, Some(&key(svc))),
+                    remedy: Remedy::Cover,
                 });
                 continue;
             }
@@ -210,30 +236,18 @@ pub fn audit(snapshot: &Snapshot, opts: &AuditOptions) -> Vec<Finding> {
                 kind: FindingKind::Unrecorded,
                 ip: *ip,
                 service: Some(key(svc)),
+                holder: Some(key(svc)),
+                parent: None,
                 ranges: vec![],
                 age: svc_age,
                 self_healing: true,
-                action: format!(
-                    "the apiserver's repair loop records it (ClusterIPNotAllocated) within minutes; if not, recreate Service {}",
-                    key(svc)
-                ),
+                remedy: Remedy::RepairRecords,
             });
         }
     }
 
     findings.sort_by_key(|f| (f.kind, f.ip));
     findings
-}
-
-fn orphan_action(ip: IpAddr, holder: Option<&str>) -> String {
-    match holder {
-        Some(svc) => format!(
-            "create a ServiceCIDR covering {ip} (orphans --suggest-range), or recreate Service {svc} to get an IP from a live range"
-        ),
-        None => format!(
-            "create a ServiceCIDR covering {ip} (orphans --suggest-range) if it is still needed"
-        ),
-    }
 }
 
 /// IPs that need a covering range: orphans, and those at risk of becoming one.
@@ -406,8 +420,8 @@ mod tests {
             .into_iter()
             .filter(|f| f.kind == FindingKind::Unmanaged)
             .collect();
-        assert!(found[0].self_healing && found[0].action.contains("replaces it"));
-        assert!(!found[1].self_healing && found[1].action.contains("never touches it"));
+        assert!(found[0].self_healing && found[0].remedy == Remedy::RepairReplaces);
+        assert!(!found[1].self_healing && found[1].remedy == Remedy::AskCreator);
     }
 
     #[test]
@@ -444,7 +458,7 @@ mod tests {
             let services: Vec<ServiceIps> = held.iter().map(|(s, h)| svc(&format!("ns/s{s}"), &[&format!("10.96.0.{h}")])).collect();
             let snap = Snapshot { ranges: vec![range("kubernetes", &["10.96.0.0/29"])], ips, services };
             for f in audit(&snap, &AuditOptions { include_recent: true, ..opts() }) {
-                if f.action.contains("kubectl delete ipaddress") {
+                if f.remedy.deletes_ipaddress() {
                     prop_assert!(!snap.services.iter().any(|s| s.cluster_ips.contains(&f.ip)), "{:?}", f);
                 }
             }

@@ -288,7 +288,7 @@ impl DeleteResult {
 mod tests {
     use super::*;
     use crate::audit::index::tests::range;
-    use crate::model::{CONTROLLER_MANAGER, ReadyCondition};
+    use crate::model::ReadyCondition;
     use proptest::prelude::*;
 
     const T0: Duration = Duration::from_secs(1_000);
@@ -395,7 +395,6 @@ mod tests {
         let mut other = r.clone();
         other.ready.as_mut().unwrap().by_controller = false;
         assert!(!controller_blocked(&other));
-        let _ = CONTROLLER_MANAGER;
     }
 
     #[test]

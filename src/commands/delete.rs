@@ -15,18 +15,23 @@ use crate::audit::retire::{
     DeleteResult, Observed, Outcome, Phase, ReleasedBy, RetireOptions, Retirement, Step, Waiting,
 };
 use crate::audit::safety::{Blocker, controller_blockers, left_outside, set_blockers};
-use crate::cli::{DeleteArgs, DryRun};
 use crate::cluster::{self, Cluster};
-use crate::commands::{print, stderr_is_terminal};
+use crate::commands::print;
 use crate::exit::Exit;
 use crate::model::{DEFAULT_SERVICE_CIDR, GUARD_FINALIZER, ServiceCidr};
 use crate::render::progress::{Progress, phase_text};
 use crate::render::{self, Style};
+use crate::settings::{DeleteTask, DryRun, Environment};
 
 /// Rounds of check-guard-delete for a range that changes under us.
 const ATTEMPTS: usize = 3;
 
-pub async fn run(cluster: &Cluster, style: &Style, args: DeleteArgs) -> Result<Exit> {
+pub async fn run(
+    cluster: &Cluster,
+    style: &Style,
+    env: &Environment,
+    args: DeleteTask,
+) -> Result<Exit> {
     let mut names = args.names.clone();
     names.sort();
     names.dedup();
@@ -36,7 +41,7 @@ pub async fn run(cluster: &Cluster, style: &Style, args: DeleteArgs) -> Result<E
         args: &args,
         names: &names,
         started,
-        progress: Progress::new(stderr_is_terminal() && names.len() == 1),
+        progress: Progress::new(env.stderr_terminal && names.len() == 1),
         phases: Mutex::new(HashMap::new()),
         done: Mutex::new(BTreeMap::new()),
         controller_counts: Mutex::new(HashMap::new()),
@@ -71,7 +76,7 @@ enum Release {
 
 struct Job<'a> {
     cluster: &'a Cluster,
-    args: &'a DeleteArgs,
+    args: &'a DeleteTask,
     names: &'a [String],
     started: Instant,
     progress: Progress,

@@ -4,36 +4,35 @@ pub mod delete;
 pub mod orphans;
 pub mod status;
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 
 use anyhow::Result;
 use clap::CommandFactory;
 
-use crate::cli::{Cli, Command};
-use crate::cluster::{Cluster, Connection};
+use crate::cli::Cli;
+use crate::cluster::Cluster;
 use crate::exit::Exit;
-use crate::render::Style;
+use crate::settings::{Settings, Task};
 
-pub async fn run(cli: Cli) -> Result<Exit> {
-    let g = &cli.global;
-    let style = Style::from_env(g.output, g.color, g.no_headers);
-    if let Command::Completion { shell } = cli.command {
+pub async fn run(settings: Settings) -> Result<Exit> {
+    let Settings {
+        connection,
+        chunk_size,
+        style,
+        env,
+        task,
+        ..
+    } = settings;
+    if let Task::Completion(shell) = task {
         print(|out| completion(shell, out))?;
         return Ok(Exit::Success);
     }
-    let conn = Connection {
-        kubeconfig: g.kubeconfig.clone(),
-        context: g.context.clone(),
-        cluster: g.cluster.clone(),
-        user: g.user.clone(),
-        request_timeout: Some(g.request_timeout),
-    };
-    let cluster = Cluster::connect(&conn, g.chunk_size).await?;
-    match cli.command {
-        Command::Status(args) => status::run(&cluster, &style, args).await,
-        Command::Orphans(args) => orphans::run(&cluster, &style, args).await,
-        Command::Delete(args) => delete::run(&cluster, &style, args).await,
-        Command::Completion { .. } => unreachable!("handled before connecting"),
+    let cluster = Cluster::connect(&connection, chunk_size).await?;
+    match task {
+        Task::Status(t) => status::run(&cluster, &style, &env, t).await,
+        Task::Orphans(t) => orphans::run(&cluster, &style, t).await,
+        Task::Delete(t) => delete::run(&cluster, &style, &env, t).await,
+        Task::Completion(_) => unreachable!("handled before connecting"),
     }
 }
 
@@ -47,10 +46,16 @@ pub fn completion(shell: clap_complete::Shell, out: &mut Vec<u8>) -> io::Result<
         &mut script,
     );
     let mut text = String::from_utf8(script).map_err(io::Error::other)?;
-    if shell == clap_complete::Shell::Bash {
+    match shell {
         // clap_complete spells subcommand states inconsistently when the bin name has a space
         // (clap-rs/clap#6421): unify them, or nothing completes after a subcommand.
-        text = text.replace("kubectl__subcmd__servicecidr", "kubectl__servicecidr");
+        clap_complete::Shell::Bash => {
+            text = text.replace("kubectl__subcmd__servicecidr", "kubectl__servicecidr");
+        }
+        // `*::` hides every option once a name is typed (`delete blue --<TAB>` offers nothing,
+        // clap-rs/clap#6282); `*:` completes names and options alike.
+        clap_complete::Shell::Zsh => text = text.replace("'*::names ", "'*:names "),
+        _ => {}
     }
     out.extend_from_slice(text.as_bytes());
     Ok(())
@@ -65,9 +70,4 @@ pub fn print(render: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<
     out.write_all(&buf)
         .and_then(|()| out.flush())
         .map_err(|e| io::Error::new(e.kind(), format!("cannot write the output: {e}")))
-}
-
-/// Progress belongs on stderr, and only on a terminal that takes escape sequences.
-pub fn stderr_is_terminal() -> bool {
-    io::stderr().is_terminal() && !crate::render::term_is_dumb()
 }

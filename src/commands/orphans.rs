@@ -6,13 +6,13 @@ use anyhow::Result;
 
 use crate::audit::findings::{AuditOptions, audit, uncovered_ips};
 use crate::audit::suggest::covering_cidrs;
-use crate::cli::OrphansArgs;
 use crate::cluster::Cluster;
 use crate::commands::print;
 use crate::exit::Exit;
 use crate::render::{self, Style};
+use crate::settings::OrphansTask;
 
-pub async fn run(cluster: &Cluster, style: &Style, args: OrphansArgs) -> Result<Exit> {
+pub async fn run(cluster: &Cluster, style: &Style, args: OrphansTask) -> Result<Exit> {
     let (snapshot, _) = cluster.snapshot(true).await?;
     let opts = AuditOptions {
         now: SystemTime::now(),
@@ -21,8 +21,8 @@ pub async fn run(cluster: &Cluster, style: &Style, args: OrphansArgs) -> Result<
     let mut findings = audit(&snapshot, &opts);
     // What --kind leaves out is counted, so that "nothing found" is never said of it.
     let all = findings.len();
-    if !args.kind.is_empty() {
-        findings.retain(|f| args.kind.contains(&f.kind));
+    if !args.kinds.is_empty() {
+        findings.retain(|f| args.kinds.contains(&f.kind));
     }
     let left_out = all - findings.len();
     let suggested = covering_cidrs(&uncovered_ips(&findings));

@@ -1,6 +1,6 @@
 //! `status`: every range, its state and how full it is; `--watch` redraws on change.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
@@ -8,12 +8,12 @@ use futures::{StreamExt, stream};
 use kube::api::WatchEvent;
 
 use crate::audit::usage::{StatusReport, status_report};
-use crate::cli::StatusArgs;
 use crate::cluster::{self, Cluster};
 use crate::commands::print;
 use crate::exit::Exit;
 use crate::model::Snapshot;
 use crate::render::{self, Style};
+use crate::settings::{Environment, StatusTask};
 
 /// Builds the report over every range (coverage and overlaps need them all), then keeps the
 /// named ones; an unknown name is an error naming it.
@@ -42,13 +42,14 @@ pub fn report(
     Ok(report)
 }
 
-pub async fn run(cluster: &Cluster, style: &Style, args: StatusArgs) -> Result<Exit> {
+pub async fn run(
+    cluster: &Cluster,
+    style: &Style,
+    env: &Environment,
+    args: StatusTask,
+) -> Result<Exit> {
     if args.watch {
-        if !style.output.is_table() {
-            render::to_stderr("error: --watch works with -o table or -o wide\n");
-            return Ok(Exit::Usage);
-        }
-        return watch(cluster, style, &args.names).await;
+        return watch(cluster, style, env.stdout_terminal, &args.names).await;
     }
     let (snapshot, _) = cluster.snapshot(false).await?;
     let report = report(
@@ -64,8 +65,7 @@ pub async fn run(cluster: &Cluster, style: &Style, args: StatusArgs) -> Result<E
 /// Redraws after every change: watches from each list's resourceVersion tell when, a fresh
 /// list tells what (so the view is always one consistent read, never an event-patched copy).
 /// A lost API server is waited for, said on stderr; Ctrl-C ends it at once, whatever is pending.
-async fn watch(cluster: &Cluster, style: &Style, names: &[String]) -> Result<Exit> {
-    let tty = std::io::stdout().is_terminal() && !render::term_is_dumb();
+async fn watch(cluster: &Cluster, style: &Style, tty: bool, names: &[String]) -> Result<Exit> {
     let follow = async {
         loop {
             if let Err(e) = redraw_and_wait(cluster, style, names, tty).await {

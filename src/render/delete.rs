@@ -236,7 +236,7 @@ pub fn write(out: &mut impl Write, style: &Style, results: &[DeleteResult]) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Output;
+    use crate::settings::Output;
     use std::time::Duration;
 
     fn refused() -> DeleteResult {

@@ -8,12 +8,12 @@ pub mod progress;
 pub mod status;
 pub mod table;
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::cli::{ColorChoice, Output};
+use crate::settings::Output;
 
 /// The version of every document this plugin prints.
 pub const API_VERSION: &str = "servicecidr.kubectl.io/v1alpha1";
@@ -31,41 +31,14 @@ pub fn to_stderr(text: &str) {
     let _ = io::stderr().lock().write_all(text.as_bytes());
 }
 
-/// `TERM=dumb` asks for no escape sequences at all: no colour, no rewritten lines.
-pub fn term_is_dumb() -> bool {
-    std::env::var_os("TERM").is_some_and(|t| t == "dumb")
-}
-
 impl Style {
-    pub fn decide(
-        output: Output,
-        color: ColorChoice,
-        no_headers: bool,
-        no_color_env: bool,
-        tty: bool,
-    ) -> Style {
-        let color = output.is_table()
-            && match color {
-                ColorChoice::Always => true,
-                ColorChoice::Never => false,
-                ColorChoice::Auto => tty && !no_color_env,
-            };
+    /// An uncoloured table with headers.
+    pub fn plain() -> Style {
         Style {
-            output,
-            color,
-            headers: !no_headers,
+            output: Output::Table,
+            color: false,
+            headers: true,
         }
-    }
-
-    pub fn from_env(output: Output, color: ColorChoice, no_headers: bool) -> Style {
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        Style::decide(
-            output,
-            color,
-            no_headers,
-            no_color,
-            io::stdout().is_terminal() && !term_is_dumb(),
-        )
     }
 
     pub fn wide(&self) -> bool {
@@ -199,18 +172,6 @@ mod tests {
         assert_eq!(count((1u128 << 64) - 1), "~2^64");
         assert_eq!(count(1u128 << 70), "2^70");
         assert_eq!(count(12_345_678), "1.23e7");
-    }
-
-    #[test]
-    fn colour_only_for_tables_on_a_terminal_without_no_color() {
-        let auto = |tty, no_color| {
-            Style::decide(Output::Table, ColorChoice::Auto, false, no_color, tty).color
-        };
-        assert!(auto(true, false));
-        assert!(!auto(false, false));
-        assert!(!auto(true, true));
-        assert!(Style::decide(Output::Table, ColorChoice::Always, false, true, false).color);
-        assert!(!Style::decide(Output::Json, ColorChoice::Always, false, false, true).color);
     }
 
     #[test]

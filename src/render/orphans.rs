@@ -6,7 +6,7 @@ use comfy_table::{Cell, Color};
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::audit::findings::{Finding, FindingKind, counts};
+use crate::audit::findings::{Finding, FindingKind, Remedy, counts};
 use crate::render::{Style, age, sanitize, table, write_document};
 
 pub const KIND: &str = "ServiceCIDRAudit";
@@ -37,7 +37,62 @@ struct FindingDoc<'a> {
     service_cidrs: &'a [String],
     age_seconds: Option<u64>,
     self_healing: bool,
-    action: &'a str,
+    remedy: Remedy,
+    action: String,
+}
+
+/// What to do about a finding, as a command an operator can run.
+pub fn action(f: &Finding) -> String {
+    let ip = f.ip;
+    let or_recreate = |h: &Option<String>| {
+        h.as_deref()
+            .map(|s| format!(", or recreate Service {s}"))
+            .unwrap_or_default()
+    };
+    // For findings about an IPAddress's parentRef: what is wrong with it.
+    let parent = f.parent.as_deref().unwrap_or("<none>");
+    let what = match f.kind {
+        FindingKind::DanglingParent => format!("Service {parent} no longer exists"),
+        _ => format!("Service {parent} does not hold {ip}"),
+    };
+    let holder = f.holder.as_deref().unwrap_or("<none>");
+    match f.remedy {
+        Remedy::Cover if f.kind == FindingKind::AtRisk => format!(
+            "create a ServiceCIDR covering {ip} before {} is released (orphans --suggest-range){}",
+            f.ranges.join(", "),
+            or_recreate(&f.holder)
+        ),
+        Remedy::Cover => match &f.holder {
+            Some(h) => format!(
+                "create a ServiceCIDR covering {ip} (orphans --suggest-range), or recreate Service {h} to get an IP from a live range"
+            ),
+            None => format!(
+                "create a ServiceCIDR covering {ip} (orphans --suggest-range) if it is still needed"
+            ),
+        },
+        Remedy::RepairReplaces => format!(
+            "not made by the apiserver's allocator; Service {holder} holds it, so the repair loop replaces it with an allocator-made IPAddress when it next syncs that Service"
+        ),
+        Remedy::AskCreator => "not made by the apiserver's allocator and held by no Service, so the repair loop never touches it: check the tool that created it".into(),
+        Remedy::Keep => format!(
+            "{what}, but Service {holder} holds this IP: do not delete it; recreate Service {holder} if the repair loop does not re-record it"
+        ),
+        Remedy::RepairDeletes => {
+            let event = match f.kind {
+                FindingKind::DanglingParent => "IPAddressNotAllocated",
+                _ => "IPAddressWrongReference",
+            };
+            format!(
+                "{what}: the apiserver's repair loop deletes it ({event}) within minutes; if it stays: kubectl delete ipaddress {ip}"
+            )
+        }
+        Remedy::Delete => {
+            format!("{what}: no Service holds this IP, delete it: kubectl delete ipaddress {ip}")
+        }
+        Remedy::RepairRecords => format!(
+            "the apiserver's repair loop records it (ClusterIPNotAllocated) within minutes; if not, recreate Service {holder}"
+        ),
+    }
 }
 
 pub fn write(
@@ -64,7 +119,8 @@ pub fn write(
                     service_cidrs: &f.ranges,
                     age_seconds: f.age.map(|a| a.as_secs()),
                     self_healing: f.self_healing,
-                    action: &f.action,
+                    remedy: f.remedy,
+                    action: action(f),
                 })
                 .collect(),
             suggested_ranges: suggested.iter().map(ToString::to_string).collect(),
@@ -122,7 +178,7 @@ pub fn write(
                     .unwrap_or_else(|| "<none>".into()),
             ),
             Cell::new(f.age.map(age).unwrap_or_default()),
-            Cell::new(sanitize(&f.action)),
+            Cell::new(sanitize(&action(f))),
         ];
         if style.wide() {
             row.insert(3, Cell::new(sanitize(&f.ranges.join(","))));
@@ -173,7 +229,7 @@ fn manifest_name(net: &IpNet) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Output;
+    use crate::settings::Output;
     use std::time::Duration;
 
     fn finding(kind: FindingKind, ip: &str) -> Finding {
@@ -181,10 +237,42 @@ mod tests {
             kind,
             ip: ip.parse().unwrap(),
             service: Some("a/web".into()),
+            holder: Some("a/web".into()),
+            parent: None,
             ranges: vec![],
             age: Some(Duration::from_secs(90)),
             self_healing: false,
-            action: "recreate Service a/web".into(),
+            remedy: Remedy::Cover,
+        }
+    }
+
+    #[test]
+    fn only_the_remedies_that_delete_say_delete() {
+        use Remedy::*;
+        for remedy in [
+            Cover,
+            RepairReplaces,
+            AskCreator,
+            Keep,
+            RepairDeletes,
+            Delete,
+            RepairRecords,
+        ] {
+            for kind in FindingKind::ALL {
+                let f = Finding {
+                    remedy,
+                    ..finding(kind, "10.96.0.5")
+                };
+                let text = action(&f);
+                assert_eq!(
+                    text.contains("kubectl delete ipaddress 10.96.0.5"),
+                    remedy.deletes_ipaddress(),
+                    "{remedy:?}: {text}"
+                );
+                if remedy == Keep {
+                    assert!(text.contains("do not delete it"), "{text}");
+                }
+            }
         }
     }
 

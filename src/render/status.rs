@@ -310,8 +310,8 @@ mod tests {
     use super::*;
     use crate::audit::index::tests::{alloc, range};
     use crate::audit::usage::status_report;
-    use crate::cli::Output;
     use crate::model::IpAllocation;
+    use crate::settings::Output;
     use std::time::{Duration, SystemTime};
 
     fn render(output: Output, no_headers: bool) -> String {

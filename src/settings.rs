@@ -1,0 +1,187 @@
+//! Settings, resolved once from the command line and the environment (NO_COLOR, TERM, terminals).
+//!
+//! `cli` only parses; everything after it reads these plain types, so no command, renderer or
+//! decision knows about clap or asks the environment again.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use crate::audit::findings::FindingKind;
+use crate::cluster::Connection;
+use crate::render::Style;
+
+/// How a result is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Wide,
+    Json,
+    Yaml,
+}
+
+impl Output {
+    pub const ALL: [Output; 4] = [Output::Table, Output::Wide, Output::Json, Output::Yaml];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Output::Table => "table",
+            Output::Wide => "wide",
+            Output::Json => "json",
+            Output::Yaml => "yaml",
+        }
+    }
+
+    pub fn is_table(self) -> bool {
+        matches!(self, Output::Table | Output::Wide)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DryRun {
+    None,
+    Client,
+    Server,
+}
+
+impl DryRun {
+    pub const ALL: [DryRun; 3] = [DryRun::None, DryRun::Client, DryRun::Server];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DryRun::None => "none",
+            DryRun::Client => "client",
+            DryRun::Server => "server",
+        }
+    }
+}
+
+/// What the process was started with besides its arguments, read once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Environment {
+    /// NO_COLOR set and not empty (no-color.org).
+    pub no_color: bool,
+    /// stdout is a terminal that takes escape sequences (not `TERM=dumb`).
+    pub stdout_terminal: bool,
+    /// stderr is such a terminal.
+    pub stderr_terminal: bool,
+}
+
+impl Environment {
+    pub fn read() -> Environment {
+        let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+        Environment {
+            no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+            stdout_terminal: std::io::stdout().is_terminal() && !dumb,
+            stderr_terminal: std::io::stderr().is_terminal() && !dumb,
+        }
+    }
+}
+
+/// When to colour, as the user asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    pub const ALL: [ColorChoice; 3] = [ColorChoice::Auto, ColorChoice::Always, ColorChoice::Never];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ColorChoice::Auto => "auto",
+            ColorChoice::Always => "always",
+            ColorChoice::Never => "never",
+        }
+    }
+}
+
+/// Everything a run needs, decided.
+#[derive(Debug)]
+pub struct Settings {
+    pub connection: Connection,
+    /// Objects per list request.
+    pub chunk_size: u32,
+    /// -v: requests, -vv: more.
+    pub verbose: u8,
+    pub style: Style,
+    pub env: Environment,
+    pub task: Task,
+}
+
+#[derive(Debug)]
+pub enum Task {
+    Status(StatusTask),
+    Orphans(OrphansTask),
+    Delete(DeleteTask),
+    Completion(clap_complete::Shell),
+}
+
+#[derive(Debug)]
+pub struct StatusTask {
+    pub names: Vec<String>,
+    pub watch: bool,
+}
+
+#[derive(Debug)]
+pub struct OrphansTask {
+    /// Empty: every kind.
+    pub kinds: Vec<FindingKind>,
+    pub include_recent: bool,
+    pub suggest_range: bool,
+}
+
+#[derive(Debug)]
+pub struct DeleteTask {
+    pub names: Vec<String>,
+    pub wait: bool,
+    pub dry_run: DryRun,
+    pub remove_finalizer: bool,
+    pub grace_period: Duration,
+    pub controller_timeout: Duration,
+    pub timeout: Duration,
+}
+
+/// Colour only for tables, and on `auto` only on a terminal without NO_COLOR.
+pub fn style(output: Output, color: ColorChoice, no_headers: bool, env: &Environment) -> Style {
+    let color = output.is_table()
+        && match color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => env.stdout_terminal && !env.no_color,
+        };
+    Style {
+        output,
+        color,
+        headers: !no_headers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_follows_the_flag_then_no_color_then_the_terminal() {
+        let env = |no_color, stdout_terminal| Environment {
+            no_color,
+            stdout_terminal,
+            stderr_terminal: false,
+        };
+        for (no_color, tty, want) in [
+            (false, true, true),
+            (true, true, false),
+            (false, false, false),
+        ] {
+            let style = style(Output::Table, ColorChoice::Auto, false, &env(no_color, tty));
+            assert_eq!(style.color, want, "NO_COLOR={no_color} tty={tty}");
+        }
+        let always = style(Output::Table, ColorChoice::Always, false, &env(true, false));
+        assert!(always.color);
+        let json = style(Output::Json, ColorChoice::Always, false, &env(false, true));
+        assert!(!json.color);
+        let never = style(Output::Wide, ColorChoice::Never, true, &env(false, true));
+        assert!(!never.color && !never.headers);
+    }
+}
