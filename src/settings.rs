@@ -143,6 +143,12 @@ pub struct DeleteTask {
     pub timeout: Duration,
 }
 
+/// A spinner while lists are read: for a person at a terminal reading a table, never in a
+/// document, and never for a script reading a headerless table from a pipe.
+pub fn read_progress(style: &Style, env: &Environment) -> bool {
+    env.stderr_terminal && style.output.is_table() && (style.headers || env.stdout_terminal)
+}
+
 /// Colour only for tables, and on `auto` only on a terminal without NO_COLOR.
 pub fn style(output: Output, color: ColorChoice, no_headers: bool, env: &Environment) -> Style {
     let color = output.is_table()
@@ -183,5 +189,29 @@ mod tests {
         assert!(!json.color);
         let never = style(Output::Wide, ColorChoice::Never, true, &env(false, true));
         assert!(!never.color && !never.headers);
+    }
+
+    #[test]
+    fn read_progress_only_for_a_person_at_a_terminal() {
+        let env = |stdout_terminal, stderr_terminal| Environment {
+            no_color: false,
+            stdout_terminal,
+            stderr_terminal,
+        };
+        let table = |no_headers| {
+            style(
+                Output::Table,
+                ColorChoice::Auto,
+                no_headers,
+                &env(false, true),
+            )
+        };
+        let json = style(Output::Json, ColorChoice::Auto, false, &env(true, true));
+        assert!(read_progress(&table(false), &env(true, true)));
+        assert!(read_progress(&table(false), &env(false, true)));
+        assert!(!read_progress(&table(false), &env(true, false)));
+        assert!(!read_progress(&json, &env(true, true)));
+        assert!(!read_progress(&table(true), &env(false, true)));
+        assert!(read_progress(&table(true), &env(true, true)));
     }
 }

@@ -100,13 +100,19 @@ fn command_line_mistakes_are_usage_errors() {
         (&["orphans", "--kind", "Lost"], "invalid value 'Lost'"),
         (&["completion", "tcsh"], "invalid value 'tcsh'"),
         (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
-        (&["status", "--watch", "-o", "json"], "--watch redraws a table"),
+        (
+            &["status", "--watch", "-o", "json"],
+            "--watch redraws a table",
+        ),
         (&["delete", "blue", "-o", "wide"], "invalid value 'wide'"),
         (
             &["orphans", "--suggest-range", "-o", "json"],
             "cannot be used with",
         ),
-        (&["completion", "bash", "-o", "json"], "unexpected argument '-o'"),
+        (
+            &["completion", "bash", "-o", "json"],
+            "unexpected argument '-o'",
+        ),
     ];
     for (args, want) in cases {
         let out = run(args);

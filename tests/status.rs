@@ -246,3 +246,56 @@ fn kubeconfig_paths_in_kubeconfig_env_are_merged() {
         .unwrap();
     assert_eq!(json_of(&out)["serviceCIDRs"][0]["name"], "kubernetes");
 }
+
+/// Runs the plugin on a pseudo-terminal (util-linux `script`), as a person at a terminal would,
+/// and returns all it drew there.
+fn on_terminal(args: &[&str]) -> String {
+    let line: Vec<String> = std::iter::once(PLUGIN)
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect();
+    let out = Command::new("script")
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("cannot run script (util-linux)");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    stdout_of(&out)
+}
+
+/// Long reads say on a terminal what is being read and how far along; documents and pipes get
+/// none of it.
+#[test]
+fn a_terminal_sees_what_is_read_and_how_far_along() {
+    let cp = ControlPlane::shared();
+    let block = cp.next_v4_block();
+    let name = unique_name("spinner");
+    cp.create_service_cidr(&name, &[&block]);
+    for host in 1..=6 {
+        cp.create_ipaddress(&ip_in(&block, host), "default", &name, false);
+    }
+    // Every page of IPAddresses takes 300 ms, as on a big cluster.
+    let proxy = support::faults::FaultProxy::start(cp, "spinner");
+    proxy.set_rule(|seen| {
+        if seen.path.contains("/ipaddresses?") {
+            support::faults::Action::Delay(Duration::from_millis(300))
+        } else {
+            support::faults::Action::Forward
+        }
+    });
+    let kubeconfig = proxy.kubeconfig.to_str().unwrap();
+    let args = ["status", "--chunk-size", "2", "--kubeconfig", kubeconfig];
+    let drawn = on_terminal(&args);
+    assert!(
+        drawn.contains("reading ") && drawn.contains("ipaddresses: ") && drawn.contains(" so far"),
+        "{drawn}"
+    );
+    assert!(drawn.contains(&name), "the table follows: {drawn}");
+
+    let json = on_terminal(&[&args[..], &["-o", "json"]].concat());
+    assert!(!json.contains("reading "), "{json}");
+    let piped = Command::new(PLUGIN).args(args).output().unwrap();
+    assert_eq!(code(&piped), 0, "{}", stderr_of(&piped));
+    assert_eq!(stderr_of(&piped), "", "nothing on a piped stderr");
+}

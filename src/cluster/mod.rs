@@ -6,6 +6,7 @@ pub mod error;
 pub mod retry;
 pub mod wire;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::{Stream, StreamExt};
@@ -64,10 +65,14 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Told after each page of a list: what is listed, and how many objects so far.
+pub type OnPage = Arc<dyn Fn(&'static str, usize) + Send + Sync>;
+
 /// A connected client that knows which ServiceCIDR API version the server serves.
 #[derive(Clone)]
 pub struct Cluster {
     client: Client,
+    on_page: Option<OnPage>,
     url: String,
     version: &'static str,
     chunk_size: u32,
@@ -97,6 +102,7 @@ impl Cluster {
         let (client, url) = conn.client().await?;
         let mut cluster = Cluster {
             client,
+            on_page: None,
             url,
             version: VERSIONS[0],
             chunk_size,
@@ -105,6 +111,12 @@ impl Cluster {
         };
         cluster.version = cluster.discover().await?;
         Ok(cluster)
+    }
+
+    /// Reports the progress of every list to `on_page`.
+    pub fn with_progress(mut self, on_page: OnPage) -> Cluster {
+        self.on_page = Some(on_page);
+        self
     }
 
     pub fn version(&self) -> &'static str {
@@ -289,6 +301,9 @@ impl Cluster {
                     Ok(m) => items.push(m),
                     Err(e) => tracing::warn!("skipping {e}"),
                 }
+            }
+            if let Some(on_page) = &self.on_page {
+                on_page(what, items.len());
             }
             if items.len() > MAX_LIST_ITEMS {
                 return Err(self.unreachable(

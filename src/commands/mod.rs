@@ -12,7 +12,8 @@ use clap::CommandFactory;
 use crate::cli::Cli;
 use crate::cluster::Cluster;
 use crate::exit::Exit;
-use crate::settings::{Settings, Task};
+use crate::render::progress::ReadProgress;
+use crate::settings::{self, Settings, Task};
 
 pub async fn run(settings: Settings) -> Result<Exit> {
     let Settings {
@@ -28,9 +29,15 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         return Ok(Exit::Success);
     }
     let cluster = Cluster::connect(&connection, chunk_size).await?;
+    let reading = ReadProgress::new(match &task {
+        Task::Status(t) => !t.watch && settings::read_progress(&style, &env),
+        Task::Orphans(t) => !t.suggest_range && settings::read_progress(&style, &env),
+        _ => false,
+    });
+    let cluster = cluster.with_progress(reading.on_page());
     match task {
-        Task::Status(t) => status::run(&cluster, &style, &env, t).await,
-        Task::Orphans(t) => orphans::run(&cluster, &style, t).await,
+        Task::Status(t) => status::run(&cluster, &style, &env, &reading, t).await,
+        Task::Orphans(t) => orphans::run(&cluster, &style, &reading, t).await,
         Task::Delete(t) => delete::run(&cluster, &style, &env, t).await,
         Task::Completion(_) => unreachable!("handled before connecting"),
     }

@@ -9,11 +9,18 @@ use crate::audit::suggest::covering_cidrs;
 use crate::cluster::Cluster;
 use crate::commands::print;
 use crate::exit::Exit;
+use crate::render::progress::ReadProgress;
 use crate::render::{self, Style};
 use crate::settings::OrphansTask;
 
-pub async fn run(cluster: &Cluster, style: &Style, args: OrphansTask) -> Result<Exit> {
+pub async fn run(
+    cluster: &Cluster,
+    style: &Style,
+    reading: &ReadProgress,
+    args: OrphansTask,
+) -> Result<Exit> {
     let (snapshot, _) = cluster.snapshot(true).await?;
+    reading.finish();
     let opts = AuditOptions {
         now: SystemTime::now(),
         include_recent: args.include_recent,

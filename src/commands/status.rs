@@ -12,6 +12,7 @@ use crate::cluster::{self, Cluster};
 use crate::commands::print;
 use crate::exit::Exit;
 use crate::model::Snapshot;
+use crate::render::progress::ReadProgress;
 use crate::render::{self, Style};
 use crate::settings::{Environment, StatusTask};
 
@@ -46,12 +47,14 @@ pub async fn run(
     cluster: &Cluster,
     style: &Style,
     env: &Environment,
+    reading: &ReadProgress,
     args: StatusTask,
 ) -> Result<Exit> {
     if args.watch {
         return watch(cluster, style, env.stdout_terminal, &args.names).await;
     }
     let (snapshot, _) = cluster.snapshot(false).await?;
+    reading.finish();
     let report = report(
         &snapshot,
         &args.names,

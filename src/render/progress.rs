@@ -1,10 +1,14 @@
-//! What the user sees while `delete` waits: one rewritten line on a terminal, a line per change of
-//! phase otherwise. Always stderr, so `-o json` stays clean.
+//! What the user sees while `delete` waits (one rewritten line on a terminal, a line per change of
+//! phase otherwise) and while long lists are read (a spinner, on a terminal only). Always stderr,
+//! so `-o json` stays clean.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::audit::retire::{Phase, Waiting};
-use crate::render::{sanitize, to_stderr};
+use crate::cluster::OnPage;
+use crate::render::{count, sanitize, to_stderr};
 
 pub struct Progress {
     tty: bool,
@@ -67,5 +71,63 @@ impl Progress {
         if self.tty {
             to_stderr("\r\x1b[K");
         }
+    }
+}
+
+/// What `status` and `orphans` are reading, and how far along, on a terminal's stderr while the
+/// lists run: one spinner line, cleared before the result is printed.
+pub struct ReadProgress {
+    bar: indicatif::ProgressBar,
+    counts: Arc<Mutex<BTreeMap<&'static str, usize>>>,
+}
+
+impl ReadProgress {
+    /// Draws only when `show` (a terminal, a table for people); otherwise hidden.
+    pub fn new(show: bool) -> ReadProgress {
+        let bar = if show {
+            indicatif::ProgressBar::new_spinner()
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} reading {msg} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.set_message("servicecidrs and ipaddresses");
+        if show {
+            bar.enable_steady_tick(Duration::from_millis(120));
+        }
+        ReadProgress {
+            bar,
+            counts: Arc::default(),
+        }
+    }
+
+    /// The hook for `Cluster::with_progress`.
+    pub fn on_page(&self) -> OnPage {
+        let bar = self.bar.clone();
+        let counts = Arc::clone(&self.counts);
+        Arc::new(move |what, n| {
+            let Ok(mut counts) = counts.lock() else {
+                return;
+            };
+            counts.insert(what, n);
+            let parts: Vec<String> = counts
+                .iter()
+                .map(|(what, n)| format!("{what}: {} so far", count(*n as u128)))
+                .collect();
+            bar.set_message(parts.join(", "));
+        })
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Drop for ReadProgress {
+    /// A failed read leaves no spinner behind its error line.
+    fn drop(&mut self) {
+        self.finish();
     }
 }

@@ -13,7 +13,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::ControlPlane;
 
@@ -22,6 +22,8 @@ pub enum Action {
     Forward,
     /// Read the request and never answer, as a stopped apiserver does, until the client gives up.
     Hang,
+    /// Forward after this long, as a slow apiserver answers.
+    Delay(Duration),
     /// Answer with this HTTP status and a Kubernetes Status body, optionally with Retry-After.
     Answer {
         status: u16,
@@ -158,9 +160,13 @@ fn serve(mut client: TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, rule: &
         return;
     }
     seen.lock().unwrap().push(s);
-    if matches!(action, Action::Hang) {
-        let _ = std::io::copy(&mut client, &mut std::io::sink());
-        return;
+    match action {
+        Action::Hang => {
+            let _ = std::io::copy(&mut client, &mut std::io::sink());
+            return;
+        }
+        Action::Delay(d) => std::thread::sleep(d),
+        _ => {}
     }
 
     let Ok(mut up) = TcpStream::connect(upstream) else {
