@@ -12,6 +12,10 @@ use crate::audit::range::{bits, capacity, overlaps};
 use crate::audit::safety::uncovered;
 use crate::model::{ConditionStatus, Family, IpAllocation, ReadyCondition, ServiceCidr};
 
+/// Usage from which a range is worth a look, and from which it is about to fill.
+pub const WARNING_PERCENT: f64 = 80.0;
+pub const CRITICAL_PERCENT: f64 = 95.0;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum State {
     Ready,

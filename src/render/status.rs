@@ -5,7 +5,9 @@ use std::io::{self, Write};
 use comfy_table::{Cell, Color};
 use serde::Serialize;
 
-use crate::audit::usage::{CidrUsage, RangeStatus, State, StatusReport};
+use crate::audit::usage::{
+    CRITICAL_PERCENT, CidrUsage, RangeStatus, State, StatusReport, WARNING_PERCENT,
+};
 use crate::model::{ConditionStatus, Family, GUARD_FINALIZER};
 use crate::render::{Style, age, count, percent, sanitize, table, write_document};
 
@@ -164,8 +166,8 @@ fn usage_cell(style: &Style, c: &CidrUsage) -> Cell {
     }
     let filled = ((p / 10.0).ceil() as usize).min(10);
     let color = match p {
-        p if p >= 90.0 => Color::Red,
-        p if p >= 70.0 => Color::Yellow,
+        p if p >= CRITICAL_PERCENT => Color::Red,
+        p if p >= WARNING_PERCENT => Color::Yellow,
         _ => Color::Green,
     };
     table::colored(
