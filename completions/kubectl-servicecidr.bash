@@ -129,7 +129,7 @@ _kubectl__servicecidr() {
             return 0
             ;;
         kubectl__servicecidr__subcmd__delete)
-            opts="-o -v -h --wait --dry-run --remove-finalizer --grace-period --controller-timeout --timeout --output --no-headers --color --kubeconfig --context --cluster --user --request-timeout --verbose --chunk-size --help"
+            opts="-o -v -h --wait --dry-run --remove-finalizer --grace-period --controller-timeout --timeout --no-headers --color --output --kubeconfig --context --cluster --user --request-timeout --verbose --chunk-size --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -155,16 +155,16 @@ _kubectl__servicecidr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "table json yaml" -- "${cur}"))
                     return 0
                     ;;
                 -o)
                     COMPREPLY=($(compgen -W "table json yaml" -- "${cur}"))
-                    return 0
-                    ;;
-                --color)
-                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 --kubeconfig)
@@ -283,7 +283,7 @@ _kubectl__servicecidr() {
             return 0
             ;;
         kubectl__servicecidr__subcmd__orphans)
-            opts="-o -v -h --kind --include-recent --suggest-range --output --no-headers --color --kubeconfig --context --cluster --user --request-timeout --verbose --chunk-size --help"
+            opts="-o -v -h --kind --include-recent --suggest-range --no-headers --color --output --kubeconfig --context --cluster --user --request-timeout --verbose --chunk-size --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -293,16 +293,16 @@ _kubectl__servicecidr() {
                     COMPREPLY=($(compgen -W "Orphaned AtRisk DanglingParent WrongParent Unrecorded Unmanaged" -- "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "table wide json yaml" -- "${cur}"))
                     return 0
                     ;;
                 -o)
                     COMPREPLY=($(compgen -W "table wide json yaml" -- "${cur}"))
-                    return 0
-                    ;;
-                --color)
-                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 --kubeconfig)
@@ -344,11 +344,11 @@ _kubectl__servicecidr() {
             fi
             case "${prev}" in
                 --output)
-                    COMPREPLY=($(compgen -W "table wide json yaml" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "table wide json yaml prometheus" -- "${cur}"))
                     return 0
                     ;;
                 -o)
-                    COMPREPLY=($(compgen -W "table wide json yaml" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "table wide json yaml prometheus" -- "${cur}"))
                     return 0
                     ;;
                 --color)

@@ -41,7 +41,8 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -s o -l output -d 'Output format' -r -f -a "table\t'A table for people'
 wide\t'The table with finalizers, conditions and blocking counts'
 json\t'A JSON document with stable field names'
-yaml\t'The same document as YAML'"
+yaml\t'The same document as YAML'
+prometheus\t'Prometheus metrics (text exposition), e.g. for node-exporter\'s textfile collector'"
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l color -d 'When to colour the table' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
 always\t'Always colour tables'
 never\t'Never colour'"
@@ -61,13 +62,13 @@ DanglingParent\t'The IPAddress names a Service that no longer exists'
 WrongParent\t'The Service named exists but does not hold that IP'
 Unrecorded\t'A Service ClusterIP with no IPAddress object'
 Unmanaged\t'An IPAddress the apiserver\'s allocator did not make'"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l color -d 'When to colour the table' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
+always\t'Always colour tables'
+never\t'Never colour'"
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -s o -l output -d 'Output format' -r -f -a "table\t'A table for people'
 wide\t'The table with finalizers, conditions and blocking counts'
 json\t'A JSON document with stable field names'
 yaml\t'The same document as YAML'"
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l color -d 'When to colour the table' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
-always\t'Always colour tables'
-never\t'Never colour'"
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)' -r -F
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l context -d 'The kubeconfig context to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l cluster -d 'The kubeconfig cluster to use' -r
@@ -87,12 +88,12 @@ server\t'Also send a server-side dry-run delete'"
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l grace-period -d 'How long after the deletionTimestamp an apiserver may still allocate from the range' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l controller-timeout -d 'How long to wait for the service-cidr controller after the grace period before releasing the range ourselves (never while the controller says IPs would be orphaned)' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l timeout -d 'Upper bound for the whole command, whatever the server does' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -s o -l output -d 'Output format' -r -f -a "table\t'A table for people'
-json\t'A JSON document with stable field names'
-yaml\t'The same document as YAML'"
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l color -d 'When to colour the table' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
 always\t'Always colour tables'
 never\t'Never colour'"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -s o -l output -d 'Output format' -r -f -a "table\t'A table for people'
+json\t'A JSON document with stable field names'
+yaml\t'The same document as YAML'"
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)' -r -F
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l context -d 'The kubeconfig context to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l cluster -d 'The kubeconfig cluster to use' -r

@@ -12,9 +12,25 @@
 #   controlplane.sh stop-controller DIR       stop kube-controller-manager
 #   controlplane.sh start-controller DIR      start kube-controller-manager (same command line)
 #
-# Environment: CONTROLPLANE_BIN (use these binaries instead of scripts/build-controlplane.sh),
-# CONTROLPLANE_TIMEOUT (seconds per readiness wait, default 60), CONTROLPLANE_STOP_GRACE_MS (TERM to
-# KILL, default 2500).
+# Environment: CONTROLPLANE_BIN (use these binaries instead of scripts/build-controlplane.sh, e.g. the
+# last stdout line of `build-controlplane.sh 1.34`; the script's flags suit 1.34 and 1.37 alike),
+# CONTROLPLANE_APISERVER_ARGS (extra kube-apiserver flags, split on whitespace, appended after the
+# script's own: a plain flag given twice takes the later value, --runtime-config and --feature-gates
+# merge; e.g. "--runtime-config=networking.k8s.io/v1beta1=true", which 1.34 serves beside v1 and 1.37
+# accepts but serves nothing for; recorded in cmd/kube-apiserver.sh, so restart-apiserver keeps
+# them), CONTROLPLANE_TIMEOUT (seconds per readiness wait, default 60),
+# CONTROLPLANE_STOP_GRACE_MS (TERM to KILL, default 2500).
+# CONTROLPLANE_APISERVER2_ARGS (optional): also start a second kube-apiserver, kube-apiserver-2, on the
+# same etcd with the first one's flags plus these (appended after CONTROLPLANE_APISERVER_ARGS), its
+# own port, kubeconfig-2 (same users and contexts) and APISERVER2_PORT, APISERVER2_URL and KUBECONFIG2
+# in DIR/env. start waits for its /readyz too; stop stops it; restart-apiserver leaves it alone. Use:
+# a client-facing server that serves ServiceCIDR/IPAddress at networking.k8s.io/v1beta1 only, as a
+# 1.31-1.32 cluster does, while the first apiserver (v1) runs the ClusterIP allocator and the
+# controllers. With the 1.34 binaries (1.37 cannot emulate below 1.34):
+# CONTROLPLANE_APISERVER2_ARGS="--emulated-version=1.32 --runtime-config=networking.k8s.io/v1beta1=true".
+# Create and delete Services through the first apiserver only: the second one (emulating 1.32, feature
+# MultiCIDRServiceAllocator off) allocates ClusterIPs from a bitmap of the default range and writes
+# no IPAddress objects.
 #
 # Layout of DIR: env (shell exports), kubeconfig (contexts admin [current], viewer and operator),
 # controller.kubeconfig, tokens.csv, pki/, etcd/ (data), cmd/<component>.sh (exact command lines, reused
@@ -46,7 +62,7 @@ fail() {
   echo "controlplane: error: $*" >&2
   log_tails
   if [ "$cleanup_on_fail" = true ]; then
-    kill_components kube-controller-manager kube-apiserver etcd watchdog
+    kill_components kube-controller-manager kube-apiserver-2 kube-apiserver etcd watchdog
   fi
   exit 1
 }
@@ -147,6 +163,7 @@ wait_until() {
 
 etcd_healthy() { curl -fsS --max-time 1 "http://127.0.0.1:$ETCD_CLIENT_PORT/health" | grep -q '"health":"true"'; }
 apiserver_ready() { kc get --raw /readyz; }
+apiserver2_ready() { "$bin/kubectl" --kubeconfig "$dir/kubeconfig-2" --request-timeout=5s get --raw /readyz; }
 
 wait_apiserver() {
   local deadline=$(( $(now_ms) + timeout_s * 1000 ))
@@ -294,6 +311,10 @@ contexts:
 current-context: admin
 EOF
   chmod 600 "$dir/kubeconfig" "$dir/controller.kubeconfig"
+  rm -f "$dir/kubeconfig-2"
+  if [ -f "$dir/cmd/kube-apiserver-2.sh" ]; then
+    (umask 077 && sed "s#^    server: $server\$#    server: https://127.0.0.1:$APISERVER2_PORT#" "$dir/kubeconfig" >"$dir/kubeconfig-2")
+  fi
 }
 
 write_env() {
@@ -309,14 +330,22 @@ write_env() {
     printf 'export VIEWER_TOKEN=%q\n' "$VIEWER_TOKEN"
     printf 'export OPERATOR_TOKEN=%q\n' "$OPERATOR_TOKEN"
     printf 'export CONTROLLER_ENABLED=%q\n' "$controller"
+    if [ -f "$dir/cmd/kube-apiserver-2.sh" ]; then
+      printf 'export APISERVER2_PORT=%q\n' "$APISERVER2_PORT"
+      printf 'export APISERVER2_URL=%q\n' "https://127.0.0.1:$APISERVER2_PORT"
+      printf 'export KUBECONFIG2=%q\n' "$dir/kubeconfig-2"
+    fi
   } >"$dir/env"
   chmod 600 "$dir/env"
 }
 
 # One attempt at bringing up etcd + apiserver on fresh ports. Returns 3 on a port clash (caller retries).
 bring_up() {
-  read -r ETCD_CLIENT_PORT ETCD_PEER_PORT APISERVER_PORT <<<"$(free_ports 3)"
-  [ -n "$APISERVER_PORT" ] || die "could not find free loopback ports"
+  read -r ETCD_CLIENT_PORT ETCD_PEER_PORT APISERVER_PORT APISERVER2_PORT <<<"$(free_ports 4)"
+  [ -n "$APISERVER2_PORT" ] || die "could not find free loopback ports"
+  local -a apiserver_extra=() apiserver2_extra=()
+  read -r -a apiserver_extra <<<"${CONTROLPLANE_APISERVER_ARGS:-}"
+  read -r -a apiserver2_extra <<<"${CONTROLPLANE_APISERVER2_ARGS:-}"
 
   write_cmd etcd "$bin/etcd" \
     --name=controlplane \
@@ -331,7 +360,8 @@ bring_up() {
     --unsafe-no-fsync=true \
     --log-level=warn
 
-  write_cmd kube-apiserver "$bin/kube-apiserver" \
+  # Same flags for kube-apiserver-2, but its own port (replaced below).
+  local -a apiserver_args=("$bin/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
     --bind-address=127.0.0.1 \
     --advertise-address=127.0.0.1 \
@@ -350,7 +380,15 @@ bring_up() {
     --disable-admission-plugins=ServiceAccount \
     --endpoint-reconciler-type=none \
     --profiling=false \
-    --v=1
+    --v=1 \
+    "${apiserver_extra[@]+"${apiserver_extra[@]}"}")
+  write_cmd kube-apiserver "${apiserver_args[@]}"
+  if [ ${#apiserver2_extra[@]} -gt 0 ]; then
+    write_cmd kube-apiserver-2 "${apiserver_args[@]/#--secure-port=*/--secure-port=$APISERVER2_PORT}" \
+      "${apiserver2_extra[@]}"
+  else
+    rm -f "$dir/cmd/kube-apiserver-2.sh"
+  fi
 
   write_cmd kube-controller-manager "$bin/kube-controller-manager" \
     --kubeconfig="$dir/controller.kubeconfig" \
@@ -376,6 +414,14 @@ bring_up() {
     alive kube-apiserver || fail "kube-apiserver exited during startup"
     alive etcd || fail "etcd exited during startup"
     fail "kube-apiserver did not answer /readyz within ${timeout_s}s"
+  fi
+  if [ -f "$dir/cmd/kube-apiserver-2.sh" ]; then
+    launch kube-apiserver-2
+    if ! wait_until_quiet apiserver2_ready kube-apiserver-2 "$deadline"; then
+      grep -q 'address already in use' "$dir/logs/kube-apiserver-2.log" && return 3
+      alive kube-apiserver-2 || fail "kube-apiserver-2 exited during startup"
+      fail "kube-apiserver-2 did not answer /readyz within ${timeout_s}s"
+    fi
   fi
   return 0
 }
@@ -418,7 +464,7 @@ cmd_start() {
     [ -x "$bin/$b" ] || die "$bin/$b missing (build-controlplane.sh failed?)"
   done
   mkdir -p "$dir/logs" "$dir/pids" "$dir/cmd"
-  for c in etcd kube-apiserver kube-controller-manager; do
+  for c in etcd kube-apiserver kube-apiserver-2 kube-controller-manager; do
     alive "$c" && die "$dir already has a running $c (stop it first)"
   done
   # Watchdog first, so that even a failed start is cleaned up when the owner goes away.
@@ -442,10 +488,13 @@ cmd_start() {
     bring_up || rc=$?
     [ "$rc" -eq 0 ] && break
     log "port clash (attempt $attempt), retrying with other ports"
-    kill_components kube-apiserver etcd
+    kill_components kube-apiserver-2 kube-apiserver etcd
     [ "$attempt" -eq 3 ] && fail "could not bind loopback ports after 3 attempts"
   done
   log "kube-apiserver ready on https://127.0.0.1:$APISERVER_PORT after $(( $(now_ms) - t0 )) ms"
+  if [ -f "$dir/cmd/kube-apiserver-2.sh" ]; then
+    log "kube-apiserver-2 ready on https://127.0.0.1:$APISERVER2_PORT (kubeconfig $dir/kubeconfig-2)"
+  fi
   local deadline=$(( $(now_ms) + timeout_s * 1000 ))
   wait_until "the default ServiceCIDR 'kubernetes'" "$deadline" kube-apiserver -- kc get servicecidr kubernetes
   if [ "$controller" = true ]; then
@@ -465,7 +514,7 @@ cmd_stop() {
     shift
   done
   if [ -d "$dir/pids" ]; then
-    kill_components kube-controller-manager kube-apiserver etcd watchdog
+    kill_components kube-controller-manager kube-apiserver-2 kube-apiserver etcd watchdog
     rmdir "$dir/pids" 2>/dev/null || true
   fi
   if [ "$clean" = true ]; then

@@ -16,11 +16,14 @@ debian_packages() {
     { $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null; }
 }
 
-step "Debian packages driven by the tests: zsh, fish (completion), man-db (man pages)"
-debian_packages zsh:zsh fish:fish man:man-db
+step "Debian packages driven by the tests: zsh, fish (completion), man-db (man pages), prometheus (promtool)"
+debian_packages zsh:zsh fish:fish man:man-db promtool:prometheus
 
-step "control plane binaries (built once, cached outside the repo)"
+step "control plane binaries: Kubernetes 1.37 and 1.34 (built once each, cached outside the repo)"
 bash scripts/build-controlplane.sh >/dev/null
+bash scripts/build-controlplane.sh 1.34 >/dev/null
+step "krew (built once, cached beside them)"
+bash scripts/build-krew.sh >/dev/null
 
 step "cargo fmt --check"
 cargo fmt --all --check

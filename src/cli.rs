@@ -82,14 +82,26 @@ fn output_help(o: Output) -> &'static str {
         Output::Wide => "The table with finalizers, conditions and blocking counts",
         Output::Json => "A JSON document with stable field names",
         Output::Yaml => "The same document as YAML",
+        Output::Prometheus => {
+            "Prometheus metrics (text exposition), e.g. for node-exporter's textfile collector"
+        }
     }
 }
 
-fn tables() -> impl TypedValueParser<Value = Output> {
+fn statuses() -> impl TypedValueParser<Value = Output> {
     choices(&Output::ALL, Output::name, output_help)
 }
 
-/// `delete` prints one row per range: there is nothing wider to show.
+/// `orphans`: tables and documents, no metrics.
+fn tables() -> impl TypedValueParser<Value = Output> {
+    choices(
+        &[Output::Table, Output::Wide, Output::Json, Output::Yaml],
+        Output::name,
+        output_help,
+    )
+}
+
+/// `delete` prints one row per range: there is nothing wider to show, and no metrics.
 fn reports() -> impl TypedValueParser<Value = Output> {
     choices(
         &[Output::Table, Output::Json, Output::Yaml],
@@ -125,27 +137,12 @@ fn colors() -> impl TypedValueParser<Value = ColorChoice> {
     })
 }
 
-/// How `status` and `orphans` print.
+/// How a command prints. `status` takes every format; the others narrow `-o` to theirs.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Output options")]
-pub struct TableOutput {
+pub struct OutputArgs {
     /// Output format
-    #[arg(short, long, default_value = "table", value_parser = tables(), value_name = "FORMAT")]
-    pub output: Output,
-    /// Leave out table headers
-    #[arg(long)]
-    pub no_headers: bool,
-    /// When to colour the table
-    #[arg(long, default_value = "auto", value_parser = colors(), value_name = "WHEN")]
-    pub color: ColorChoice,
-}
-
-/// How `delete` prints: its table has no wide form.
-#[derive(Debug, Args)]
-#[command(next_help_heading = "Output options")]
-pub struct ReportOutput {
-    /// Output format
-    #[arg(short, long, default_value = "table", value_parser = reports(), value_name = "FORMAT")]
+    #[arg(short, long, default_value = "table", value_parser = statuses(), value_name = "FORMAT")]
     pub output: Output,
     /// Leave out table headers
     #[arg(long)]
@@ -165,11 +162,13 @@ pub enum Command {
     /// IPAddresses whose range is gone, and every other inconsistency between Services,
     /// IPAddresses and ServiceCIDRs, with what to do about each
     #[command(
+        mut_arg("output", |a| a.value_parser(tables())),
         after_help = "Exit status: 0 when clean, 3 when anything was found.\n\nExamples:\n  kubectl servicecidr orphans\n  kubectl servicecidr orphans --kind Orphaned,AtRisk -o json\n  kubectl servicecidr orphans --suggest-range | kubectl apply -f -"
     )]
     Orphans(OrphansArgs),
     /// Retire ServiceCIDRs safely: check, delete, wait out the grace period, release
     #[command(
+        mut_arg("output", |a| a.value_parser(reports())),
         after_help = "Exit status: 0 when deleted, 3 when refused as unsafe or an IP appeared during the grace period.\n\nExamples:\n  kubectl servicecidr delete blue --dry-run\n  kubectl servicecidr delete blue --wait\n  kubectl servicecidr delete blue green --wait --remove-finalizer"
     )]
     Delete(DeleteArgs),
@@ -192,7 +191,7 @@ pub struct StatusArgs {
     #[arg(short, long)]
     pub watch: bool,
     #[command(flatten)]
-    pub output: TableOutput,
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -207,7 +206,7 @@ pub struct OrphansArgs {
     #[arg(long, conflicts_with_all = ["output", "no_headers"])]
     pub suggest_range: bool,
     #[command(flatten)]
-    pub output: TableOutput,
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -239,7 +238,7 @@ pub struct DeleteArgs {
     #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
     #[command(flatten)]
-    pub output: ReportOutput,
+    pub output: OutputArgs,
 }
 
 /// The longest duration any option takes; longer ones are mistakes, and would overflow clocks.
@@ -286,17 +285,17 @@ impl Cli {
     /// The settings of this run: flags, with the environment where the flags leave it open.
     pub fn resolve(self, env: Environment) -> Settings {
         let g = self.global;
-        let table = |o: &TableOutput| settings::style(o.output, o.color, o.no_headers, &env);
+        let style = |o: &OutputArgs| settings::style(o.output, o.color, o.no_headers, &env);
         let (style, task) = match self.command {
             Command::Status(a) => (
-                table(&a.output),
+                style(&a.output),
                 Task::Status(StatusTask {
                     names: a.names,
                     watch: a.watch,
                 }),
             ),
             Command::Orphans(a) => (
-                table(&a.output),
+                style(&a.output),
                 Task::Orphans(OrphansTask {
                     kinds: a.kind,
                     include_recent: a.include_recent,
@@ -304,7 +303,7 @@ impl Cli {
                 }),
             ),
             Command::Delete(a) => (
-                settings::style(a.output.output, a.output.color, a.output.no_headers, &env),
+                style(&a.output),
                 Task::Delete(DeleteTask {
                     names: a.names,
                     wait: a.wait,

@@ -17,10 +17,18 @@ pub enum Output {
     Wide,
     Json,
     Yaml,
+    /// The Prometheus text exposition (`status` only).
+    Prometheus,
 }
 
 impl Output {
-    pub const ALL: [Output; 4] = [Output::Table, Output::Wide, Output::Json, Output::Yaml];
+    pub const ALL: [Output; 5] = [
+        Output::Table,
+        Output::Wide,
+        Output::Json,
+        Output::Yaml,
+        Output::Prometheus,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -28,6 +36,7 @@ impl Output {
             Output::Wide => "wide",
             Output::Json => "json",
             Output::Yaml => "yaml",
+            Output::Prometheus => "prometheus",
         }
     }
 

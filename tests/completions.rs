@@ -189,6 +189,11 @@ fn check_completion(shell: &str) {
     );
     assert_eq!(
         completes(shell, "kubectl-servicecidr status -o "),
+        sorted(&["table", "wide", "json", "yaml", "prometheus"]),
+        "{shell}"
+    );
+    assert_eq!(
+        completes(shell, "kubectl-servicecidr orphans -o "),
         sorted(&["table", "wide", "json", "yaml"]),
         "{shell}"
     );

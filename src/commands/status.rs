@@ -7,6 +7,7 @@ use anyhow::Result;
 use futures::{StreamExt, stream};
 use kube::api::WatchEvent;
 
+use crate::audit::findings::{AuditOptions, audit, counts};
 use crate::audit::usage::{StatusReport, status_report};
 use crate::cluster::{self, Cluster};
 use crate::commands::print;
@@ -14,7 +15,7 @@ use crate::exit::Exit;
 use crate::model::Snapshot;
 use crate::render::progress::ReadProgress;
 use crate::render::{self, Style};
-use crate::settings::{Environment, StatusTask};
+use crate::settings::{Environment, Output, StatusTask};
 
 /// Builds the report over every range (coverage and overlaps need them all), then keeps the
 /// named ones; an unknown name is an error naming it.
@@ -53,6 +54,9 @@ pub async fn run(
     if args.watch {
         return watch(cluster, style, env.stdout_terminal, &args.names).await;
     }
+    if style.output == Output::Prometheus {
+        return metrics(cluster, &args.names).await;
+    }
     let (snapshot, _) = cluster.snapshot(false).await?;
     reading.finish();
     let report = report(
@@ -62,6 +66,21 @@ pub async fn run(
         !style.output.is_table(),
     )?;
     print(|out| render::status::write(out, style, &report))?;
+    Ok(Exit::Success)
+}
+
+/// The metrics of every range (or the named ones) and the findings counted by kind: for a cron
+/// job feeding node-exporter's textfile collector.
+async fn metrics(cluster: &Cluster, names: &[String]) -> Result<Exit> {
+    let (snapshot, _) = cluster.snapshot(true).await?;
+    let now = SystemTime::now();
+    let report = report(&snapshot, names, now, false)?;
+    let opts = AuditOptions {
+        now,
+        include_recent: false,
+    };
+    let found = counts(&audit(&snapshot, &opts));
+    print(|out| render::prometheus::write(out, &report, &found, None))?;
     Ok(Exit::Success)
 }
 

@@ -407,6 +407,10 @@ pub(super) mod tests {
     fn values_come_from_the_value_enums() {
         assert_eq!(
             offered(&["status", "-o", ""]),
+            ["table", "wide", "json", "yaml", "prometheus"]
+        );
+        assert_eq!(
+            offered(&["orphans", "-o", ""]),
             ["table", "wide", "json", "yaml"]
         );
         assert_eq!(

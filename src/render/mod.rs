@@ -5,6 +5,7 @@
 pub mod delete;
 pub mod orphans;
 pub mod progress;
+pub mod prometheus;
 pub mod status;
 pub mod table;
 

@@ -22,6 +22,11 @@ pub struct ControlPlane {
     /// Directory put first on PATH for [`ControlPlane::via_kubectl`]: `kubectl-servicecidr` and
     /// `kubectl_complete-servicecidr` symlinks to the built binaries.
     pub plugin_path: PathBuf,
+    /// The group version serving ServiceCIDRs and IPAddresses: `networking.k8s.io/v1`, or
+    /// `networking.k8s.io/v1beta1` on a server configured like Kubernetes 1.31-1.32.
+    pub networking: String,
+    /// Kubeconfig of the second kube-apiserver, when one was started.
+    pub kubeconfig2: Option<PathBuf>,
     pub(super) dedicated: bool,
     pub(super) v4_blocks: AtomicU32,
     pub(super) v6_blocks: AtomicU32,
@@ -47,7 +52,43 @@ impl ControlPlane {
         ControlPlane::start(controller, true).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// A dedicated control plane of another Kubernetes minor (`scripts/build-controlplane.sh
+    /// MINOR` builds it once), its kube-apiserver given `apiserver_args` besides the usual flags;
+    /// with `apiserver2_args`, a second kube-apiserver on the same etcd takes them too
+    /// ([`ControlPlane::kubeconfig2`]).
+    pub fn start_version(
+        minor: &str,
+        apiserver_args: &str,
+        apiserver2_args: Option<&str>,
+    ) -> ControlPlane {
+        let build = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-controlplane.sh");
+        let out = Command::new("bash")
+            .arg(build)
+            .arg(minor)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {build}: {e}"));
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{build} {minor} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bin = printed.lines().last().unwrap_or_default().trim().to_owned();
+        ControlPlane::start_in(true, true, Some((&bin, apiserver_args, apiserver2_args)))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn start(controller: bool, dedicated: bool) -> Result<ControlPlane, String> {
+        ControlPlane::start_in(controller, dedicated, None)
+    }
+
+    /// `version`: the binaries' directory, extra flags for kube-apiserver and for a second one.
+    fn start_in(
+        controller: bool,
+        dedicated: bool,
+        version: Option<(&str, &str, Option<&str>)>,
+    ) -> Result<ControlPlane, String> {
         let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("controlplane");
         fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
         remove_stale(&root);
@@ -61,6 +102,13 @@ impl ControlPlane {
         let mut cmd = Command::new("bash");
         cmd.arg(SCRIPT).arg("start").arg(&dir);
         cmd.arg("--owner").arg(std::process::id().to_string());
+        if let Some((bin, apiserver_args, apiserver2_args)) = version {
+            cmd.env("CONTROLPLANE_BIN", bin)
+                .env("CONTROLPLANE_APISERVER_ARGS", apiserver_args);
+            if let Some(args) = apiserver2_args {
+                cmd.env("CONTROLPLANE_APISERVER2_ARGS", args);
+            }
+        }
         if !controller {
             cmd.arg("--no-controller");
         }
@@ -102,7 +150,10 @@ impl ControlPlane {
             std::os::unix::fs::symlink(target, plugin_path.join(link))
                 .map_err(|e| format!("symlink {link}: {e}"))?;
         }
-        Ok(ControlPlane {
+        let second = dir.join("kubeconfig-2");
+        let mut cp = ControlPlane {
+            networking: "networking.k8s.io/v1".into(),
+            kubeconfig2: second.is_file().then_some(second),
             dir,
             kubeconfig,
             bin,
@@ -112,7 +163,12 @@ impl ControlPlane {
             v4_blocks: AtomicU32::new(0),
             v6_blocks: AtomicU32::new(0),
             viewer_bound: Once::new(),
-        })
+        };
+        let v1 = cp.kubectl(&["get", "--raw", "/apis/networking.k8s.io/v1"]);
+        if !String::from_utf8_lossy(&v1.stdout).contains("\"servicecidrs\"") {
+            cp.networking = "networking.k8s.io/v1beta1".into();
+        }
+        Ok(cp)
     }
 
     /// The last lines of every component log, for failure messages.

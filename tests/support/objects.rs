@@ -86,14 +86,25 @@ impl ControlPlane {
     }
 
     fn plugin_cmd(&self, args: &[&str]) -> Command {
+        self.plugin_cmd_via(&self.kubeconfig, args)
+    }
+
+    fn plugin_cmd_via(&self, kubeconfig: &std::path::Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(PLUGIN);
         cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
+            .arg(kubeconfig)
             .args(args)
             .env("NO_COLOR", "1")
             .env_remove("KUBECONFIG")
             .stdin(Stdio::null());
         cmd
+    }
+
+    /// The plugin through another kubeconfig (e.g. [`ControlPlane::kubeconfig2`]).
+    pub fn plugin_via(&self, kubeconfig: &std::path::Path, args: &[&str]) -> Output {
+        self.plugin_cmd_via(kubeconfig, args)
+            .output()
+            .expect("cannot run kubectl-servicecidr")
     }
 
     /// Runs the plugin binary directly: `kubectl-servicecidr --kubeconfig <path> ARGS`, NO_COLOR=1.
@@ -157,7 +168,7 @@ impl ControlPlane {
     /// Creates a ServiceCIDR (with `kubectl create`: no last-applied annotation).
     pub fn create_service_cidr(&self, name: &str, cidrs: &[&str]) -> Value {
         self.create(&json!({
-            "apiVersion": "networking.k8s.io/v1",
+            "apiVersion": self.networking,
             "kind": "ServiceCIDR",
             "metadata": {"name": name},
             "spec": {"cidrs": cidrs},
@@ -260,7 +271,7 @@ impl ControlPlane {
             labels[LABEL_MANAGED_BY] = json!(MANAGED_BY_ALLOCATOR);
         }
         self.create(&json!({
-            "apiVersion": "networking.k8s.io/v1",
+            "apiVersion": self.networking,
             "kind": "IPAddress",
             "metadata": {"name": ip, "labels": labels},
             "spec": {"parentRef": {
