@@ -28,6 +28,9 @@ _kubectl__servicecidr() {
             kubectl__servicecidr,orphans)
                 cmd="kubectl__servicecidr__subcmd__orphans"
                 ;;
+            kubectl__servicecidr,serve)
+                cmd="kubectl__servicecidr__subcmd__serve"
+                ;;
             kubectl__servicecidr,status)
                 cmd="kubectl__servicecidr__subcmd__status"
                 ;;
@@ -43,6 +46,9 @@ _kubectl__servicecidr() {
             kubectl__servicecidr__subcmd__help,orphans)
                 cmd="kubectl__servicecidr__subcmd__help__subcmd__orphans"
                 ;;
+            kubectl__servicecidr__subcmd__help,serve)
+                cmd="kubectl__servicecidr__subcmd__help__subcmd__serve"
+                ;;
             kubectl__servicecidr__subcmd__help,status)
                 cmd="kubectl__servicecidr__subcmd__help__subcmd__status"
                 ;;
@@ -53,7 +59,7 @@ _kubectl__servicecidr() {
 
     case "${cmd}" in
         kubectl__servicecidr)
-            opts="-v -h -V --kubeconfig --context --cluster --user --request-timeout --verbose --chunk-size --help --version status orphans delete completion help"
+            opts="-v -h -V --kubeconfig --context --cluster --user --request-timeout --verbose --chunk-size --help --version status orphans delete serve completion help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -199,7 +205,7 @@ _kubectl__servicecidr() {
             return 0
             ;;
         kubectl__servicecidr__subcmd__help)
-            opts="status orphans delete completion help"
+            opts="status orphans delete serve completion help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -268,6 +274,20 @@ _kubectl__servicecidr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kubectl__servicecidr__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kubectl__servicecidr__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -303,6 +323,48 @@ _kubectl__servicecidr() {
                     ;;
                 -o)
                     COMPREPLY=($(compgen -W "table wide json yaml" -- "${cur}"))
+                    return 0
+                    ;;
+                --kubeconfig)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cluster)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chunk-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kubectl__servicecidr__subcmd__serve)
+            opts="-v -h --listen --kubeconfig --context --cluster --user --request-timeout --verbose --chunk-size --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --kubeconfig)

@@ -36,6 +36,7 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -s
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "status" -d 'Every ServiceCIDR with its ranges, state and usage (allocated, free, percent)'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "orphans" -d 'IPAddresses whose range is gone, and every other inconsistency between Services, IPAddresses and ServiceCIDRs, with what to do about each'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "delete" -d 'Retire ServiceCIDRs safely: check, delete, wait out the grace period, release'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "serve" -d 'Export Prometheus metrics over HTTP: list once, then follow watches (/metrics, /healthz, /readyz); ends on SIGTERM or Ctrl-C'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "completion" -d 'Print a shell completion script'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -s o -l output -d 'Output format' -r -f -a "table\t'A table for people'
@@ -104,6 +105,15 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l no-headers -d 'Leave out table headers'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand serve" -l listen -d 'Address to serve on (HOST:PORT; port 0 picks a free one)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand serve" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)' -r -F
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand serve" -l context -d 'The kubeconfig context to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand serve" -l cluster -d 'The kubeconfig cluster to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand serve" -l user -d 'The kubeconfig user to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand serve" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand serve" -l chunk-size -d 'Objects per list request (page size)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand serve" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)' -r -F
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l context -d 'The kubeconfig context to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l cluster -d 'The kubeconfig cluster to use' -r
@@ -112,8 +122,9 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l chunk-size -d 'Objects per list request (page size)' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -s h -l help -d 'Print help'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete completion help" -f -a "status" -d 'Every ServiceCIDR with its ranges, state and usage (allocated, free, percent)'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete completion help" -f -a "orphans" -d 'IPAddresses whose range is gone, and every other inconsistency between Services, IPAddresses and ServiceCIDRs, with what to do about each'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete completion help" -f -a "delete" -d 'Retire ServiceCIDRs safely: check, delete, wait out the grace period, release'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete completion help" -f -a "completion" -d 'Print a shell completion script'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete completion help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete serve completion help" -f -a "status" -d 'Every ServiceCIDR with its ranges, state and usage (allocated, free, percent)'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete serve completion help" -f -a "orphans" -d 'IPAddresses whose range is gone, and every other inconsistency between Services, IPAddresses and ServiceCIDRs, with what to do about each'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete serve completion help" -f -a "delete" -d 'Retire ServiceCIDRs safely: check, delete, wait out the grace period, release'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete serve completion help" -f -a "serve" -d 'Export Prometheus metrics over HTTP: list once, then follow watches (/metrics, /healthz, /readyz); ends on SIGTERM or Ctrl-C'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete serve completion help" -f -a "completion" -d 'Print a shell completion script'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete serve completion help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -10,8 +10,8 @@ use crate::audit::findings::FindingKind;
 use crate::cluster::Connection;
 use crate::render::Style;
 use crate::settings::{
-    self, ColorChoice, DeleteTask, DryRun, Environment, OrphansTask, Output, Settings, StatusTask,
-    Task,
+    self, ColorChoice, DeleteTask, DryRun, Environment, OrphansTask, Output, ServeTask, Settings,
+    StatusTask, Task,
 };
 
 #[derive(Debug, Parser)]
@@ -172,6 +172,12 @@ pub enum Command {
         after_help = "Exit status: 0 when deleted, 3 when refused as unsafe or an IP appeared during the grace period.\n\nExamples:\n  kubectl servicecidr delete blue --dry-run\n  kubectl servicecidr delete blue --wait\n  kubectl servicecidr delete blue green --wait --remove-finalizer"
     )]
     Delete(DeleteArgs),
+    /// Export Prometheus metrics over HTTP: list once, then follow watches (/metrics, /healthz,
+    /// /readyz); ends on SIGTERM or Ctrl-C
+    #[command(
+        after_help = "Examples:\n  kubectl servicecidr serve --listen 127.0.0.1:9800\n  curl -s localhost:9800/metrics | grep servicecidr_range_free"
+    )]
+    Serve(ServeArgs),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  kubectl servicecidr completion bash > /etc/bash_completion.d/kubectl-servicecidr"
@@ -207,6 +213,13 @@ pub struct OrphansArgs {
     pub suggest_range: bool,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to serve on (HOST:PORT; port 0 picks a free one)
+    #[arg(long, default_value = "127.0.0.1:9800", value_parser = crate::commands::serve::parse_listen, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]
@@ -314,6 +327,7 @@ impl Cli {
                     timeout: a.timeout,
                 }),
             ),
+            Command::Serve(a) => (Style::plain(), Task::Serve(ServeTask { listen: a.listen })),
             Command::Completion { shell } => (Style::plain(), Task::Completion(shell)),
         };
         Settings {

@@ -124,7 +124,13 @@ pub enum Task {
     Status(StatusTask),
     Orphans(OrphansTask),
     Delete(DeleteTask),
+    Serve(ServeTask),
     Completion(clap_complete::Shell),
+}
+
+#[derive(Debug)]
+pub struct ServeTask {
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug)]

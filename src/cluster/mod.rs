@@ -579,6 +579,90 @@ impl Cluster {
         self.watch(self.ip_addresses(), "ipaddresses", None, resource_version)
             .await
     }
+
+    /// The changes to one of the lists a snapshot holds, from a resourceVersion, each with the
+    /// resourceVersion to resume from after it. The stream ends when the server closes the watch.
+    pub async fn follow(&self, list: Inventory, resource_version: &str) -> Result<Changes> {
+        Ok(match list {
+            Inventory::Ranges => changes(
+                self.watch(self.service_cidrs(), "servicecidrs", None, resource_version)
+                    .await?,
+                |w: WireServiceCidr| w.into_model().ok().map(Change::PutRange),
+                |w| Some(Change::DeleteRange(w.metadata.name)),
+                |w| &w.metadata,
+            ),
+            Inventory::Ips => changes(
+                self.watch(self.ip_addresses(), "ipaddresses", None, resource_version)
+                    .await?,
+                |w: WireIpAddress| w.into_model().ok().map(Change::PutIp),
+                |w| w.into_model().ok().map(|m| Change::DeleteIp(m.ip)),
+                |w| &w.metadata,
+            ),
+            Inventory::Services => changes(
+                self.watch(
+                    Request::new("/api/v1/services"),
+                    "services",
+                    None,
+                    resource_version,
+                )
+                .await?,
+                |w: WireService| w.into_model().ok().map(Change::PutService),
+                |w| Some(Change::DeleteService(w.metadata.namespace, w.metadata.name)),
+                |w| &w.metadata,
+            ),
+        })
+    }
+}
+
+/// The lists of a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Inventory {
+    Ranges,
+    Ips,
+    Services,
+}
+
+/// One change to a list, in the model's terms.
+#[derive(Debug, Clone)]
+pub enum Change {
+    PutRange(ServiceCidr),
+    DeleteRange(String),
+    PutIp(IpAllocation),
+    DeleteIp(std::net::IpAddr),
+    PutService(ServiceIps),
+    /// namespace, name
+    DeleteService(String, String),
+    /// Nothing changed, but the resourceVersion moved on (a bookmark, or an object that did not
+    /// parse and was skipped).
+    Progress,
+    /// The server cannot resume this watch (410 Gone, or any error event): list again.
+    Expired,
+}
+
+pub type Changes = futures::stream::BoxStream<'static, Result<(String, Change)>>;
+
+fn changes<W: Clone + DeserializeOwned + Send + 'static>(
+    events: impl Stream<Item = Result<WatchEvent<W>>> + Send + 'static,
+    put: fn(W) -> Option<Change>,
+    delete: fn(W) -> Option<Change>,
+    meta: fn(&W) -> &wire::Meta,
+) -> Changes {
+    events
+        .map(move |ev| {
+            ev.map(|ev| match ev {
+                WatchEvent::Added(w) | WatchEvent::Modified(w) => {
+                    let rv = meta(&w).resource_version.clone();
+                    (rv, put(w).unwrap_or(Change::Progress))
+                }
+                WatchEvent::Deleted(w) => {
+                    let rv = meta(&w).resource_version.clone();
+                    (rv, delete(w).unwrap_or(Change::Progress))
+                }
+                WatchEvent::Bookmark(b) => (b.metadata.resource_version, Change::Progress),
+                WatchEvent::Error(_) => (String::new(), Change::Expired),
+            })
+        })
+        .boxed()
 }
 
 pub fn into_model(w: WireServiceCidr) -> Result<ServiceCidr> {

@@ -2,6 +2,7 @@
 
 pub mod delete;
 pub mod orphans;
+pub mod serve;
 pub mod status;
 
 use std::io::{self, Write};
@@ -39,6 +40,7 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         Task::Status(t) => status::run(&cluster, &style, &env, &reading, t).await,
         Task::Orphans(t) => orphans::run(&cluster, &style, &reading, t).await,
         Task::Delete(t) => delete::run(&cluster, &style, &env, t).await,
+        Task::Serve(t) => serve::run(&cluster, t).await,
         Task::Completion(_) => unreachable!("handled before connecting"),
     }
 }

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::sync::atomic::AtomicU64;
 use std::time::SystemTime;
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::encode_registry;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -16,8 +16,9 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::audit::findings::FindingKind;
 use crate::audit::usage::{State, StatusReport};
 
-/// The text format's content type, for an HTTP answer.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The classic text format, which Prometheus, promtool and node-exporter's textfile collector all
+/// read (OpenMetrics' `# UNIT` lines are comments to them; no `# EOF` is written).
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What the exporter counts about itself.
 #[derive(Debug, Clone, Default)]
@@ -223,6 +224,30 @@ pub fn write(
         );
     }
     let mut text = String::new();
-    encode(&mut text, &registry).map_err(io::Error::other)?;
-    out.write_all(text.as_bytes())
+    encode_registry(&mut text, &registry).map_err(io::Error::other)?;
+    out.write_all(classic_counters(&text).as_bytes())
+}
+
+/// prometheus-client writes counters the OpenMetrics way: `# TYPE x counter` over samples named
+/// `x_total`. The classic text format (what promtool and the textfile collector parse) names the
+/// family after its samples, so the HELP and TYPE lines of counters get the `_total` too.
+fn classic_counters(text: &str) -> String {
+    let counters: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    text.lines()
+        .map(|line| {
+            for name in &counters {
+                for kind in ["# HELP ", "# TYPE "] {
+                    if let Some(rest) = line.strip_prefix(kind).and_then(|r| r.strip_prefix(name))
+                        && rest.starts_with(' ')
+                    {
+                        return format!("{kind}{name}_total{rest}\n");
+                    }
+                }
+            }
+            format!("{line}\n")
+        })
+        .collect()
 }

@@ -1,0 +1,349 @@
+//! `serve`: a long-running Prometheus exporter. It lists once, then follows watches and keeps the
+//! picture current; a scrape renders that picture, it never lists. A watch that cannot resume
+//! (410 Gone) or fails is followed by a fresh list, counted. SIGTERM or Ctrl-C end it cleanly.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::audit::findings::{AuditOptions, audit, counts};
+use crate::audit::usage::status_report;
+use crate::cluster::{Change, Cluster, Inventory};
+use crate::exit::Exit;
+use crate::model::{IpAllocation, ServiceCidr, ServiceIps, Snapshot};
+use crate::render::prometheus::{self, ExporterStats};
+use crate::render::to_stderr;
+use crate::settings::ServeTask;
+
+/// Waits between failed lists grow to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What the exporter knows: the cluster as last seen, and its own counters.
+#[derive(Debug, Default)]
+pub struct Picture {
+    ranges: BTreeMap<String, ServiceCidr>,
+    ips: BTreeMap<IpAddr, IpAllocation>,
+    services: BTreeMap<(String, String), ServiceIps>,
+    /// A first list has completed.
+    pub synced: bool,
+    pub stats: ExporterStats,
+}
+
+impl Picture {
+    /// Replaces everything with a fresh list.
+    pub fn load(&mut self, snapshot: Snapshot) {
+        self.ranges = snapshot
+            .ranges
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect();
+        self.ips = snapshot.ips.into_iter().map(|a| (a.ip, a)).collect();
+        self.services = snapshot
+            .services
+            .into_iter()
+            .map(|s| ((s.namespace.clone(), s.name.clone()), s))
+            .collect();
+        self.synced = true;
+        self.stats.last_sync = Some(SystemTime::now());
+    }
+
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::PutRange(r) => {
+                self.ranges.insert(r.name.clone(), r);
+            }
+            Change::DeleteRange(name) => {
+                self.ranges.remove(&name);
+            }
+            Change::PutIp(a) => {
+                self.ips.insert(a.ip, a);
+            }
+            Change::DeleteIp(ip) => {
+                self.ips.remove(&ip);
+            }
+            Change::PutService(s) => {
+                self.services
+                    .insert((s.namespace.clone(), s.name.clone()), s);
+            }
+            Change::DeleteService(ns, name) => {
+                self.services.remove(&(ns, name));
+            }
+            Change::Progress | Change::Expired => {}
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            ranges: self.ranges.values().cloned().collect(),
+            ips: self.ips.values().cloned().collect(),
+            services: self.services.values().cloned().collect(),
+        }
+    }
+
+    /// The exposition of this picture.
+    pub fn metrics(&self, now: SystemTime) -> Vec<u8> {
+        let snapshot = self.snapshot();
+        let report = status_report(&snapshot.ranges, &snapshot.ips, now, false);
+        let opts = AuditOptions {
+            now,
+            include_recent: false,
+        };
+        let found = counts(&audit(&snapshot, &opts));
+        let mut out = Vec::new();
+        // Writing into memory cannot fail.
+        let _ = prometheus::write(&mut out, &report, &found, Some(&self.stats));
+        out
+    }
+
+    fn count_error(&mut self, operation: &'static str) {
+        *self.stats.errors.entry(operation).or_default() += 1;
+    }
+}
+
+type Shared = Arc<Mutex<Picture>>;
+
+fn lock(picture: &Shared) -> std::sync::MutexGuard<'_, Picture> {
+    // A panic elsewhere while holding it leaves a picture that is still the best we have.
+    picture.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub async fn run(cluster: &Cluster, args: ServeTask) -> Result<Exit> {
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    to_stderr(&format!(
+        "serving metrics on http://{addr}/metrics (health: /healthz, /readyz)\n"
+    ));
+    let picture: Shared = Arc::default();
+    tokio::select! {
+        () = keep_current(cluster, &picture) => unreachable!("follows until stopped"),
+        r = serve_http(listener, &picture) => r?,
+        () = stopped() => {}
+    }
+    Ok(Exit::Success)
+}
+
+/// SIGTERM (a pod being stopped) or Ctrl-C.
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = tokio::signal::ctrl_c() => return,
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Lists, then follows the three watches from the list's resourceVersions; a watch that ends is
+/// resumed from the last resourceVersion seen, one that cannot resume or fails means a new list.
+async fn keep_current(cluster: &Cluster, picture: &Shared) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let listed = tokio::try_join!(
+            cluster.list_service_cidrs(),
+            cluster.list_ip_addresses(),
+            cluster.list_services(),
+        );
+        let (ranges, ips, services) = match listed {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("list failed: {e}");
+                lock(picture).count_error("list");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        backoff = Duration::from_secs(1);
+        let mut rvs = [
+            ranges.resource_version,
+            ips.resource_version,
+            services.resource_version,
+        ];
+        {
+            let mut p = lock(picture);
+            if p.synced {
+                p.stats.relists += 1;
+            }
+            p.load(Snapshot {
+                ranges: ranges.items,
+                ips: ips.items,
+                services: services.items,
+            });
+        }
+        while follow_once(cluster, picture, &mut rvs).await {}
+        // Give a failing server a moment before the next list.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One round of the three watches. True when they ended as watches do (resume from `rvs`),
+/// false when a list is needed.
+async fn follow_once(cluster: &Cluster, picture: &Shared, rvs: &mut [String; 3]) -> bool {
+    let lists = [Inventory::Ranges, Inventory::Ips, Inventory::Services];
+    let mut streams = Vec::new();
+    for (i, list) in lists.into_iter().enumerate() {
+        match cluster.follow(list, &rvs[i]).await {
+            Ok(s) => streams.push(s.map(move |item| (i, item)).boxed()),
+            // Too old to resume from: not a failure, the reason to list again.
+            Err(e) if e.api_error().and_then(|a| a.code()) == Some(410) => return false,
+            Err(e) => {
+                tracing::warn!("watch failed: {e}");
+                lock(picture).count_error("watch");
+                return false;
+            }
+        }
+    }
+    let mut events = futures::stream::select_all(streams);
+    // The first stream to end ends the round: all three are resumed together.
+    while let Some((i, item)) = events.next().await {
+        match item {
+            Ok((_, Change::Expired)) => return false,
+            Ok((rv, change)) => {
+                let mut p = lock(picture);
+                p.apply(change);
+                p.stats.last_sync = Some(SystemTime::now());
+                if !rv.is_empty() {
+                    rvs[i] = rv;
+                }
+            }
+            Err(e) => {
+                tracing::warn!("watch failed: {e}");
+                lock(picture).count_error("watch");
+                return false;
+            }
+        }
+        if events.len() < lists.len() {
+            return true;
+        }
+    }
+    true
+}
+
+async fn serve_http(listener: TcpListener, picture: &Shared) -> Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await.context("accepting a scrape")?;
+        let picture = Arc::clone(picture);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let answer = answer(&req, &lock(&picture));
+                async move { Ok::<_, Infallible>(answer) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn answer<B>(req: &Request<B>, picture: &Picture) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match req.uri().path() {
+        "/metrics" => (
+            StatusCode::OK,
+            prometheus::CONTENT_TYPE,
+            picture.metrics(SystemTime::now()),
+        ),
+        "/healthz" => (StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+        "/readyz" if picture.synced => (StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+        "/readyz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            b"not synced yet\n".to_vec(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            b"not found: /metrics, /healthz, /readyz\n".to_vec(),
+        ),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+/// Bound for `SocketAddr` parsing in the command line.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|e| format!("{e} (expected HOST:PORT, e.g. 127.0.0.1:9800 or 0.0.0.0:9800)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::index::tests::range;
+
+    fn ip(s: &str) -> IpAllocation {
+        IpAllocation {
+            ip: s.parse().unwrap(),
+            parent: None,
+            managed: true,
+            created: None,
+        }
+    }
+
+    /// Events applied to a listed picture give what a fresh list of the result gives.
+    #[test]
+    fn changes_keep_the_picture_equal_to_a_fresh_list() {
+        let mut p = Picture::default();
+        p.load(Snapshot {
+            ranges: vec![range("a", &["10.0.0.0/24"])],
+            ips: vec![ip("10.0.0.5")],
+            services: vec![],
+        });
+        p.apply(Change::PutRange(range("b", &["10.1.0.0/24"])));
+        p.apply(Change::PutIp(ip("10.1.0.7")));
+        p.apply(Change::DeleteIp("10.0.0.5".parse().unwrap()));
+        p.apply(Change::DeleteRange("a".into()));
+        p.apply(Change::Progress);
+        let s = p.snapshot();
+        assert_eq!(
+            s.ranges.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
+        assert_eq!(s.ips, vec![ip("10.1.0.7")]);
+        let text = String::from_utf8(p.metrics(SystemTime::UNIX_EPOCH)).unwrap();
+        assert!(
+            text.contains(r#"servicecidr_range_allocated_addresses{servicecidr="b",cidr="10.1.0.0/24",family="IPv4"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"servicecidr="a""#), "{text}");
+        assert!(
+            text.contains(r#"servicecidr_exporter_errors_total{operation="watch"} 0"#),
+            "errors start at 0: {text}"
+        );
+    }
+
+    #[test]
+    fn ready_only_after_the_first_list() {
+        let req = Request::get("/readyz").body(()).unwrap();
+        let mut p = Picture::default();
+        assert_eq!(answer(&req, &p).status(), StatusCode::SERVICE_UNAVAILABLE);
+        p.load(Snapshot::default());
+        assert_eq!(answer(&req, &p).status(), StatusCode::OK);
+        let health = Request::get("/healthz").body(()).unwrap();
+        assert_eq!(
+            answer(&health, &Picture::default()).status(),
+            StatusCode::OK
+        );
+        let other = Request::get("/").body(()).unwrap();
+        assert_eq!(answer(&other, &p).status(), StatusCode::NOT_FOUND);
+    }
+}

@@ -1,0 +1,284 @@
+//! Capacity monitoring, checked with the real promtool (Debian's prometheus package): the metrics of
+//! `status -o prometheus` and of the `serve` exporter, the alert rules and their unit tests, and
+//! the exporter's promises (watch-driven, no list per scrape, a new list after 410 Gone, a clean
+//! exit on SIGTERM).
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::faults::{Action, FaultProxy};
+use support::{ControlPlane, PLUGIN, code, ip_in, stderr_of, stdout_of, unique_name};
+
+const MONITORING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/monitoring");
+
+/// `promtool ARGS` with `input` on stdin; its exit code and everything it said.
+fn promtool(args: &[&str], input: &str) -> (i32, String) {
+    let mut child = Command::new("promtool")
+        .args(args)
+        .current_dir(MONITORING)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run promtool: scripts/test.sh installs Debian's prometheus package");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        code(&out),
+        format!("{}{}", stdout_of(&out), stderr_of(&out)),
+    )
+}
+
+fn check_metrics(text: &str) {
+    let (rc, said) = promtool(&["check", "metrics"], text);
+    assert_eq!(rc, 0, "promtool check metrics: {said}\n{text}");
+}
+
+/// The value of the sample `series` (name and labels exactly as written), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn status_metrics_pass_promtool_and_count_the_cluster() {
+    let cp = ControlPlane::shared();
+    let block = cp.next_v4_block().replace("/24", "/28");
+    let name = unique_name("metrics");
+    cp.create_ready_service_cidr(&name, &[&block]);
+    for host in 1..=3 {
+        cp.create_ipaddress(&ip_in(&block, host), "default", &name, false);
+    }
+    let out = cp.plugin(&["status", "-o", "prometheus"]);
+    assert_eq!(code(&out), 0, "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    check_metrics(&text);
+    let labels = format!(r#"{{servicecidr="{name}",cidr="{block}",family="IPv4"}}"#);
+    assert_eq!(
+        sample(
+            &text,
+            &format!("servicecidr_range_capacity_addresses{labels}")
+        ),
+        Some(14.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("servicecidr_range_allocated_addresses{labels}")
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(&text, &format!("servicecidr_range_free_addresses{labels}")),
+        Some(11.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"servicecidr_range_ready{{servicecidr="{name}"}}"#)
+        ),
+        Some(1.0)
+    );
+    // Three IPAddresses whose Service does not exist, not yet past the repair loop's grace.
+    assert!(sample(&text, r#"servicecidr_findings{kind="DanglingParent"}"#).is_some());
+    assert!(
+        !text.contains("servicecidr_exporter"),
+        "no exporter series: {text}"
+    );
+}
+
+#[test]
+fn alert_rules_pass_promtool_and_their_unit_tests() {
+    let (rc, said) = promtool(&["check", "rules", "rules.yaml"], "");
+    assert_eq!(rc, 0, "{said}");
+    let (rc, said) = promtool(&["test", "rules", "rules_test.yaml"], "");
+    assert_eq!(rc, 0, "{said}");
+    // The PrometheusRule carries exactly the plain rules file's groups.
+    let read = |f: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(format!("{MONITORING}/{f}")).unwrap();
+        serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{f}: {e}"))
+    };
+    assert_eq!(
+        read("prometheusrule.yaml")["spec"]["groups"],
+        read("rules.yaml")["groups"]
+    );
+}
+
+/// Every metric the rules use is one the plugin exports.
+#[test]
+fn the_rules_use_only_exported_metrics() {
+    let rules = std::fs::read_to_string(format!("{MONITORING}/rules.yaml")).unwrap();
+    let source = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/render/prometheus.rs"
+    ))
+    .unwrap();
+    let mut used: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("servicecidr_") && w.len() > "servicecidr_".len())
+        .collect();
+    used.sort();
+    used.dedup();
+    assert!(!used.is_empty());
+    for metric in used {
+        let base = metric
+            .trim_start_matches("servicecidr_")
+            .trim_end_matches("_total")
+            .trim_end_matches("_addresses")
+            .trim_end_matches("_seconds");
+        assert!(
+            source.contains(&format!("\"{base}\"")),
+            "rules.yaml uses {metric}, which src/render/prometheus.rs does not register"
+        );
+    }
+}
+
+/// A plain HTTP/1.1 GET; the status code and body.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Scrapes until `want` holds of the metrics, or fails after 20 s.
+fn until_metrics(addr: &str, what: &str, want: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = get(addr, "/metrics");
+        if status == 200 && want(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{what} never came:\n{body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `serve --listen 127.0.0.1:0`, and the address it says it serves on.
+fn spawn_exporter(kubeconfig: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(PLUGIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--kubeconfig"])
+        .arg(kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("serve said {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+#[test]
+fn the_exporter_follows_watches_lists_again_after_gone_and_stops_on_sigterm() {
+    let cp = ControlPlane::shared();
+    let proxy = FaultProxy::start(cp, "exporter");
+    // The first watch of IPAddresses is too old to resume (410 Gone): the exporter lists again.
+    let mut gone_once = false;
+    proxy.set_rule(move |seen| {
+        if !gone_once && seen.path.contains("/ipaddresses?") && seen.path.contains("watch=") {
+            gone_once = true;
+            Action::Answer {
+                status: 410,
+                retry_after: None,
+            }
+        } else {
+            Action::Forward
+        }
+    });
+    let (mut exporter, addr) = spawn_exporter(&proxy.kubeconfig);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(&addr, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(&addr, "/healthz").0, 200);
+    let first = until_metrics(&addr, "the list after 410 Gone", |m| {
+        sample(m, "servicecidr_exporter_relists_total") == Some(1.0)
+    });
+    check_metrics(&first);
+    assert_eq!(
+        sample(
+            &first,
+            r#"servicecidr_exporter_errors_total{operation="watch"}"#
+        ),
+        Some(0.0),
+        "410 is not an error"
+    );
+
+    // A new range shows up through the watches.
+    let name = unique_name("watched");
+    let block = cp.next_v4_block();
+    cp.create_service_cidr(&name, &[&block]);
+    let series = format!(
+        r#"servicecidr_range_capacity_addresses{{servicecidr="{name}",cidr="{block}",family="IPv4"}}"#
+    );
+    until_metrics(&addr, "the new range", |m| {
+        sample(m, &series) == Some(254.0)
+    });
+
+    // Scrapes read the picture, never the API server.
+    let lists = || {
+        proxy
+            .seen()
+            .iter()
+            .filter(|s| {
+                s.method == "GET" && !s.path.contains("watch=") && s.path.contains("limit=")
+            })
+            .count()
+    };
+    let before = lists();
+    for _ in 0..5 {
+        check_metrics(&get(&addr, "/metrics").1);
+    }
+    assert_eq!(lists(), before, "a scrape listed");
+    assert_eq!(
+        before, 6,
+        "one list of each kind, twice (the 410 made the second)"
+    );
+
+    let pid = exporter.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let stopped = Instant::now();
+    let status = exporter.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(stopped.elapsed() < Duration::from_secs(5));
+}
