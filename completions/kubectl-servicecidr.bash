@@ -303,7 +303,7 @@ _kubectl__servicecidr() {
             return 0
             ;;
         kubectl__servicecidr__subcmd__orphans)
-            opts="-o -v -h --kind --include-recent --suggest-range --no-headers --color --output --kubeconfig --context --cluster --user --request-timeout --verbose --chunk-size --help"
+            opts="-o -v -h --kind --include-recent --suggest-range --all-contexts --contexts --concurrency --no-headers --color --output --kubeconfig --context --cluster --user --request-timeout --verbose --chunk-size --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -311,6 +311,14 @@ _kubectl__servicecidr() {
             case "${prev}" in
                 --kind)
                     COMPREPLY=($(compgen -W "Orphaned AtRisk DanglingParent WrongParent Unrecorded Unmanaged" -- "${cur}"))
+                    return 0
+                    ;;
+                --contexts)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --color)
@@ -399,12 +407,20 @@ _kubectl__servicecidr() {
             return 0
             ;;
         kubectl__servicecidr__subcmd__status)
-            opts="-w -o -v -h --watch --output --no-headers --color --kubeconfig --context --cluster --user --request-timeout --verbose --chunk-size --help"
+            opts="-w -o -v -h --watch --no-cross-cluster --all-contexts --contexts --concurrency --output --no-headers --color --kubeconfig --context --cluster --user --request-timeout --verbose --chunk-size --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --contexts)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "table wide json yaml prometheus" -- "${cur}"))
                     return 0

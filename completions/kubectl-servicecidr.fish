@@ -39,6 +39,8 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "serve" -d 'Export Prometheus metrics over HTTP: list once, then follow watches (/metrics, /healthz, /readyz); ends on SIGTERM or Ctrl-C'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "completion" -d 'Print a shell completion script'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l contexts -d 'These contexts (comma-separated), read concurrently' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l concurrency -d 'How many contexts to read at the same time' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -s o -l output -d 'Output format' -r -f -a "table\t'A table for people'
 wide\t'The table with finalizers, conditions and blocking counts'
 json\t'A JSON document with stable field names'
@@ -54,6 +56,8 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l chunk-size -d 'Objects per list request (page size)' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -s w -l watch -d 'Redraw as ServiceCIDRs and IPAddresses change, until Ctrl-C (tables only)'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l no-cross-cluster -d 'With several contexts: leave out the ranges that overlap between clusters'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l all-contexts -d 'Every context of the kubeconfig, read concurrently; one failing does not stop the others'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l no-headers -d 'Leave out table headers'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -63,6 +67,8 @@ DanglingParent\t'The IPAddress names a Service that no longer exists'
 WrongParent\t'The Service named exists but does not hold that IP'
 Unrecorded\t'A Service ClusterIP with no IPAddress object'
 Unmanaged\t'An IPAddress the apiserver\'s allocator did not make'"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l contexts -d 'These contexts (comma-separated), read concurrently' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l concurrency -d 'How many contexts to read at the same time' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l color -d 'When to colour the table' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
 always\t'Always colour tables'
 never\t'Never colour'"
@@ -78,6 +84,7 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l chunk-size -d 'Objects per list request (page size)' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l include-recent -d 'Also report findings younger than the repair loop\'s 60 s grace'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l suggest-range -d 'Print a ServiceCIDR manifest covering the orphaned and at-risk IPs, ready for kubectl apply'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l all-contexts -d 'Every context of the kubeconfig, read concurrently; one failing does not stop the others'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l no-headers -d 'Leave out table headers'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -10,8 +10,8 @@ use crate::audit::findings::FindingKind;
 use crate::cluster::Connection;
 use crate::render::Style;
 use crate::settings::{
-    self, ColorChoice, DeleteTask, DryRun, Environment, OrphansTask, Output, ServeTask, Settings,
-    StatusTask, Task,
+    self, ColorChoice, DeleteTask, DryRun, Environment, Fleet, OrphansTask, Output, ServeTask,
+    Settings, StatusTask, Task,
 };
 
 #[derive(Debug, Parser)]
@@ -137,6 +137,39 @@ fn colors() -> impl TypedValueParser<Value = ColorChoice> {
     })
 }
 
+/// Many clusters: `status` and `orphans` across kubeconfig contexts.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Many clusters")]
+pub struct FleetArgs {
+    /// Every context of the kubeconfig, read concurrently; one failing does not stop the others
+    #[arg(long, conflicts_with_all = ["contexts", "context", "cluster", "user"])]
+    pub all_contexts: bool,
+    /// These contexts (comma-separated), read concurrently
+    #[arg(long, value_delimiter = ',', value_name = "NAME", conflicts_with_all = ["context", "cluster", "user"])]
+    pub contexts: Vec<String>,
+    /// How many contexts to read at the same time
+    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+}
+
+impl FleetArgs {
+    fn fleet(&self) -> Option<Fleet> {
+        let contexts = if self.all_contexts {
+            None
+        } else if !self.contexts.is_empty() {
+            let mut names = self.contexts.clone();
+            names.dedup();
+            Some(names)
+        } else {
+            return None;
+        };
+        Some(Fleet {
+            contexts,
+            concurrency: self.concurrency as usize,
+        })
+    }
+}
+
 /// How a command prints. `status` takes every format; the others narrow `-o` to theirs.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Output options")]
@@ -196,6 +229,11 @@ pub struct StatusArgs {
     /// Redraw as ServiceCIDRs and IPAddresses change, until Ctrl-C (tables only)
     #[arg(short, long)]
     pub watch: bool,
+    /// With several contexts: leave out the ranges that overlap between clusters
+    #[arg(long)]
+    pub no_cross_cluster: bool,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -209,8 +247,10 @@ pub struct OrphansArgs {
     #[arg(long)]
     pub include_recent: bool,
     /// Print a ServiceCIDR manifest covering the orphaned and at-risk IPs, ready for kubectl apply
-    #[arg(long, conflicts_with_all = ["output", "no_headers"])]
+    #[arg(long, conflicts_with_all = ["output", "no_headers", "all_contexts", "contexts"])]
     pub suggest_range: bool,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -291,6 +331,16 @@ impl Cli {
             Command::Status(s) if s.watch && !s.output.output.is_table() => conflict(
                 "--watch redraws a table: use it with -o table or -o wide, or drop it for a document",
             ),
+            Command::Status(s) if s.fleet.fleet().is_some() && s.watch => {
+                conflict("--watch follows one cluster: drop --all-contexts or --contexts")
+            }
+            Command::Status(s)
+                if s.fleet.fleet().is_some() && s.output.output == Output::Prometheus =>
+            {
+                conflict(
+                    "-o prometheus describes one cluster: run it per context, or use serve per cluster",
+                )
+            }
             _ => Ok(()),
         }
     }
@@ -305,6 +355,8 @@ impl Cli {
                 Task::Status(StatusTask {
                     names: a.names,
                     watch: a.watch,
+                    fleet: a.fleet.fleet(),
+                    cross_cluster: !a.no_cross_cluster,
                 }),
             ),
             Command::Orphans(a) => (
@@ -313,6 +365,7 @@ impl Cli {
                     kinds: a.kind,
                     include_recent: a.include_recent,
                     suggest_range: a.suggest_range,
+                    fleet: a.fleet.fleet(),
                 }),
             ),
             Command::Delete(a) => (

@@ -133,10 +133,22 @@ pub struct ServeTask {
     pub listen: std::net::SocketAddr,
 }
 
+/// Many clusters at once: the contexts of the merged kubeconfig.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// None: every context.
+    pub contexts: Option<Vec<String>>,
+    /// Contexts read at the same time.
+    pub concurrency: usize,
+}
+
 #[derive(Debug)]
 pub struct StatusTask {
     pub names: Vec<String>,
     pub watch: bool,
+    pub fleet: Option<Fleet>,
+    /// With a fleet: report ranges that overlap between clusters.
+    pub cross_cluster: bool,
 }
 
 #[derive(Debug)]
@@ -145,6 +157,7 @@ pub struct OrphansTask {
     pub kinds: Vec<FindingKind>,
     pub include_recent: bool,
     pub suggest_range: bool,
+    pub fleet: Option<Fleet>,
 }
 
 #[derive(Debug)]

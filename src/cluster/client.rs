@@ -154,6 +154,12 @@ impl Connection {
         }
     }
 
+    /// The contexts of the kubeconfig (merged as kubectl merges it), in its order.
+    pub fn context_names(&self) -> Result<Vec<String>, ConfigError> {
+        let kc = self.load_kubeconfig()?.ok_or(ConfigError::NoConfig)?;
+        Ok(kc.contexts.into_iter().map(|c| c.name).collect())
+    }
+
     /// Resolves the flags into a client config without contacting the server.
     pub async fn config(&self) -> Result<Config, ConfigError> {
         let mut config = match self.load_kubeconfig()? {

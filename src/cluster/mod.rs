@@ -119,6 +119,11 @@ impl Cluster {
         self
     }
 
+    /// The API server's URL.
+    pub fn server(&self) -> &str {
+        &self.url
+    }
+
     pub fn version(&self) -> &'static str {
         self.version
     }

@@ -1,6 +1,7 @@
 //! Each command fetches through `cluster`, reasons through `audit`, prints through `render`.
 
 pub mod delete;
+pub mod fleet;
 pub mod orphans;
 pub mod serve;
 pub mod status;
@@ -28,6 +29,15 @@ pub async fn run(settings: Settings) -> Result<Exit> {
     if let Task::Completion(shell) = task {
         print(|out| completion(shell, out))?;
         return Ok(Exit::Success);
+    }
+    match &task {
+        Task::Status(t) if let Some(f) = &t.fleet => {
+            return fleet::status(&connection, chunk_size, &style, f, t).await;
+        }
+        Task::Orphans(t) if let Some(f) = &t.fleet => {
+            return fleet::orphans(&connection, chunk_size, &style, f, t).await;
+        }
+        _ => {}
     }
     let cluster = Cluster::connect(&connection, chunk_size).await?;
     let reading = ReadProgress::new(match &task {

@@ -55,6 +55,12 @@ fn flags(cmd: &Command, used: &[String]) -> Vec<Candidate> {
     cmd.get_arguments()
         .filter(|a| !a.is_positional() && !a.is_hide_set())
         .filter(|a| repeatable(a) || !used.iter().any(|u| u == a.get_id().as_str()))
+        // Nor a flag that conflicts with one given (`--context` and `--contexts`).
+        .filter(|a| {
+            !cmd.get_arg_conflicts_with(a)
+                .iter()
+                .any(|c| used.iter().any(|u| u == c.get_id().as_str()))
+        })
         .filter_map(|a| {
             let long = a.get_long()?;
             Some(Candidate::new(format!("--{long}"), one_line(a.get_help())))
@@ -76,6 +82,14 @@ fn value_request(arg: &Arg, prefix: String, partial: &str, selection: Selection)
     let (mut prefix, mut partial) = (prefix, partial.to_string());
     let want = match arg.get_id().as_str() {
         "context" => Want::Kubeconfig(KubeconfigEntry::Context),
+        // `--contexts a,b` completes the last name and keeps the others.
+        "contexts" => {
+            if let Some(i) = partial.rfind(',') {
+                prefix.push_str(&partial[..=i]);
+                partial = partial[i + 1..].to_string();
+            }
+            Want::Kubeconfig(KubeconfigEntry::Context)
+        }
         "cluster" => Want::Kubeconfig(KubeconfigEntry::Cluster),
         "user" => Want::Kubeconfig(KubeconfigEntry::User),
         _ if matches!(
@@ -569,6 +583,15 @@ pub(super) mod tests {
             analyze_words(&["delete", "--dry-run", ""]).want,
             Want::ServiceCidrs { .. }
         ));
+    }
+
+    #[test]
+    fn contexts_complete_the_last_comma_separated_name() {
+        let req = analyze_words(&["status", "--contexts", "prod,st"]);
+        assert_eq!(req.want, Want::Kubeconfig(KubeconfigEntry::Context));
+        assert_eq!((req.prefix.as_str(), req.partial.as_str()), ("prod,", "st"));
+        let req = analyze_words(&["orphans", "--contexts=a,"]);
+        assert_eq!((req.prefix.as_str(), req.partial.as_str()), ("a,", ""));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Renderers write to any `io::Write` with a decided `Style`, so tests render into a `Vec<u8>`.
 
 pub mod delete;
+pub mod fleet;
 pub mod orphans;
 pub mod progress;
 pub mod prometheus;

@@ -13,7 +13,7 @@ pub const KIND: &str = "ServiceCIDRAudit";
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct AuditDoc<'a> {
+pub struct AuditDoc<'a> {
     summary: Vec<CountDoc>,
     findings: Vec<FindingDoc<'a>>,
     /// Findings of kinds that --kind left out.
@@ -95,6 +95,59 @@ pub fn action(f: &Finding) -> String {
     }
 }
 
+/// The JSON and YAML body of an audit.
+pub fn document<'a>(findings: &'a [Finding], left_out: usize, suggested: &[IpNet]) -> AuditDoc<'a> {
+    AuditDoc {
+        summary: counts(findings)
+            .iter()
+            .map(|&(kind, count)| CountDoc { kind, count })
+            .collect(),
+        left_out,
+        findings: findings
+            .iter()
+            .map(|f| FindingDoc {
+                kind: f.kind,
+                ip: f.ip.to_string(),
+                service: f.service.as_deref(),
+                service_cidrs: &f.ranges,
+                age_seconds: f.age.map(|a| a.as_secs()),
+                self_healing: f.self_healing,
+                remedy: f.remedy,
+                action: action(f),
+            })
+            .collect(),
+        suggested_ranges: suggested.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// The columns of the findings table; ACTION comes last.
+pub fn finding_headers(style: &Style) -> Vec<&'static str> {
+    let mut headers = vec!["KIND", "IP", "SERVICE", "AGE", "ACTION"];
+    if style.wide() {
+        headers.insert(3, "SERVICECIDRS");
+    }
+    headers
+}
+
+pub fn finding_row(style: &Style, f: &Finding) -> Vec<Cell> {
+    let mut row = vec![
+        Cell::new(f.kind.name()),
+        Cell::new(f.ip),
+        Cell::new(
+            f.service
+                .as_deref()
+                .map(sanitize)
+                .unwrap_or_else(|| "<none>".into()),
+        ),
+        Cell::new(f.age.map(age).unwrap_or_default()),
+        Cell::new(sanitize(&action(f))),
+    ];
+    if style.wide() {
+        row.insert(3, Cell::new(sanitize(&f.ranges.join(","))));
+    }
+    row
+}
+
 pub fn write(
     out: &mut impl Write,
     style: &Style,
@@ -104,27 +157,7 @@ pub fn write(
 ) -> io::Result<()> {
     let summary = counts(findings);
     if !style.output.is_table() {
-        let doc = AuditDoc {
-            summary: summary
-                .iter()
-                .map(|&(kind, count)| CountDoc { kind, count })
-                .collect(),
-            left_out,
-            findings: findings
-                .iter()
-                .map(|f| FindingDoc {
-                    kind: f.kind,
-                    ip: f.ip.to_string(),
-                    service: f.service.as_deref(),
-                    service_cidrs: &f.ranges,
-                    age_seconds: f.age.map(|a| a.as_secs()),
-                    self_healing: f.self_healing,
-                    remedy: f.remedy,
-                    action: action(f),
-                })
-                .collect(),
-            suggested_ranges: suggested.iter().map(ToString::to_string).collect(),
-        };
+        let doc = document(findings, left_out, suggested);
         return write_document(out, style.output, KIND, &doc);
     }
     if findings.is_empty() {
@@ -162,28 +195,9 @@ pub fn write(
     table::write(out, &t)?;
     writeln!(out)?;
 
-    let mut headers = vec!["KIND", "IP", "SERVICE", "AGE", "ACTION"];
-    if style.wide() {
-        headers.insert(3, "SERVICECIDRS");
-    }
-    let mut t = table::new(style, &headers);
+    let mut t = table::new(style, &finding_headers(style));
     for f in findings {
-        let mut row = vec![
-            Cell::new(format!("{:?}", f.kind)),
-            Cell::new(f.ip),
-            Cell::new(
-                f.service
-                    .as_deref()
-                    .map(sanitize)
-                    .unwrap_or_else(|| "<none>".into()),
-            ),
-            Cell::new(f.age.map(age).unwrap_or_default()),
-            Cell::new(sanitize(&action(f))),
-        ];
-        if style.wide() {
-            row.insert(3, Cell::new(sanitize(&f.ranges.join(","))));
-        }
-        t.add_row(row);
+        t.add_row(finding_row(style, f));
     }
     table::finish(&mut t, &[]);
     table::write(out, &t)?;

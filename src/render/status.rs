@@ -15,7 +15,7 @@ pub const KIND: &str = "ServiceCIDRStatus";
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct StatusDoc<'a> {
+pub struct StatusDoc<'a> {
     #[serde(rename = "serviceCIDRs")]
     service_cidrs: Vec<RangeDoc<'a>>,
     totals: Vec<TotalDoc>,
@@ -78,7 +78,15 @@ struct AttributionDoc<'a> {
 
 pub fn write(out: &mut impl Write, style: &Style, report: &StatusReport) -> io::Result<()> {
     if !style.output.is_table() {
-        let doc = StatusDoc {
+        return write_document(out, style.output, KIND, &document(report));
+    }
+    write_table(out, style, report)
+}
+
+/// The JSON and YAML body of a report.
+pub fn document(report: &StatusReport) -> StatusDoc<'_> {
+    {
+        StatusDoc {
             service_cidrs: report.ranges.iter().map(range_doc).collect(),
             totals: report
                 .totals
@@ -99,10 +107,8 @@ pub fn write(out: &mut impl Write, style: &Style, report: &StatusReport) -> io::
                     cidr: a.range.as_ref().map(|(_, c)| c.to_string()),
                 })
                 .collect(),
-        };
-        return write_document(out, style.output, KIND, &doc);
+        }
     }
-    write_table(out, style, report)
 }
 
 fn range_doc(r: &RangeStatus) -> RangeDoc<'_> {
@@ -182,7 +188,8 @@ fn usage_cell(style: &Style, c: &CidrUsage) -> Cell {
     )
 }
 
-fn write_table(out: &mut impl Write, style: &Style, report: &StatusReport) -> io::Result<()> {
+/// The table's columns.
+pub fn headers(style: &Style) -> Vec<&'static str> {
     let mut headers = vec![
         "NAME",
         "CIDR",
@@ -196,7 +203,15 @@ fn write_table(out: &mut impl Write, style: &Style, report: &StatusReport) -> io
     if style.wide() {
         headers.extend(["FINALIZERS", "READY", "BLOCKING"]);
     }
-    let mut t = table::new(style, &headers);
+    headers
+}
+
+/// The right-aligned columns of [`headers`].
+pub const NUMERIC: [usize; 2] = [4, 5];
+
+/// A row per CIDR, and a footnote per CIDR that overlaps another range.
+pub fn rows(style: &Style, report: &StatusReport) -> (Vec<Vec<Cell>>, Vec<String>) {
+    let mut rows = Vec::new();
     let mut footnotes = Vec::new();
     for r in &report.ranges {
         for (i, c) in r.cidrs.iter().enumerate() {
@@ -266,10 +281,19 @@ fn write_table(out: &mut impl Write, style: &Style, report: &StatusReport) -> io
                     }),
                 ]);
             }
-            t.add_row(row);
+            rows.push(row);
         }
     }
-    table::finish(&mut t, &[4, 5]);
+    (rows, footnotes)
+}
+
+fn write_table(out: &mut impl Write, style: &Style, report: &StatusReport) -> io::Result<()> {
+    let mut t = table::new(style, &headers(style));
+    let (rows, footnotes) = rows(style, report);
+    for row in rows {
+        t.add_row(row);
+    }
+    table::finish(&mut t, &NUMERIC);
     table::write(out, &t)?;
     if !style.headers {
         return Ok(());

@@ -228,6 +228,13 @@ impl ControlPlane {
         self.script("restart-apiserver");
     }
 
+    /// Stops every component, keeping the directory (certificates, kubeconfig) as a cluster that
+    /// went away would. Only on a dedicated control plane.
+    pub fn stop(&self) {
+        assert!(self.dedicated, "stop on the shared control plane");
+        self.script("stop");
+    }
+
     /// Stops the service-cidr controller. Only on a dedicated control plane.
     pub fn stop_controller(&self) {
         assert!(

@@ -1,0 +1,149 @@
+//! Service ranges across clusters: which CIDRs of different clusters could hand out the same IP.
+
+use ipnet::IpNet;
+
+use crate::audit::range::{capacity, overlaps};
+use crate::model::ServiceCidr;
+
+/// One cluster's ranges, as read through one context.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterRanges<'a> {
+    pub context: &'a str,
+    /// The API server URL: two contexts with the same one are the same cluster.
+    pub server: &'a str,
+    pub ranges: &'a [ServiceCidr],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Side {
+    pub context: String,
+    pub range: String,
+    pub cidr: IpNet,
+}
+
+/// Two CIDRs of different clusters that share an address both allocators may hand out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrossOverlap {
+    pub a: Side,
+    pub b: Side,
+}
+
+/// Whether an IP allocatable from `a` can also be allocated from `b`. Prefixes overlap only by
+/// nesting, and the inner one's allocatable addresses (`PrefixContainsIP`) all lie inside the
+/// outer one's, so they share one exactly when the inner one holds any.
+pub fn share_an_address(a: &IpNet, b: &IpNet) -> bool {
+    let inner = if a.prefix_len() >= b.prefix_len() {
+        a
+    } else {
+        b
+    };
+    overlaps(a, b) && capacity(inner) > 0
+}
+
+/// Every pair of CIDRs from clusters with different servers that share an address, in the order
+/// the clusters and ranges are given. Contexts of the same server are the same cluster.
+pub fn cross_cluster_overlaps(clusters: &[ClusterRanges]) -> Vec<CrossOverlap> {
+    // Each server once: the first context naming it speaks for it.
+    let distinct: Vec<&ClusterRanges> = clusters
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| !clusters[..*i].iter().any(|d| d.server == c.server))
+        .map(|(_, c)| c)
+        .collect();
+    let side = |c: &ClusterRanges, r: &ServiceCidr, cidr: &IpNet| Side {
+        context: c.context.to_owned(),
+        range: r.name.clone(),
+        cidr: *cidr,
+    };
+    let mut found = Vec::new();
+    for (i, x) in distinct.iter().enumerate() {
+        for y in &distinct[i + 1..] {
+            for rx in x.ranges {
+                for ry in y.ranges {
+                    for cx in &rx.cidrs {
+                        for cy in ry.cidrs.iter().filter(|cy| share_an_address(cx, cy)) {
+                            found.push(CrossOverlap {
+                                a: side(x, rx, cx),
+                                b: side(y, ry, cy),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::index::tests::range;
+    use crate::audit::range::contains_ip;
+    use proptest::prelude::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    #[test]
+    fn overlaps_between_servers_not_within_one() {
+        let a = [range("a", &["10.0.0.0/16"])];
+        let b = [range("b", &["10.0.5.0/24", "fd00::/112"])];
+        let c = [range("c", &["10.1.0.0/16"])];
+        let found = cross_cluster_overlaps(&[
+            ClusterRanges {
+                context: "one",
+                server: "https://one",
+                ranges: &a,
+            },
+            ClusterRanges {
+                context: "one-again",
+                server: "https://one",
+                ranges: &b,
+            },
+            ClusterRanges {
+                context: "two",
+                server: "https://two",
+                ranges: &b,
+            },
+            ClusterRanges {
+                context: "three",
+                server: "https://three",
+                ranges: &c,
+            },
+        ]);
+        let pairs: Vec<(&str, &str)> = found
+            .iter()
+            .map(|o| (o.a.context.as_str(), o.b.context.as_str()))
+            .collect();
+        assert_eq!(pairs, [("one", "two")]);
+        assert_eq!(found[0].b.cidr.to_string(), "10.0.5.0/24");
+    }
+
+    #[test]
+    fn a_nested_prefix_without_allocatable_addresses_shares_none() {
+        let n = |s: &str| s.parse::<IpNet>().unwrap();
+        assert!(!share_an_address(&n("10.0.0.0/24"), &n("10.0.0.0/32")));
+        assert!(!share_an_address(&n("10.0.0.0/24"), &n("10.0.0.4/31")));
+        assert!(share_an_address(&n("10.0.0.0/24"), &n("10.0.0.4/30")));
+        assert!(share_an_address(&n("fd00::/112"), &n("fd00::4/127")));
+        assert!(!share_an_address(&n("10.0.0.0/24"), &n("10.0.1.0/24")));
+    }
+
+    proptest! {
+        // Against brute force over every address, with Kubernetes' PrefixContainsIP as the only
+        // rule: two CIDRs share an address when some IP is allocatable from both.
+        #[test]
+        fn share_an_address_is_an_allocatable_ip_in_both(
+            a in (0u32..256, 24u8..=32),
+            b in (0u32..256, 24u8..=32),
+        ) {
+            let net = |(host, len): (u32, u8)| -> IpNet {
+                IpNet::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | host)), len).unwrap().trunc()
+            };
+            let (x, y) = (net(a), net(b));
+            let brute = (0u32..256)
+                .map(|h| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | h)))
+                .any(|ip| contains_ip(&x, ip) && contains_ip(&y, ip));
+            prop_assert_eq!(share_an_address(&x, &y), brute, "{} {}", x, y);
+        }
+    }
+}

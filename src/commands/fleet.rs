@@ -1,0 +1,175 @@
+//! `status` and `orphans` over many contexts at once: read concurrently, each bounded by its own
+//! request timeout, one failing context reported in its own row while the others are complete.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Result;
+use futures::{StreamExt, stream};
+
+use crate::audit::findings::{AuditOptions, Finding, audit};
+use crate::audit::fleet::{ClusterRanges, cross_cluster_overlaps};
+use crate::audit::usage::StatusReport;
+use crate::cluster::{Cluster, Connection};
+use crate::commands::print;
+use crate::commands::status::report;
+use crate::exit::Exit;
+use crate::model::ServiceCidr;
+use crate::render::fleet::{self as render, Member};
+use crate::render::{Style, to_stderr};
+use crate::settings::{Fleet, OrphansTask, StatusTask};
+
+/// Each request of a fleet read is bounded: by --request-timeout, else by this, so a cluster that
+/// never answers costs its slot this long and no more.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads every context of the fleet with `read`, at most `concurrency` at a time, in the
+/// kubeconfig's (or the given) order.
+async fn each<T, F, Fut>(
+    base: &Connection,
+    chunk_size: u32,
+    fleet: &Fleet,
+    read: F,
+) -> Result<Vec<Member<T>>>
+where
+    F: Fn(Cluster) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let known = base.context_names()?;
+    let contexts = match &fleet.contexts {
+        None => known,
+        Some(named) => {
+            // Every name is checked before any cluster is asked.
+            if let Some(unknown) = named.iter().find(|n| !known.contains(n)) {
+                anyhow::bail!(
+                    "context {unknown:?} not found in kubeconfig (known: {})",
+                    known.join(", ")
+                );
+            }
+            named.clone()
+        }
+    };
+    if contexts.is_empty() {
+        anyhow::bail!("the kubeconfig has no contexts");
+    }
+    let read = &read;
+    let members = stream::iter(contexts.into_iter().map(|context| async move {
+        let conn = Connection {
+            context: Some(context.clone()),
+            request_timeout: Some(base.request_timeout().unwrap_or(DEFAULT_REQUEST_TIMEOUT)),
+            ..base.clone()
+        };
+        let server = conn
+            .config()
+            .await
+            .map(|c| c.cluster_url.to_string())
+            .unwrap_or_default();
+        let result = async {
+            let cluster = Cluster::connect(&conn, chunk_size).await?;
+            read(cluster).await
+        }
+        .await
+        .map_err(|e| one_line(&e));
+        Member {
+            context,
+            server,
+            result,
+        }
+    }))
+    .buffered(fleet.concurrency)
+    .collect()
+    .await;
+    Ok(members)
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    e.to_string()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// 1 when a context failed (said on stderr too), else 3 when anything was found, else 0.
+fn exit<T>(members: &[Member<T>], found: impl Fn(&T) -> bool) -> Exit {
+    let failed: Vec<&str> = members
+        .iter()
+        .filter(|m| m.result.is_err())
+        .map(|m| m.context.as_str())
+        .collect();
+    if !failed.is_empty() {
+        to_stderr(&format!(
+            "error: {} of {} contexts could not be read: {}\n",
+            failed.len(),
+            members.len(),
+            failed.join(", ")
+        ));
+        return Exit::Error;
+    }
+    if members.iter().any(|m| m.result.as_ref().is_ok_and(&found)) {
+        Exit::Findings
+    } else {
+        Exit::Success
+    }
+}
+
+pub async fn status(
+    base: &Connection,
+    chunk_size: u32,
+    style: &Style,
+    fleet: &Fleet,
+    args: &StatusTask,
+) -> Result<Exit> {
+    let members = each(base, chunk_size, fleet, |cluster| async move {
+        let (snapshot, _) = cluster.snapshot(false).await?;
+        let r = report(
+            &snapshot,
+            &args.names,
+            SystemTime::now(),
+            !style.output.is_table(),
+        )?;
+        Ok::<(StatusReport, Vec<ServiceCidr>), anyhow::Error>((r, snapshot.ranges))
+    })
+    .await?;
+    let overlaps = args.cross_cluster.then(|| {
+        let clusters: Vec<ClusterRanges> = members
+            .iter()
+            .filter_map(|m| {
+                let (_, ranges) = m.result.as_ref().ok()?;
+                Some(ClusterRanges {
+                    context: &m.context,
+                    server: &m.server,
+                    ranges,
+                })
+            })
+            .collect();
+        cross_cluster_overlaps(&clusters)
+    });
+    print(|out| render::write_status(out, style, &members, overlaps.as_deref()))?;
+    Ok(exit(&members, |_| false))
+}
+
+pub async fn orphans(
+    base: &Connection,
+    chunk_size: u32,
+    style: &Style,
+    fleet: &Fleet,
+    args: &OrphansTask,
+) -> Result<Exit> {
+    let members = each(base, chunk_size, fleet, |cluster| async move {
+        let (snapshot, _) = cluster.snapshot(true).await?;
+        let opts = AuditOptions {
+            now: SystemTime::now(),
+            include_recent: args.include_recent,
+        };
+        let mut findings = audit(&snapshot, &opts);
+        let all = findings.len();
+        if !args.kinds.is_empty() {
+            findings.retain(|f| args.kinds.contains(&f.kind));
+        }
+        let left_out = all - findings.len();
+        Ok::<(Vec<Finding>, usize), anyhow::Error>((findings, left_out))
+    })
+    .await?;
+    print(|out| render::write_orphans(out, style, &members))?;
+    Ok(exit(&members, |(findings, _)| !findings.is_empty()))
+}
