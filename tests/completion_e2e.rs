@@ -92,6 +92,13 @@ fn kubectl_completes_flags_and_values() {
     let c = complete(cp, &["delete", "x", "--dry"], true);
     assert_eq!(c.values, ["--dry-run"], "{}", c.raw);
     let c = complete(cp, &["status", "-o", ""], true);
+    assert_eq!(
+        c.values,
+        ["table", "wide", "json", "yaml", "prometheus"],
+        "{}",
+        c.raw
+    );
+    let c = complete(cp, &["orphans", "-o", ""], true);
     assert_eq!(c.values, ["table", "wide", "json", "yaml"], "{}", c.raw);
     let c = complete(cp, &["--context", ""], true);
     for ctx in ["admin", "viewer"] {
