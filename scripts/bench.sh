@@ -548,6 +548,11 @@ analysis="(Reading of the numbers: edit this section by hand; scripts/bench.sh k
 if [ -f "$OUT" ] && grep -q '<!-- analysis:start -->' "$OUT"; then
   analysis=$(awk '/<!-- analysis:end -->/ { p = 0 } p { print } /<!-- analysis:start -->/ { p = 1 }' "$OUT")
 fi
+# scripts/bench-fleet.sh writes this section; kept as it is here.
+fleet="(Run scripts/bench-fleet.sh.)"
+if [ -f "$OUT" ] && grep -q '<!-- fleet:start -->' "$OUT"; then
+  fleet=$(awk '/<!-- fleet:end -->/ { p = 0 } p { print } /<!-- fleet:start -->/ { p = 1 }' "$OUT")
+fi
 
 row() {
   local key=$1 base_k=$2 base_c=$3 base_f=$4
@@ -684,6 +689,12 @@ $perf_section
 <!-- analysis:start -->
 $analysis
 <!-- analysis:end -->
+
+## Many clusters
+
+<!-- fleet:start -->
+$fleet
+<!-- fleet:end -->
 EOF
 mv "$tmp_out" "$OUT"
 tmp_out=""

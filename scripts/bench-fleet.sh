@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Many clusters: `status --contexts c1,c2,c3` against three real control planes, beside each
+# context alone and the sum of the three, with hyperfine (warm-up, runs, median). Writes the
+# "Many clusters" section of BENCHMARKS.md (between the fleet markers, which scripts/bench.sh keeps).
+#
+#   scripts/bench-fleet.sh
+#
+# Environment: BENCH_RUNS (10), BENCH_OUT (BENCHMARKS.md), CONTROLPLANE_BIN.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=${BENCH_OUT:-$repo/BENCHMARKS.md}
+RUNS=${BENCH_RUNS:-10}
+log() { echo "bench-fleet: $*" >&2; }
+
+command -v hyperfine >/dev/null || apt-get install -y -qq hyperfine >/dev/null
+(cd "$repo" && cargo build --release --locked --bin kubectl-servicecidr >&2)
+plugin=${CARGO_TARGET_DIR:-$repo/target}/release/kubectl-servicecidr
+bin=${CONTROLPLANE_BIN:-$(bash "$repo/scripts/build-controlplane.sh" | tail -n 1)}
+export CONTROLPLANE_BIN=$bin
+kubectl=$bin/kubectl
+
+work=$(mktemp -d)
+cleanup() {
+  for d in "$work"/cp*; do [ -d "$d" ] && bash "$repo/scripts/controlplane.sh" stop "$d" --clean || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+merged=$work/fleet.kubeconfig
+for i in 1 2 3; do
+  kc=$(bash "$repo/scripts/controlplane.sh" start "$work/cp$i" | tail -n 1)
+  view() { "$kubectl" --kubeconfig "$kc" config view --raw -o jsonpath="$1"; }
+  server=$(view '{.clusters[0].cluster.server}')
+  ca=$(view '{.clusters[0].cluster.certificate-authority}')
+  token=$(view '{.users[?(@.name=="admin")].user.token}')
+  "$kubectl" --kubeconfig "$merged" config set-cluster "c$i" --server="$server" --certificate-authority="$ca" >/dev/null
+  "$kubectl" --kubeconfig "$merged" config set-credentials "c$i" --token="$token" >/dev/null
+  "$kubectl" --kubeconfig "$merged" config set-context "c$i" --cluster="c$i" --user="c$i" >/dev/null
+done
+"$kubectl" --kubeconfig "$merged" config use-context c1 >/dev/null
+
+export KUBECONFIG=$merged
+json=$work/hyperfine.json
+hyperfine --warmup 2 --runs "$RUNS" --export-json "$json" --style none \
+  -n c1 "$plugin status --context c1" \
+  -n c2 "$plugin status --context c2" \
+  -n c3 "$plugin status --context c3" \
+  -n fleet "$plugin status --contexts c1,c2,c3" \
+  -n fleet-serial "$plugin status --contexts c1,c2,c3 --concurrency 1" >&2
+
+median() { jq -r --arg n "$1" '.results[] | select(.command == $n) | .median * 1000' "$json"; }
+ms() { awk -v x="$1" 'BEGIN { printf "%.0f ms", x }'; }
+c1=$(median c1) c2=$(median c2) c3=$(median c3) fleet=$(median fleet) serial=$(median fleet-serial)
+sum=$(awk -v a="$c1" -v b="$c2" -v c="$c3" 'BEGIN { print a + b + c }')
+slowest=$(awk -v a="$c1" -v b="$c2" -v c="$c3" 'BEGIN { m = a; if (b > m) m = b; if (c > m) m = c; print m }')
+
+section=$(cat <<EOF
+Measured $(date -u +%Y-%m-%d) by \`scripts/bench-fleet.sh\`: three real control planes
+($("$plugin" --version), $($kubectl version -o json 2>/dev/null | jq -r '.serverVersion.gitVersion'),
+$(nproc) cores, hyperfine, median of $RUNS runs), \`status\` on each.
+
+| run | median |
+|---|---:|
+| \`--context c1\` | $(ms "$c1") |
+| \`--context c2\` | $(ms "$c2") |
+| \`--context c3\` | $(ms "$c3") |
+| sum of the three | $(ms "$sum") |
+| slowest of the three | $(ms "$slowest") |
+| \`--contexts c1,c2,c3\` | $(ms "$fleet") |
+| \`--contexts c1,c2,c3 --concurrency 1\` | $(ms "$serial") |
+
+The three contexts read concurrently take $(awk -v f="$fleet" -v s="$slowest" 'BEGIN { printf "%.2f×", f / s }') the
+slowest one alone and $(awk -v f="$fleet" -v s="$sum" 'BEGIN { printf "%.2f×", f / s }') their sum; read one after another
+(\`--concurrency 1\`) they take $(awk -v f="$serial" -v s="$sum" 'BEGIN { printf "%.2f×", f / s }') the sum.
+EOF
+)
+
+tmp=$(mktemp)
+if grep -q '<!-- fleet:start -->' "$OUT"; then
+  awk -v s="$section" '
+    /<!-- fleet:start -->/ { print; print s; skip = 1; next }
+    /<!-- fleet:end -->/ { skip = 0 }
+    !skip { print }' "$OUT" >"$tmp"
+else
+  { cat "$OUT"; printf '\n## Many clusters\n\n<!-- fleet:start -->\n%s\n<!-- fleet:end -->\n' "$section"; } >"$tmp"
+fi
+mv "$tmp" "$OUT"
+log "wrote the Many clusters section of $OUT"
