@@ -59,17 +59,17 @@ where
             request_timeout: Some(base.request_timeout().unwrap_or(DEFAULT_REQUEST_TIMEOUT)),
             ..base.clone()
         };
-        let server = conn
-            .config()
-            .await
-            .map(|c| c.cluster_url.to_string())
-            .unwrap_or_default();
-        let result = async {
-            let cluster = Cluster::connect(&conn, chunk_size).await?;
-            read(cluster).await
-        }
-        .await
-        .map_err(|e| one_line(&e));
+        let (server, result) = match Cluster::connect(&conn, chunk_size).await {
+            Ok(cluster) => {
+                let server = cluster.server().to_owned();
+                (server, read(cluster).await.map_err(|e| one_line(&e)))
+            }
+            // Which server could not be reached, when the kubeconfig entry says.
+            Err(e) => {
+                let server = conn.config().await.map(|c| c.cluster_url.to_string());
+                (server.unwrap_or_default(), Err(one_line(&e.into())))
+            }
+        };
         Member {
             context,
             server,
