@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Many clusters: `status --contexts c1,c2,c3` against three real control planes, beside each
-# context alone and the sum of the three, with hyperfine (warm-up, runs, median). Writes the
+# context alone and the sum of the three, with hyperfine (warm-up, runs, median). c3 is reached
+# through a small TCP proxy that delays every chunk by BENCH_DELAY_MS (default 50) each way, as a
+# remote cluster is: on loopback alone the three would only compete for the same two cores. Writes the
 # "Many clusters" section of BENCHMARKS.md (between the fleet markers, which scripts/bench.sh keeps).
 #
 #   scripts/bench-fleet.sh
@@ -11,6 +13,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${BENCH_OUT:-$repo/BENCHMARKS.md}
 RUNS=${BENCH_RUNS:-10}
+DELAY_MS=${BENCH_DELAY_MS:-50}
 log() { echo "bench-fleet: $*" >&2; }
 
 command -v hyperfine >/dev/null || apt-get install -y -qq hyperfine >/dev/null
@@ -21,7 +24,9 @@ export CONTROLPLANE_BIN=$bin
 kubectl=$bin/kubectl
 
 work=$(mktemp -d)
+proxy_pid=
 cleanup() {
+  [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null || true
   for d in "$work"/cp*; do [ -d "$d" ] && bash "$repo/scripts/controlplane.sh" stop "$d" --clean || true; done
   rm -rf "$work"
 }
@@ -32,6 +37,28 @@ for i in 1 2 3; do
   kc=$(bash "$repo/scripts/controlplane.sh" start "$work/cp$i" | tail -n 1)
   view() { "$kubectl" --kubeconfig "$kc" config view --raw -o jsonpath="$1"; }
   server=$(view '{.clusters[0].cluster.server}')
+  if [ "$i" = 3 ]; then
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    python3 - "$port" "${server##*:}" "$DELAY_MS" <<'PY' &
+import asyncio, sys
+listen, upstream, delay = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) / 1000
+async def pipe(r, w):
+    while data := await r.read(65536):
+        await asyncio.sleep(delay)
+        w.write(data)
+        await w.drain()
+    w.close()
+async def serve(cr, cw):
+    ur, uw = await asyncio.open_connection("127.0.0.1", upstream)
+    await asyncio.gather(pipe(cr, uw), pipe(ur, cw), return_exceptions=True)
+async def main():
+    async with await asyncio.start_server(serve, "127.0.0.1", listen) as s:
+        await s.serve_forever()
+asyncio.run(main())
+PY
+    proxy_pid=$!
+    server=https://127.0.0.1:$port
+  fi
   ca=$(view '{.clusters[0].cluster.certificate-authority}')
   token=$(view '{.users[?(@.name=="admin")].user.token}')
   "$kubectl" --kubeconfig "$merged" config set-cluster "c$i" --server="$server" --certificate-authority="$ca" >/dev/null
@@ -58,7 +85,8 @@ slowest=$(awk -v a="$c1" -v b="$c2" -v c="$c3" 'BEGIN { m = a; if (b > m) m = b;
 section=$(cat <<EOF
 Measured $(date -u +%Y-%m-%d) by \`scripts/bench-fleet.sh\`: three real control planes
 ($("$plugin" --version), $($kubectl version -o json 2>/dev/null | jq -r '.serverVersion.gitVersion'),
-$(nproc) cores, hyperfine, median of $RUNS runs), \`status\` on each.
+$(nproc) cores, hyperfine, median of $RUNS runs), \`status\` on each; c3 is behind a proxy adding
+$DELAY_MS ms each way to every chunk, as a remote cluster would.
 
 | run | median |
 |---|---:|

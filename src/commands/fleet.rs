@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 use futures::{StreamExt, stream};
 
-use crate::audit::findings::{AuditOptions, Finding, audit};
+use crate::audit::findings::Finding;
 use crate::audit::fleet::{ClusterRanges, cross_cluster_overlaps};
 use crate::audit::usage::StatusReport;
 use crate::cluster::{Cluster, Connection};
@@ -157,17 +157,7 @@ pub async fn orphans(
 ) -> Result<Exit> {
     let members = each(base, chunk_size, fleet, |cluster| async move {
         let (snapshot, _) = cluster.snapshot(true).await?;
-        let opts = AuditOptions {
-            now: SystemTime::now(),
-            include_recent: args.include_recent,
-        };
-        let mut findings = audit(&snapshot, &opts);
-        let all = findings.len();
-        if !args.kinds.is_empty() {
-            findings.retain(|f| args.kinds.contains(&f.kind));
-        }
-        let left_out = all - findings.len();
-        Ok::<(Vec<Finding>, usize), anyhow::Error>((findings, left_out))
+        Ok::<(Vec<Finding>, usize), anyhow::Error>(super::orphans::findings(&snapshot, args))
     })
     .await?;
     print(|out| render::write_orphans(out, style, &members))?;
