@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Many clusters: `status --contexts c1,c2,c3` against three real control planes, beside each
-# context alone and the sum of the three, with hyperfine (warm-up, runs, median). c3 is reached
-# through a small TCP proxy that delays every chunk by BENCH_DELAY_MS (default 50) each way, as a
-# remote cluster is: on loopback alone the three would only compete for the same two cores. Writes the
+# context alone and the sum of the three, with hyperfine (warm-up, runs, median). c2 and c3 are
+# reached through a small TCP proxy that delays every chunk by BENCH_DELAY_MS (default 50) each
+# way, as remote clusters are: on loopback alone the three would only compete for two cores. Writes the
 # "Many clusters" section of BENCHMARKS.md (between the fleet markers, which scripts/bench.sh keeps).
 #
 #   scripts/bench-fleet.sh
@@ -24,9 +24,9 @@ export CONTROLPLANE_BIN=$bin
 kubectl=$bin/kubectl
 
 work=$(mktemp -d)
-proxy_pid=
+proxy_pids=()
 cleanup() {
-  [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null || true
+  for p in "${proxy_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for d in "$work"/cp*; do [ -d "$d" ] && bash "$repo/scripts/controlplane.sh" stop "$d" --clean || true; done
   rm -rf "$work"
 }
@@ -37,7 +37,7 @@ for i in 1 2 3; do
   kc=$(bash "$repo/scripts/controlplane.sh" start "$work/cp$i" | tail -n 1)
   view() { "$kubectl" --kubeconfig "$kc" config view --raw -o jsonpath="$1"; }
   server=$(view '{.clusters[0].cluster.server}')
-  if [ "$i" = 3 ]; then
+  if [ "$i" != 1 ]; then
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     python3 - "$port" "${server##*:}" "$DELAY_MS" <<'PY' &
 import asyncio, sys
@@ -56,7 +56,7 @@ async def main():
         await s.serve_forever()
 asyncio.run(main())
 PY
-    proxy_pid=$!
+    proxy_pids+=($!)
     server=https://127.0.0.1:$port
   fi
   ca=$(view '{.clusters[0].cluster.certificate-authority}')
@@ -85,8 +85,8 @@ slowest=$(awk -v a="$c1" -v b="$c2" -v c="$c3" 'BEGIN { m = a; if (b > m) m = b;
 section=$(cat <<EOF
 Measured $(date -u +%Y-%m-%d) by \`scripts/bench-fleet.sh\`: three real control planes
 ($("$plugin" --version), $($kubectl version -o json 2>/dev/null | jq -r '.serverVersion.gitVersion'),
-$(nproc) cores, hyperfine, median of $RUNS runs), \`status\` on each; c3 is behind a proxy adding
-$DELAY_MS ms each way to every chunk, as a remote cluster would.
+$(nproc) cores, hyperfine, median of $RUNS runs), \`status\` on each; c2 and c3 are behind a proxy adding
+$DELAY_MS ms each way to every chunk, as remote clusters would be.
 
 | run | median |
 |---|---:|
