@@ -15,8 +15,8 @@ use crate::commands::print;
 use crate::commands::status::report;
 use crate::exit::Exit;
 use crate::model::ServiceCidr;
+use crate::render::Style;
 use crate::render::fleet::{self as render, Member};
-use crate::render::{Style, to_stderr};
 use crate::settings::{Fleet, OrphansTask, StatusTask};
 
 /// Each request of a fleet read is bounded: by --request-timeout, else by this, so a cluster that
@@ -97,12 +97,7 @@ fn exit<T>(members: &[Member<T>], found: impl Fn(&T) -> bool) -> Exit {
         .map(|m| m.context.as_str())
         .collect();
     if !failed.is_empty() {
-        to_stderr(&format!(
-            "error: {} of {} contexts could not be read: {}\n",
-            failed.len(),
-            members.len(),
-            failed.join(", ")
-        ));
+        render::failed_contexts(&failed, members.len());
         return Exit::Error;
     }
     if members.iter().any(|m| m.result.as_ref().is_ok_and(&found)) {

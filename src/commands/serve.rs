@@ -279,7 +279,7 @@ fn answer<B>(req: &Request<B>, picture: &Picture) -> Response<Full<Bytes>> {
     resp
 }
 
-/// Bound for `SocketAddr` parsing in the command line.
+/// `--listen`: an address and port, checked before anything runs.
 pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     s.parse()
         .map_err(|e| format!("{e} (expected HOST:PORT, e.g. 127.0.0.1:9800 or 0.0.0.0:9800)"))

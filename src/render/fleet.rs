@@ -10,7 +10,7 @@ use crate::audit::findings::Finding;
 use crate::audit::fleet::{CrossOverlap, Side};
 use crate::audit::usage::StatusReport;
 use crate::model::ServiceCidr;
-use crate::render::{Style, orphans, sanitize, status, table, write_document};
+use crate::render::{Style, orphans, sanitize, status, table, to_stderr, write_document};
 
 pub const STATUS_KIND: &str = "ServiceCIDRFleetStatus";
 pub const AUDIT_KIND: &str = "ServiceCIDRFleetAudit";
@@ -82,6 +82,16 @@ struct StatusBody<'a> {
 #[serde(rename_all = "camelCase")]
 struct AuditBody<'a> {
     audit: orphans::AuditDoc<'a>,
+}
+
+/// The one line on stderr that says which contexts failed (the rows say why).
+pub fn failed_contexts(failed: &[&str], of: usize) {
+    let names: Vec<String> = failed.iter().map(|c| sanitize(c)).collect();
+    to_stderr(&format!(
+        "error: {} of {of} contexts could not be read: {}\n",
+        failed.len(),
+        names.join(", ")
+    ));
 }
 
 /// A row for a context that failed: its name, then the error in the last column (so a long

@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::audit::findings::FindingKind;
-use crate::audit::usage::{State, StatusReport};
+use crate::audit::usage::{CidrUsage, State, StatusReport};
 
 /// The classic text format, which Prometheus, promtool and node-exporter's textfile collector all
 /// read (OpenMetrics' `# UNIT` lines are comments to them; no `# EOF` is written).
@@ -32,6 +32,8 @@ pub struct ExporterStats {
 
 type Labels = Vec<(&'static str, String)>;
 type Gauges = Family<Labels, Gauge<f64, AtomicU64>>;
+/// Name, help, and the value of one CIDR.
+type PerCidr = (&'static str, &'static str, fn(&CidrUsage) -> f64);
 
 fn state_name(s: State) -> &'static str {
     match s {
@@ -67,56 +69,44 @@ pub fn write(
     exporter: Option<&ExporterStats>,
 ) -> io::Result<()> {
     let mut registry = Registry::with_prefix("servicecidr");
-    let cidr_labels = |range: &str, c: &crate::audit::usage::CidrUsage| -> Labels {
-        vec![
-            ("servicecidr", range.to_owned()),
-            ("cidr", c.cidr.to_string()),
-            ("family", c.family.to_string()),
-        ]
-    };
-    let addresses = || Some(Unit::Other("addresses".into()));
-    gauges(
-        &mut registry,
-        "range_capacity",
-        "Addresses the allocator can hand out in this CIDR of the ServiceCIDR",
-        addresses(),
-        |g| {
-            for r in &report.ranges {
-                for c in &r.cidrs {
-                    g.get_or_create(&cidr_labels(&r.name, c))
-                        .set(c.capacity as f64);
+    let per_cidr: [PerCidr; 3] = [
+        (
+            "range_capacity",
+            "Addresses the allocator can hand out in this CIDR of the ServiceCIDR",
+            |c| c.capacity as f64,
+        ),
+        (
+            "range_allocated",
+            "IPAddresses inside this CIDR of the ServiceCIDR",
+            |c| c.allocated as f64,
+        ),
+        (
+            "range_free",
+            "Addresses of this CIDR still free: capacity minus allocated",
+            // Subtracted as integers first: IPv6 capacities do not fit a float exactly.
+            |c| c.free() as f64,
+        ),
+    ];
+    for (name, help, value) in per_cidr {
+        gauges(
+            &mut registry,
+            name,
+            help,
+            Some(Unit::Other("addresses".into())),
+            |g| {
+                for r in &report.ranges {
+                    for c in &r.cidrs {
+                        let labels = vec![
+                            ("servicecidr", r.name.clone()),
+                            ("cidr", c.cidr.to_string()),
+                            ("family", c.family.to_string()),
+                        ];
+                        g.get_or_create(&labels).set(value(c));
+                    }
                 }
-            }
-        },
-    );
-    gauges(
-        &mut registry,
-        "range_allocated",
-        "IPAddresses inside this CIDR of the ServiceCIDR",
-        addresses(),
-        |g| {
-            for r in &report.ranges {
-                for c in &r.cidrs {
-                    g.get_or_create(&cidr_labels(&r.name, c))
-                        .set(c.allocated as f64);
-                }
-            }
-        },
-    );
-    gauges(
-        &mut registry,
-        "range_free",
-        "Addresses of this CIDR still free: capacity minus allocated",
-        addresses(),
-        |g| {
-            for r in &report.ranges {
-                for c in &r.cidrs {
-                    g.get_or_create(&cidr_labels(&r.name, c))
-                        .set(c.free() as f64);
-                }
-            }
-        },
-    );
+            },
+        );
+    }
     let range_label = |name: &str| -> Labels { vec![("servicecidr", name.to_owned())] };
     gauges(
         &mut registry,

@@ -171,11 +171,6 @@ fn usage_cell(style: &Style, c: &CidrUsage) -> Cell {
         return Cell::new(percent(p));
     }
     let filled = ((p / 10.0).ceil() as usize).min(10);
-    let color = match p {
-        p if p >= CRITICAL_PERCENT => Color::Red,
-        p if p >= WARNING_PERCENT => Color::Yellow,
-        _ => Color::Green,
-    };
     table::colored(
         style,
         format!(
@@ -184,8 +179,17 @@ fn usage_cell(style: &Style, c: &CidrUsage) -> Cell {
             "░".repeat(10 - filled),
             percent(p)
         ),
-        color,
+        usage_color(p),
     )
+}
+
+/// The alerts' thresholds (deploy/monitoring): yellow from 80%, red from 95%.
+fn usage_color(percent: f64) -> Color {
+    match percent {
+        p if p >= CRITICAL_PERCENT => Color::Red,
+        p if p >= WARNING_PERCENT => Color::Yellow,
+        _ => Color::Green,
+    }
 }
 
 /// The table's columns.
@@ -393,6 +397,14 @@ mod tests {
             !bare.contains("NAME") && !bare.contains("overlaps") && bare.lines().count() == 3,
             "{bare}"
         );
+    }
+
+    #[test]
+    fn the_usage_bar_turns_yellow_at_80_and_red_at_95_percent() {
+        assert_eq!(usage_color(79.9), Color::Green);
+        assert_eq!(usage_color(80.0), Color::Yellow);
+        assert_eq!(usage_color(94.9), Color::Yellow);
+        assert_eq!(usage_color(95.0), Color::Red);
     }
 
     #[test]
