@@ -7,11 +7,12 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::audit::findings::FindingKind;
+use crate::audit::migrate;
 use crate::cluster::Connection;
 use crate::render::Style;
 use crate::settings::{
-    self, ColorChoice, DeleteTask, DryRun, Environment, Fleet, OrphansTask, Output, ServeTask,
-    Settings, StatusTask, Task,
+    self, ColorChoice, DeleteTask, DryRun, Environment, Fleet, MigrateRun, MigrateTask,
+    OrphansTask, Output, ServeTask, Settings, StatusTask, Task,
 };
 
 #[derive(Debug, Parser)]
@@ -123,9 +124,9 @@ fn kinds() -> impl TypedValueParser<Value = FindingKind> {
 
 fn dry_runs() -> impl TypedValueParser<Value = DryRun> {
     choices(&DryRun::ALL, DryRun::name, |d| match d {
-        DryRun::None => "Really delete",
+        DryRun::None => "Change the cluster",
         DryRun::Client => "Only run the checks, send nothing that changes the cluster",
-        DryRun::Server => "Also send a server-side dry-run delete",
+        DryRun::Server => "Also send each write as a server-side dry run",
     })
 }
 
@@ -205,6 +206,8 @@ pub enum Command {
         after_help = "Exit status: 0 when deleted, 3 when refused as unsafe or an IP appeared during the grace period.\n\nExamples:\n  kubectl servicecidr delete blue --dry-run\n  kubectl servicecidr delete blue --wait\n  kubectl servicecidr delete blue green --wait --remove-finalizer"
     )]
     Delete(DeleteArgs),
+    /// Renumber: move every Service out of old ranges into a new one, then retire the old ones
+    Migrate(MigrateArgs),
     /// Export Prometheus metrics over HTTP: list once, then follow watches (/metrics, /healthz,
     /// /readyz); ends on SIGTERM or Ctrl-C
     #[command(
@@ -294,6 +297,117 @@ pub struct DeleteArgs {
     pub output: OutputArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(subcommand)]
+    pub step: MigrateStep,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateStep {
+    /// Print the runbook: the new range, each Service's new ClusterIPs, what is skipped and why,
+    /// and the manual steps; changes nothing
+    #[command(
+        mut_arg("output", |a| a.value_parser(reports())),
+        after_help = "Exit status: 0 with a plan, 3 when it is refused (overlap, no room, nothing to move).\n\nExamples:\n  kubectl servicecidr migrate plan --from blue --to 10.200.0.0/16\n  kubectl servicecidr migrate plan --from kubernetes --to 10.200.0.0/16,fd00:200::/112 --name next -o yaml"
+    )]
+    Plan(MigratePlanArgs),
+    /// Carry out the plan: create the new range, recreate each Service in it (original saved
+    /// first), retire the old ranges, verify. A rerun resumes
+    #[command(
+        mut_arg("output", |a| a.value_parser(reports())),
+        after_help = "Exit status: 0 when every Service moved and the old ranges are gone, 3 when refused or something is left, 130 on Ctrl-C (rerun to resume).\n\nExamples:\n  kubectl servicecidr migrate run --from blue --to 10.200.0.0/16 --yes\n  kubectl servicecidr migrate run --from blue --to 10.200.0.0/16 --only default/web --dry-run"
+    )]
+    Run(MigrateRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigratePlanArgs {
+    #[command(flatten)]
+    pub target: MigrateTarget,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateTarget {
+    /// The ServiceCIDRs to empty and retire (comma-separated)
+    #[arg(long, required = true, value_delimiter = ',', value_parser = parse_name, value_name = "NAME")]
+    pub from: Vec<String>,
+    /// The new range: one CIDR, or one per family (comma-separated)
+    #[arg(long, required = true, value_delimiter = ',', value_parser = parse_cidr, value_name = "CIDR")]
+    pub to: Vec<ipnet::IpNet>,
+    /// Name of the new ServiceCIDR [default: from the first CIDR, e.g. range-10-200-0-0-16]
+    #[arg(long, value_parser = parse_name, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Let the new range share addresses with live ranges other than the old ones
+    #[arg(long)]
+    pub allow_overlap: bool,
+    /// Move only these Services (NAMESPACE/NAME, comma-separated)
+    #[arg(long, value_delimiter = ',', value_parser = parse_service, value_name = "NAMESPACE/NAME")]
+    pub only: Vec<String>,
+}
+
+impl MigrateTarget {
+    fn request(self) -> migrate::Request {
+        let name = self.name.unwrap_or_else(|| {
+            format!(
+                "range-{}",
+                self.to[0].to_string().replace(['.', ':', '/'], "-")
+            )
+        });
+        migrate::Request {
+            from: self.from,
+            to: self.to,
+            name,
+            allow_overlap: self.allow_overlap,
+            only: self.only,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateRunArgs {
+    #[command(flatten)]
+    pub target: MigrateTarget,
+    /// Go ahead without asking (needed when stdin is not a terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Where each Service's original manifest is saved before it is deleted; a rerun reads it
+    /// to resume [default: ./servicecidr-migrate-NAME]
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<std::path::PathBuf>,
+    /// Change nothing on the cluster. A bare --dry-run is --dry-run=client: the plan and its
+    /// checks, with no request that writes
+    #[arg(long, value_parser = dry_runs(), num_args = 0..=1, require_equals = true, default_missing_value = "client", default_value = "none", value_name = "MODE")]
+    pub dry_run: DryRun,
+    /// Upper bound for retiring the old ranges once the Services have moved
+    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// A CIDR as the ServiceCIDR API takes it.
+fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    crate::model::parse_cidr(s).map_err(|e| e.to_string())
+}
+
+/// NAMESPACE/NAME of a Service.
+fn parse_service(s: &str) -> Result<String, String> {
+    let Some((ns, name)) = s.split_once('/') else {
+        return Err("expected NAMESPACE/NAME".into());
+    };
+    for part in [ns, name] {
+        if let Some(why) = crate::model::invalid_label(part) {
+            return Err(format!(
+                "{why} (namespaces and Service names are DNS labels)"
+            ));
+        }
+    }
+    Ok(s.to_owned())
+}
+
 /// The longest duration any option takes; longer ones are mistakes, and would overflow clocks.
 pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
@@ -380,6 +494,35 @@ impl Cli {
                     timeout: a.timeout,
                 }),
             ),
+            Command::Migrate(MigrateArgs {
+                step: MigrateStep::Plan(a),
+            }) => (
+                style(&a.output),
+                Task::Migrate(MigrateTask {
+                    request: a.target.request(),
+                    run: None,
+                }),
+            ),
+            Command::Migrate(MigrateArgs {
+                step: MigrateStep::Run(a),
+            }) => {
+                let request = a.target.request();
+                let backup_dir = a.backup_dir.unwrap_or_else(|| {
+                    PathBuf::from(format!("servicecidr-migrate-{}", request.name))
+                });
+                (
+                    style(&a.output),
+                    Task::Migrate(MigrateTask {
+                        request,
+                        run: Some(MigrateRun {
+                            yes: a.yes,
+                            backup_dir,
+                            dry_run: a.dry_run,
+                            timeout: a.timeout,
+                        }),
+                    }),
+                )
+            }
             Command::Serve(a) => (Style::plain(), Task::Serve(ServeTask { listen: a.listen })),
             Command::Completion { shell } => (Style::plain(), Task::Completion(shell)),
         };

@@ -145,6 +145,48 @@ pub struct ServiceIps {
     pub created: Option<SystemTime>,
 }
 
+/// How a Service is exposed (`spec.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ServiceType {
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+    ExternalName,
+}
+
+/// What renumbering needs to know of one Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceFacts {
+    pub namespace: String,
+    pub name: String,
+    pub service_type: ServiceType,
+    /// `clusterIP: None`.
+    pub headless: bool,
+    pub cluster_ips: Vec<IpAddr>,
+    /// Its creator set the ClusterIP (a managedFields entry owns `spec.clusterIP` or
+    /// `spec.clusterIPs`), as for kube-dns; the allocator's choices are owned by nobody.
+    pub pinned: bool,
+    /// `ownerReferences` as `Kind/name`.
+    pub owners: Vec<String>,
+    pub node_ports: Vec<i32>,
+    /// Known only from a backup: an interrupted run deleted it and did not recreate it.
+    pub missing: bool,
+}
+
+impl ServiceFacts {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A Node's addresses that a Service range must not overlap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeNets {
+    pub name: String,
+    pub internal_ips: Vec<IpAddr>,
+    pub pod_cidrs: Vec<IpNet>,
+}
+
 /// Everything one audit needs, read at about the same time.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -171,6 +213,18 @@ pub fn invalid_name(name: &str) -> Option<&'static str> {
         Some("each dot-separated part of a name must start and end with a letter or digit")
     } else {
         None
+    }
+}
+
+/// Why a name cannot be a namespace's or a Service's: DNS labels (RFC 1123), at most 63
+/// characters of lower-case letters, digits and '-', starting and ending with a letter or digit.
+pub fn invalid_label(name: &str) -> Option<&'static str> {
+    if name.len() > 63 {
+        Some("a name must be at most 63 characters")
+    } else if name.contains('.') {
+        Some("a name may hold only lower-case letters, digits and '-'")
+    } else {
+        invalid_name(name)
     }
 }
 

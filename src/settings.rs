@@ -125,7 +125,23 @@ pub enum Task {
     Orphans(OrphansTask),
     Delete(DeleteTask),
     Serve(ServeTask),
+    Migrate(MigrateTask),
     Completion(clap_complete::Shell),
+}
+
+#[derive(Debug)]
+pub struct MigrateTask {
+    pub request: crate::audit::migrate::Request,
+    /// None for `plan`.
+    pub run: Option<MigrateRun>,
+}
+
+#[derive(Debug)]
+pub struct MigrateRun {
+    pub yes: bool,
+    pub backup_dir: std::path::PathBuf,
+    pub dry_run: DryRun,
+    pub timeout: Duration,
 }
 
 #[derive(Debug)]

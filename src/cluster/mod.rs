@@ -28,8 +28,10 @@ use serde_json::json;
 pub use client::Connection;
 pub use error::ApiError;
 
-use crate::model::{GUARD_FINALIZER, IpAllocation, ServiceCidr, ServiceIps, Snapshot};
-use wire::{InvalidObject, WireIpAddress, WireService, WireServiceCidr};
+use crate::model::{
+    GUARD_FINALIZER, IpAllocation, NodeNets, ServiceCidr, ServiceFacts, ServiceIps, Snapshot,
+};
+use wire::{InvalidObject, WireIpAddress, WireNode, WireService, WireServiceCidr};
 
 pub const GROUP: &str = "networking.k8s.io";
 pub const FIELD_MANAGER: &str = "kubectl-servicecidr";
@@ -361,6 +363,152 @@ impl Cluster {
         .await
     }
 
+    /// Every Service as a whole object, with its facts.
+    pub async fn list_service_objects(&self) -> Result<Vec<ServiceObject>> {
+        self.list_all(
+            Request::new("/api/v1/services"),
+            "services",
+            ServiceObject::new,
+        )
+        .await
+        .map(|l| l.items)
+    }
+
+    pub async fn list_nodes(&self) -> Result<Vec<NodeNets>> {
+        self.list_all(Request::new("/api/v1/nodes"), "nodes", WireNode::into_model)
+            .await
+            .map(|l| l.items)
+    }
+
+    fn services_in(namespace: &str) -> Request {
+        Request::new(format!("/api/v1/namespaces/{namespace}/services"))
+    }
+
+    /// The Service now; None when there is none.
+    pub async fn get_service(&self, namespace: &str, name: &str) -> Result<Option<ServiceObject>> {
+        let what = format!("get service {namespace}/{name}");
+        let req = Self::services_in(namespace)
+            .get(name, &Default::default())
+            .map_err(|e| request_error(what.clone(), e))?;
+        match self.call::<serde_json::Value>(req, what.clone()).await {
+            Ok((v, _)) => ServiceObject::new(v).map(Some).map_err(|e| Error::Api {
+                what,
+                source: ApiError::Decode(e.to_string()),
+            }),
+            Err(e) if e.api_error().is_some_and(ApiError::is_not_found) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes exactly the Service that was read: changed or recreated meanwhile, it is refused
+    /// with a conflict.
+    pub async fn delete_service(
+        &self,
+        service: &ServiceObject,
+        server_dry_run: bool,
+    ) -> Result<()> {
+        let (ns, name) = (&service.facts.namespace, &service.facts.name);
+        let dp = DeleteParams {
+            dry_run: server_dry_run,
+            preconditions: Some(Preconditions {
+                uid: Some(service.uid.clone()),
+                resource_version: Some(service.resource_version.clone()),
+            }),
+            ..Default::default()
+        };
+        let what = format!("delete service {ns}/{name}");
+        let req = Self::services_in(ns)
+            .delete(name, &dp)
+            .map_err(|e| request_error(what.clone(), e))?;
+        self.call::<serde_json::Value>(req, what).await.map(|_| ())
+    }
+
+    /// Creates a Service from a manifest without server-set fields.
+    pub async fn create_service(&self, manifest: &serde_json::Value) -> Result<ServiceObject> {
+        let (v, what) = self.post_service(manifest, false).await?;
+        ServiceObject::new(v).map_err(|e| Error::Api {
+            what,
+            source: ApiError::Decode(e.to_string()),
+        })
+    }
+
+    /// What the server would say to the create, with dryRun=All: nothing is stored or allocated.
+    pub async fn create_service_dry_run(&self, manifest: &serde_json::Value) -> Result<()> {
+        self.post_service(manifest, true).await.map(|_| ())
+    }
+
+    async fn post_service(
+        &self,
+        manifest: &serde_json::Value,
+        dry_run: bool,
+    ) -> Result<(serde_json::Value, String)> {
+        let ns = manifest["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default();
+        let name = manifest["metadata"]["name"].as_str().unwrap_or_default();
+        let what = format!("create service {ns}/{name}");
+        let body = serde_json::to_vec(manifest).map_err(|e| Error::Api {
+            what: what.clone(),
+            source: ApiError::Other(e.to_string()),
+        })?;
+        let req = Self::services_in(ns)
+            .create(&post_params(dry_run), body)
+            .map_err(|e| request_error(what.clone(), e))?;
+        let (v, _) = self.call::<serde_json::Value>(req, what.clone()).await?;
+        Ok((v, what))
+    }
+
+    /// Waits until the Service with this uid is gone (one with finalizers stays a while after
+    /// its delete), watching it from `resource_version`.
+    pub async fn service_gone(&self, namespace: &str, name: &str, uid: &str) -> Result<()> {
+        loop {
+            let rv = match self.get_service(namespace, name).await? {
+                Some(s) if s.uid == uid => s.resource_version,
+                _ => return Ok(()),
+            };
+            let events = self
+                .watch::<serde_json::Value>(
+                    Self::services_in(namespace),
+                    "services",
+                    Some(format!("metadata.name={name}")),
+                    &rv,
+                )
+                .await?;
+            let mut events = std::pin::pin!(events);
+            while let Some(ev) = events.next().await {
+                if let WatchEvent::Deleted(_) = ev? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Creates the ServiceCIDR (with dryRun=All when asked, to learn whether the server would).
+    pub async fn create_service_cidr(
+        &self,
+        name: &str,
+        cidrs: &[ipnet::IpNet],
+        server_dry_run: bool,
+    ) -> Result<ServiceCidr> {
+        let body = json!({
+            "apiVersion": format!("{GROUP}/{}", self.version),
+            "kind": "ServiceCIDR",
+            "metadata": {"name": name},
+            "spec": {"cidrs": cidrs.iter().map(ToString::to_string).collect::<Vec<_>>()},
+        });
+        let what = format!("create servicecidr {name:?}");
+        let body = serde_json::to_vec(&body).map_err(|e| Error::Api {
+            what: what.clone(),
+            source: ApiError::Other(e.to_string()),
+        })?;
+        let req = self
+            .service_cidrs()
+            .create(&post_params(server_dry_run), body)
+            .map_err(|e| request_error(what.clone(), e))?;
+        let (w, _) = self.call::<WireServiceCidr>(req, what).await?;
+        into_model(w)
+    }
+
     /// ServiceCIDRs and IPAddresses (and Services when asked), fetched concurrently.
     pub async fn snapshot(&self, with_services: bool) -> Result<(Snapshot, [String; 2])> {
         let services = async {
@@ -675,6 +823,36 @@ pub fn into_model(w: WireServiceCidr) -> Result<ServiceCidr> {
         what: "read servicecidr".into(),
         source: ApiError::Decode(e.to_string()),
     })
+}
+
+/// A Service as the server holds it, and its facts.
+#[derive(Debug, Clone)]
+pub struct ServiceObject {
+    pub facts: ServiceFacts,
+    pub uid: String,
+    pub resource_version: String,
+    pub object: serde_json::Value,
+}
+
+impl ServiceObject {
+    fn new(object: serde_json::Value) -> Result<ServiceObject, InvalidObject> {
+        let facts = wire::service_facts(&object)?;
+        let meta = &object["metadata"];
+        let text = |k: &str| meta[k].as_str().unwrap_or_default().to_owned();
+        Ok(ServiceObject {
+            facts,
+            uid: text("uid"),
+            resource_version: text("resourceVersion"),
+            object,
+        })
+    }
+}
+
+fn post_params(dry_run: bool) -> PostParams {
+    PostParams {
+        dry_run,
+        field_manager: Some(FIELD_MANAGER.into()),
+    }
 }
 
 /// Our writes carry our name in managedFields, so `kubectl get -o yaml` shows who wrote them.

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use serde::Deserialize;
 
 use crate::model::{
-    ALLOCATOR_MANAGER, CONTROLLER_MANAGER, ConditionStatus, IpAllocation, ParentRef,
-    ReadyCondition, ServiceCidr, ServiceIps, parse_cidr, parse_ip_name,
+    ALLOCATOR_MANAGER, CONTROLLER_MANAGER, ConditionStatus, IpAllocation, NodeNets, ParentRef,
+    ReadyCondition, ServiceCidr, ServiceFacts, ServiceIps, ServiceType, parse_cidr, parse_ip_name,
 };
 
 pub const MANAGED_BY_LABEL: &str = "ipaddress.kubernetes.io/managed-by";
@@ -391,5 +391,170 @@ mod tests {
             let _ = serde_json::from_value::<WireService>(o).unwrap().into_model();
             let _ = serde_json::from_slice::<List<WireServiceCidr>>(&bytes);
         }
+    }
+}
+
+/// What `migrate` reads of a Service beyond its ClusterIPs. The object itself is kept whole as
+/// JSON, because a Service is recreated from it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServiceExtra {
+    #[serde(default)]
+    metadata: ExtraMeta,
+    #[serde(default)]
+    spec: ExtraSpec,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExtraMeta {
+    #[serde(default)]
+    owner_references: Vec<OwnerRef>,
+    #[serde(default)]
+    managed_fields: Vec<FieldsEntry>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct OwnerRef {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct FieldsEntry {
+    #[serde(rename = "fieldsV1")]
+    fields: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExtraSpec {
+    #[serde(rename = "type")]
+    type_: Option<String>,
+    #[serde(rename = "clusterIP")]
+    cluster_ip: Option<String>,
+    #[serde(default)]
+    ports: Vec<ExtraPort>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExtraPort {
+    node_port: Option<i32>,
+}
+
+/// The facts of a whole Service object.
+pub fn service_facts(object: &serde_json::Value) -> Result<ServiceFacts, InvalidObject> {
+    let ips: WireService =
+        serde_json::from_value(object.clone()).map_err(|e| bad_service(object, e))?;
+    let extra: ServiceExtra =
+        serde_json::from_value(object.clone()).map_err(|e| bad_service(object, e))?;
+    let ips = ips.into_model()?;
+    let service_type = match extra.spec.type_.as_deref() {
+        Some("NodePort") => ServiceType::NodePort,
+        Some("LoadBalancer") => ServiceType::LoadBalancer,
+        Some("ExternalName") => ServiceType::ExternalName,
+        _ => ServiceType::ClusterIP,
+    };
+    // The allocator's choice is written by the registry after field ownership is worked out, so
+    // only a manager that sent a ClusterIP owns the field.
+    let pinned = extra.metadata.managed_fields.iter().any(|m| {
+        m.fields
+            .as_ref()
+            .and_then(|f| f.get("f:spec"))
+            .is_some_and(|spec| {
+                spec.get("f:clusterIP").is_some() || spec.get("f:clusterIPs").is_some()
+            })
+    });
+    Ok(ServiceFacts {
+        namespace: ips.namespace,
+        name: ips.name,
+        service_type,
+        headless: extra.spec.cluster_ip.as_deref() == Some("None"),
+        cluster_ips: ips.cluster_ips,
+        pinned,
+        owners: extra
+            .metadata
+            .owner_references
+            .into_iter()
+            .map(|o| format!("{}/{}", o.kind, o.name))
+            .collect(),
+        node_ports: extra
+            .spec
+            .ports
+            .iter()
+            .filter_map(|p| p.node_port)
+            .collect(),
+        missing: false,
+    })
+}
+
+fn bad_service(object: &serde_json::Value, e: serde_json::Error) -> InvalidObject {
+    let meta = &object["metadata"];
+    InvalidObject {
+        kind: "service",
+        name: format!(
+            "{}/{}",
+            meta["namespace"].as_str().unwrap_or_default(),
+            meta["name"].as_str().unwrap_or_default()
+        ),
+        field: "spec",
+        reason: e.to_string(),
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireNode {
+    #[serde(default)]
+    pub metadata: Meta,
+    #[serde(default)]
+    pub spec: NodeSpec,
+    #[serde(default)]
+    pub status: NodeStatus,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSpec {
+    #[serde(rename = "podCIDRs", default)]
+    pub pod_cidrs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct NodeStatus {
+    #[serde(default)]
+    pub addresses: Vec<NodeAddress>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct NodeAddress {
+    #[serde(rename = "type", default)]
+    pub type_: String,
+    #[serde(default)]
+    pub address: String,
+}
+
+impl WireNode {
+    /// Addresses that do not parse are left out: they only feed warnings.
+    pub fn into_model(self) -> Result<NodeNets, InvalidObject> {
+        Ok(NodeNets {
+            name: self.metadata.name,
+            internal_ips: self
+                .status
+                .addresses
+                .iter()
+                .filter(|a| a.type_ == "InternalIP")
+                .filter_map(|a| a.address.parse().ok())
+                .collect(),
+            pod_cidrs: self
+                .spec
+                .pod_cidrs
+                .iter()
+                .filter_map(|c| c.parse::<ipnet::IpNet>().ok().map(|n| n.trunc()))
+                .collect(),
+        })
     }
 }

@@ -32,13 +32,29 @@ pub async fn run(
     env: &Environment,
     args: DeleteTask,
 ) -> Result<Exit> {
+    let results = retire(cluster, env, &args).await;
+    // A single range that could not be handled is an error, said in one line.
+    if let [only] = results.as_slice()
+        && only.outcome == Outcome::Failed
+    {
+        anyhow::bail!("{}", render::delete::message(only));
+    }
+    print(|out| render::delete::write(out, style, &results))?;
+    Ok(results
+        .iter()
+        .fold(Exit::Success, |e, r| e.worst(r.outcome.exit())))
+}
+
+/// Retires the named ranges as one set and returns each one's result (`migrate` retires the old
+/// ranges through this too).
+pub async fn retire(cluster: &Cluster, env: &Environment, args: &DeleteTask) -> Vec<DeleteResult> {
     let mut names = args.names.clone();
     names.sort();
     names.dedup();
     let started = Instant::now();
     let job = Job {
         cluster,
-        args: &args,
+        args,
         names: &names,
         started,
         progress: Progress::new(env.stderr_terminal && names.len() == 1),
@@ -54,17 +70,7 @@ pub async fn run(
         _ = tokio::signal::ctrl_c() => Some(Outcome::Interrupted),
     };
     job.progress.finish();
-    let results = job.results(ended);
-    // A single range that could not be handled is an error, said in one line.
-    if let [only] = results.as_slice()
-        && only.outcome == Outcome::Failed
-    {
-        anyhow::bail!("{}", render::delete::message(only));
-    }
-    print(|out| render::delete::write(out, style, &results))?;
-    Ok(results
-        .iter()
-        .fold(Exit::Success, |e, r| e.worst(r.outcome.exit())))
+    job.results(ended)
 }
 
 enum Release {

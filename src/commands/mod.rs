@@ -2,6 +2,7 @@
 
 pub mod delete;
 pub mod fleet;
+pub mod migrate;
 pub mod orphans;
 pub mod serve;
 pub mod status;
@@ -51,6 +52,7 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         Task::Orphans(t) => orphans::run(&cluster, &style, &reading, t).await,
         Task::Delete(t) => delete::run(&cluster, &style, &env, t).await,
         Task::Serve(t) => serve::run(&cluster, t).await,
+        Task::Migrate(t) => migrate::run(&cluster, &style, &env, t).await,
         Task::Completion(_) => unreachable!("handled before connecting"),
     }
 }

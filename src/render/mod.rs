@@ -4,6 +4,7 @@
 
 pub mod delete;
 pub mod fleet;
+pub mod migrate;
 pub mod orphans;
 pub mod progress;
 pub mod prometheus;

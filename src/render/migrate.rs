@@ -1,0 +1,593 @@
+//! The words of `migrate`: the runbook, the per-Service progress, the report and every refusal.
+
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::path::Path;
+
+use comfy_table::{Cell, Color};
+use serde::Serialize;
+
+use crate::audit::migrate::{Move, Plan, Refusal, SkipReason, Source, Warning};
+pub use crate::audit::migrate::{Moved, Outcome, Report};
+use crate::model::{DEFAULT_SERVICE_CIDR, ServiceType};
+use crate::render::{Style, sanitize, table, write_document};
+use crate::settings::DryRun;
+
+const PLAN_KIND: &str = "MigrationPlan";
+const REPORT_KIND: &str = "MigrationReport";
+
+fn ips(list: &[IpAddr]) -> String {
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn cidrs(list: &[ipnet::IpNet]) -> String {
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn sources(plan: &Plan) -> String {
+    plan.sources
+        .iter()
+        .map(|s| format!("{} ({})", s.name, cidrs(&s.cidrs)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn refusal(r: &Refusal) -> String {
+    match r {
+        Refusal::UnknownSource(n) => format!("servicecidr {n:?} not found"),
+        Refusal::TwoOfFamily(f) => format!(
+            "--to names two {f} CIDRs; a ServiceCIDR holds at most one per family (IPv4, IPv6)"
+        ),
+        Refusal::NameIsSource(n) => {
+            format!("the new range cannot be named {n:?}: that is an old range (pass --name)")
+        }
+        Refusal::NameTaken {
+            name,
+            cidrs: c,
+            terminating,
+        } => format!(
+            "servicecidr {name:?} exists already{} with {}: pass another --name, or --to {} to resume a migration into it",
+            if *terminating {
+                " and is being deleted"
+            } else {
+                ""
+            },
+            cidrs(c),
+            cidrs(c)
+        ),
+        Refusal::OverlapsSource {
+            cidr,
+            range,
+            range_cidr,
+        } => format!(
+            "{cidr} shares addresses with {range_cidr} of {range:?}, a range being emptied: choose a target outside the old ranges"
+        ),
+        Refusal::OverlapsLive {
+            cidr,
+            range,
+            range_cidr,
+        } => format!(
+            "{cidr} shares addresses with {range_cidr} of servicecidr {range:?}: choose another target, or pass --allow-overlap if that is meant"
+        ),
+        Refusal::NoTargetFamily {
+            family,
+            service,
+            ip,
+        } => format!(
+            "service {service} holds {family} ClusterIP {ip} in an old range, but --to has no {family} CIDR: add one"
+        ),
+        Refusal::TargetFull { cidr, needed, free } => format!(
+            "{cidr} has {free} free addresses, and {needed} Services must move into it: choose a larger range"
+        ),
+        Refusal::NothingToMove { sources: s } => format!(
+            "nothing to move: no Service has a ClusterIP in {}; to retire it, run: kubectl servicecidr delete {}",
+            s.join(", "),
+            s.join(" ")
+        ),
+        Refusal::NotInSource(k) => {
+            format!("--only {k}: no such Service holds a ClusterIP in the old ranges")
+        }
+    }
+}
+
+pub fn server_refused(plan: &Plan, message: &str) -> String {
+    format!(
+        "the API server refuses servicecidr {:?} ({}): {}",
+        plan.name,
+        cidrs(&plan.cidrs),
+        sanitize(message)
+    )
+}
+
+pub fn nodes_unread(error: &str) -> String {
+    format!(
+        "warning: cannot read Nodes, so their addresses are not checked against the new range: {}\n",
+        sanitize(error)
+    )
+}
+
+pub fn dry_run_note(mode: DryRun) -> String {
+    match mode {
+        DryRun::Server => "dry run (server): the API server accepted the new range and every Service delete; nothing was changed\n",
+        _ => "dry run: nothing was changed\n",
+    }
+    .into()
+}
+
+pub fn needs_yes() -> String {
+    "migrate run changes the cluster: stdin is not a terminal to ask on, so pass --yes (see the plan with migrate plan)".into()
+}
+
+pub fn not_confirmed() -> String {
+    "not confirmed: nothing was changed\n".into()
+}
+
+pub fn question(plan: &Plan) -> String {
+    format!(
+        "Recreate {} Services with new ClusterIPs and retire {}? [y/N] ",
+        plan.moves.len(),
+        plan.to_retire()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+pub fn created(plan: &Plan) -> String {
+    format!(
+        "created servicecidr {:?} ({})\n",
+        plan.name,
+        cidrs(&plan.cidrs)
+    )
+}
+
+pub fn progress(m: &Moved) -> String {
+    let key = sanitize(&format!("{}/{}", m.namespace, m.name));
+    match (&m.error, &m.restored) {
+        (None, _) => format!("moved {key}: {} -> {}\n", ips(&m.from), ips(&m.to)),
+        (Some(e), Some(r)) => format!(
+            "failed {key}: {}; the original is back with {}\n",
+            sanitize(e),
+            ips(r)
+        ),
+        (Some(e), None) => format!("failed {key}: {}\n", sanitize(e)),
+    }
+}
+
+pub fn changed(m: &Move, now: &[IpAddr]) -> String {
+    format!(
+        "service {} changed since the plan (ClusterIPs {} now, {} planned); not touched, run again to plan it anew",
+        m.key(),
+        ips(now),
+        ips(&m.from)
+    )
+}
+
+pub fn still_terminating(m: &Move, waited: std::time::Duration) -> String {
+    format!(
+        "service {} is still being deleted after {} (a finalizer holds it); run again once it is gone",
+        m.key(),
+        humantime::format_duration(waited)
+    )
+}
+
+pub fn range_not_served(plan: &Plan, ip: IpAddr) -> String {
+    format!(
+        "servicecidr {:?} exists, but the API server still refuses {ip} in it after 5s; run again to resume",
+        plan.name
+    )
+}
+
+pub fn vanished(m: &Move) -> String {
+    format!(
+        "service {} was deleted by someone else since the plan; not recreated",
+        m.key()
+    )
+}
+
+pub fn recreate_failed(m: &Move, error: &str) -> String {
+    format!(
+        "cannot recreate service {} with {}: {}",
+        m.key(),
+        ips(&m.to),
+        sanitize(error)
+    )
+}
+
+pub fn restore_failed(m: &Move, dir: &Path, error: &str) -> String {
+    format!(
+        "service {} is deleted and could not be created again ({}); create it from its backup: kubectl create -f {}",
+        m.key(),
+        sanitize(error),
+        dir.join("pending")
+            .join(&m.namespace)
+            .join(format!("{}.json", m.name))
+            .display()
+    )
+}
+
+fn skip_reason(r: SkipReason) -> &'static str {
+    match r {
+        SkipReason::Headless => "headless: no ClusterIP",
+        SkipReason::ExternalName => "ExternalName: no ClusterIP",
+        SkipReason::KubernetesService => {
+            "the apiserver owns its ClusterIP: moves with its flags (manual step)"
+        }
+        SkipReason::NotSelected => "not named by --only",
+    }
+}
+
+fn warning(w: &Warning) -> String {
+    match w {
+        Warning::NodeAddress { cidr, node, ip } => {
+            format!("node {node:?} has InternalIP {ip} inside {cidr}")
+        }
+        Warning::PodCidr {
+            cidr,
+            node,
+            pod_cidr,
+        } => format!("node {node:?} has pod range {pod_cidr}, which overlaps {cidr}"),
+        Warning::Overlap {
+            cidr,
+            range,
+            range_cidr,
+        } => format!(
+            "{cidr} shares addresses with {range_cidr} of servicecidr {range:?} (--allow-overlap)"
+        ),
+    }
+}
+
+/// The notes of one move, in the order an operator should read them.
+fn notes(m: &Move) -> Vec<String> {
+    let mut n = Vec::new();
+    if m.missing {
+        n.push("deleted by an interrupted run: recreated from its backup".into());
+    }
+    if m.pinned {
+        n.push(format!(
+            "pinned by its creator: update whatever names {} (kubelet --cluster-dns for DNS)",
+            ips(&m.from)
+        ));
+    }
+    if !m.offset_kept {
+        n.push("host offset not kept (taken or outside the new range)".into());
+    }
+    if !m.owners.is_empty() {
+        n.push(format!(
+            "owned by {}: the owner may recreate or change it",
+            m.owners.join(", ")
+        ));
+    }
+    if !m.node_ports.is_empty() {
+        n.push(format!(
+            "nodePorts kept: {}",
+            m.node_ports
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+    }
+    if m.service_type == ServiceType::LoadBalancer {
+        n.push("LoadBalancer: its load balancer is recreated too".into());
+    }
+    n
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MoveDoc<'a> {
+    #[serde(flatten)]
+    m: &'a Move,
+    notes: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PlanDoc<'a> {
+    name: &'a str,
+    cidrs: &'a [ipnet::IpNet],
+    range_exists: bool,
+    sources: &'a [Source],
+    moves: Vec<MoveDoc<'a>>,
+    skipped: Vec<SkipDoc<'a>>,
+    warnings: Vec<String>,
+    manual_steps: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SkipDoc<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    reason: SkipReason,
+    message: &'static str,
+}
+
+fn plan_doc(plan: &Plan) -> PlanDoc<'_> {
+    PlanDoc {
+        name: &plan.name,
+        cidrs: &plan.cidrs,
+        range_exists: plan.range_exists,
+        sources: &plan.sources,
+        moves: plan
+            .moves
+            .iter()
+            .map(|m| MoveDoc { m, notes: notes(m) })
+            .collect(),
+        skipped: plan
+            .skipped
+            .iter()
+            .map(|s| SkipDoc {
+                namespace: &s.namespace,
+                name: &s.name,
+                reason: s.reason,
+                message: skip_reason(s.reason),
+            })
+            .collect(),
+        warnings: plan.warnings.iter().map(warning).collect(),
+        manual_steps: manual_steps(plan),
+    }
+}
+
+/// The default range comes from kube-apiserver's flags; only the operator can move it.
+fn manual_steps(plan: &Plan) -> Vec<String> {
+    if !plan.moves_default() {
+        return Vec::new();
+    }
+    vec![
+        format!(
+            "On every kube-apiserver set --service-cluster-ip-range={} (and kube-controller-manager's --service-cluster-ip-range if set), then restart them one by one; until step 3 they log \"the provided network does not match the current range\"",
+            cidrs(&plan.cidrs)
+        ),
+        "kubectl delete service kubernetes -n default (an apiserver recreates it at the first IP of the new flag range at once)".into(),
+        format!(
+            "kubectl servicecidr delete {DEFAULT_SERVICE_CIDR} --wait (it is released once no IP is left in it; an apiserver then recreates it from the new flags)"
+        ),
+    ]
+}
+
+pub fn write_plan(out: &mut impl Write, style: &Style, plan: &Plan) -> io::Result<()> {
+    if !style.output.is_table() {
+        return write_document(out, style.output, PLAN_KIND, &plan_doc(plan));
+    }
+    let step = |n: &mut usize| {
+        *n += 1;
+        *n
+    };
+    let mut n = 0;
+    writeln!(
+        out,
+        "Plan: move {} Services from {} to servicecidr {:?} ({})",
+        plan.moves.len(),
+        sanitize(&sources(plan)),
+        plan.name,
+        cidrs(&plan.cidrs)
+    )?;
+    writeln!(
+        out,
+        "A new ClusterIP breaks clients that use the old IP directly; DNS names follow after their TTL.\n"
+    )?;
+    writeln!(
+        out,
+        "{}. Create servicecidr {:?} with {}{}",
+        step(&mut n),
+        plan.name,
+        cidrs(&plan.cidrs),
+        if plan.range_exists {
+            " (exists already)"
+        } else {
+            " (the API server accepts it: dry-run create)"
+        }
+    )?;
+    writeln!(
+        out,
+        "{}. Recreate each Service with its new ClusterIPs, the rest of it unchanged (the original is saved first):",
+        step(&mut n)
+    )?;
+    let mut t = table::new(style, &["SERVICE", "FROM", "TO", "NOTES"]);
+    for m in &plan.moves {
+        t.add_row(vec![
+            Cell::new(sanitize(&m.key())),
+            Cell::new(ips(&m.from)),
+            table::colored(style, ips(&m.to), Color::Green),
+            Cell::new(sanitize(&notes(m).join("; "))),
+        ]);
+    }
+    table::finish(&mut t, &[]);
+    let mut body = Vec::new();
+    table::write(&mut body, &t)?;
+    for line in String::from_utf8_lossy(&body).lines() {
+        writeln!(out, "   {line}")?;
+    }
+    let retire = plan.to_retire();
+    if !retire.is_empty() {
+        writeln!(
+            out,
+            "{}. Retire {} with kubectl servicecidr delete --wait: released once no IP is left in it",
+            step(&mut n),
+            retire
+                .iter()
+                .map(|s| format!("servicecidr {:?}", s.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+    }
+    let manual = manual_steps(plan);
+    if !manual.is_empty() {
+        writeln!(
+            out,
+            "{}. By hand, last (the default range follows the apiserver's flags; migrate run never does these):",
+            step(&mut n)
+        )?;
+        for (i, m) in manual.iter().enumerate() {
+            writeln!(out, "   {}) {m}", i + 1)?;
+        }
+    }
+    writeln!(
+        out,
+        "{}. Verify: kubectl servicecidr status; kubectl servicecidr orphans (exit 0 when clean)",
+        step(&mut n)
+    )?;
+    if !plan.skipped.is_empty() {
+        writeln!(out, "\nSkipped:")?;
+        for s in &plan.skipped {
+            writeln!(
+                out,
+                "   {}/{}: {}",
+                sanitize(&s.namespace),
+                sanitize(&s.name),
+                skip_reason(s.reason)
+            )?;
+        }
+    }
+    if !plan.warnings.is_empty() {
+        writeln!(out, "\nWarnings:")?;
+        for w in &plan.warnings {
+            writeln!(out, "   {}", sanitize(&warning(w)))?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MovedDoc<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    from: &'a [IpAddr],
+    to: &'a [IpAddr],
+    backup: Option<String>,
+    restored: Option<&'a [IpAddr]>,
+    error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RetiredDoc<'a> {
+    name: &'a str,
+    outcome: crate::audit::retire::Outcome,
+    message: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportDoc<'a> {
+    outcome: Outcome,
+    backup_dir: String,
+    plan: PlanDoc<'a>,
+    moved: Vec<MovedDoc<'a>>,
+    retired: Vec<RetiredDoc<'a>>,
+    findings: Vec<String>,
+    left_in_old_ranges: &'a [String],
+}
+
+fn finding(f: &crate::audit::findings::Finding) -> String {
+    format!(
+        "{}: {}{}",
+        f.kind.name(),
+        f.ip,
+        f.service
+            .as_deref()
+            .map(|s| format!(" (service {s})"))
+            .unwrap_or_default()
+    )
+}
+
+/// The closing line: what the run left, and what to do next.
+fn summary(r: &Report) -> String {
+    let moved = r.moved.iter().filter(|m| m.error.is_none()).count();
+    let dir = r.backup_dir.display();
+    match r.outcome {
+        Outcome::Interrupted => format!(
+            "interrupted: {moved} of {} Services moved, none left deleted; run the same command again to resume (backups in {dir})",
+            r.plan.moves.len()
+        ),
+        Outcome::Failed => format!(
+            "stopped: {moved} Services moved before the failure above; fix it and run the same command again (backups in {dir})"
+        ),
+        Outcome::Done if !r.left.is_empty() => format!(
+            "{moved} Services moved; {} still in the old ranges: {}",
+            r.left.len(),
+            r.left.join(", ")
+        ),
+        Outcome::Done if !r.findings.is_empty() => format!(
+            "{moved} Services moved; kubectl servicecidr orphans finds {} inconsistencies",
+            r.findings.len()
+        ),
+        Outcome::Done => {
+            format!("done: {moved} Services moved, orphans finds nothing (backups in {dir})")
+        }
+    }
+}
+
+pub fn write_report(out: &mut impl Write, style: &Style, r: &Report) -> io::Result<()> {
+    if !style.output.is_table() {
+        let doc = ReportDoc {
+            outcome: r.outcome,
+            backup_dir: r.backup_dir.display().to_string(),
+            plan: plan_doc(&r.plan),
+            moved: r
+                .moved
+                .iter()
+                .map(|m| MovedDoc {
+                    namespace: &m.namespace,
+                    name: &m.name,
+                    from: &m.from,
+                    to: &m.to,
+                    backup: m.backup.as_ref().map(|p| p.display().to_string()),
+                    restored: m.restored.as_deref(),
+                    error: m.error.as_deref(),
+                })
+                .collect(),
+            retired: r
+                .retired
+                .iter()
+                .map(|d| RetiredDoc {
+                    name: &d.name,
+                    outcome: d.outcome,
+                    message: crate::render::delete::message(d),
+                })
+                .collect(),
+            findings: r.findings.iter().map(finding).collect(),
+            left_in_old_ranges: &r.left,
+        };
+        return write_document(out, style.output, REPORT_KIND, &doc);
+    }
+    let mut t = table::new(style, &["SERVICE", "FROM", "TO", "RESULT"]);
+    for m in &r.moved {
+        let (text, color) = match (&m.error, &m.restored) {
+            (None, _) => ("moved".to_owned(), Color::Green),
+            (Some(_), Some(back)) => (
+                format!("failed, original back with {}", ips(back)),
+                Color::Red,
+            ),
+            (Some(_), None) => ("failed".to_owned(), Color::Red),
+        };
+        t.add_row(vec![
+            Cell::new(sanitize(&format!("{}/{}", m.namespace, m.name))),
+            Cell::new(ips(&m.from)),
+            Cell::new(ips(&m.to)),
+            table::colored(style, text, color),
+        ]);
+    }
+    table::finish(&mut t, &[]);
+    if !r.moved.is_empty() {
+        table::write(out, &t)?;
+    }
+    if !r.retired.is_empty() {
+        writeln!(out)?;
+        crate::render::delete::write(out, style, &r.retired)?;
+    }
+    for f in &r.findings {
+        writeln!(out, "finding: {}", sanitize(&finding(f)))?;
+    }
+    writeln!(out, "\n{}", sanitize(&summary(r)))
+}

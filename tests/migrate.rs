@@ -1,0 +1,579 @@
+//! `migrate` against the real control plane: about thirty Services of every kind moved, a run
+//! killed between a delete and its create then resumed, a recreate that fails and is rolled back,
+//! and the refusals.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::faults::{Action, FaultProxy};
+use support::{ControlPlane, code, ip_in, json_of, stderr_of, stdout_of, unique_name};
+
+/// Creates a Service from `spec` in `ns`. `pinned: false` then clears its managedFields, which
+/// leaves it exactly as a Service whose ClusterIP the allocator chose: nobody owns the field
+/// (probed: an allocated IP is never in any manager's fieldsV1). An explicit IP is the only way
+/// to put a Service in a given range while other ranges are usable, since the allocator picks
+/// among all of them at random.
+fn service(cp: &ControlPlane, ns: &str, name: &str, spec: Value, pinned: bool) -> Value {
+    let created = cp.create(&json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}, "annotations": {"team": "blue"}},
+        "spec": spec,
+    }));
+    if !pinned
+        && created["spec"]["clusterIP"]
+            .as_str()
+            .is_some_and(|ip| ip != "None")
+    {
+        cp.kubectl_ok(&[
+            "patch",
+            "service",
+            name,
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"managedFields":[{}]}}"#,
+        ]);
+    }
+    cp.get_in(Some(ns), &format!("service/{name}")).unwrap()
+}
+
+fn ports(port: i64, node_port: Option<i64>) -> Value {
+    match node_port {
+        Some(n) => json!([{"port": port, "protocol": "TCP", "nodePort": n}]),
+        None => json!([{"port": port, "protocol": "TCP"}]),
+    }
+}
+
+fn services_in(cp: &ControlPlane, ns: &str) -> BTreeMap<String, Value> {
+    let list: Value =
+        serde_json::from_str(&cp.kubectl_ok(&["get", "services", "-n", ns, "-o", "json"])).unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["metadata"]["name"].as_str().unwrap().to_owned(),
+                s.clone(),
+            )
+        })
+        .collect()
+}
+
+fn ips_of(svc: &Value) -> Vec<IpAddr> {
+    svc["spec"]["clusterIPs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// The spec without the fields a move changes.
+fn kept(svc: &Value) -> Value {
+    let mut spec = svc["spec"].clone();
+    let o = spec.as_object_mut().unwrap();
+    o.remove("clusterIP");
+    o.remove("clusterIPs");
+    json!({
+        "spec": spec,
+        "labels": svc["metadata"]["labels"],
+        "annotations": svc["metadata"]["annotations"],
+        "ownerReferences": svc["metadata"]["ownerReferences"],
+    })
+}
+
+fn offset(ip: IpAddr, net: &ipnet::IpNet) -> u128 {
+    let bits = |ip: IpAddr| match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    };
+    bits(ip) - bits(net.network())
+}
+
+#[test]
+fn thirty_services_of_every_kind_move_and_keep_everything_but_their_ip() {
+    let cp = ControlPlane::start_dedicated(true);
+    let (old4, old6) = (cp.next_v4_block(), cp.next_v6_block());
+    let (new4, new6) = (cp.next_v4_block(), cp.next_v6_block());
+    cp.create_ready_service_cidr("old", &[&old4, &old6]);
+    let ns = "shop";
+    cp.ensure_namespace(ns);
+    let owner = cp.create(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner", "namespace": ns}}));
+
+    let ip = |block: &str, host: u128| ip_in(block, host);
+    let mut n = 10;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    for i in 0..13 {
+        let h = next();
+        service(
+            &cp,
+            ns,
+            &format!("dyn-{i}"),
+            json!({"clusterIP": ip(&old4, h), "ports": ports(80, None), "selector": {"app": "x"}}),
+            false,
+        );
+    }
+    service(
+        &cp,
+        ns,
+        "dns",
+        json!({"clusterIP": ip(&old4, 10), "ports": ports(53, None)}),
+        true,
+    );
+    for i in 0..2 {
+        let h = next();
+        service(
+            &cp,
+            ns,
+            &format!("pinned-{i}"),
+            json!({"clusterIP": ip(&old4, h), "ports": ports(80, None), "sessionAffinity": "ClientIP"}),
+            true,
+        );
+    }
+    for i in 0..3 {
+        let h = next();
+        service(
+            &cp,
+            ns,
+            &format!("dual-{i}"),
+            json!({
+            "ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"],
+            "clusterIP": ip(&old4, h), "clusterIPs": [ip(&old4, h), ip(&old6, h)], "ports": ports(80, None)}),
+            i == 0,
+        );
+    }
+    // IPv4 in the old range, IPv6 in the default range: only the IPv4 one moves.
+    for i in 0..2 {
+        let h = next();
+        service(
+            &cp,
+            ns,
+            &format!("mixed-{i}"),
+            json!({
+            "ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"],
+            "clusterIP": ip(&old4, h), "clusterIPs": [ip(&old4, h), ip("fd00:10:96::/112", 4000 + h)], "ports": ports(80, None)}),
+            false,
+        );
+    }
+    for i in 0..3 {
+        let h = next();
+        service(
+            &cp,
+            ns,
+            &format!("nodeport-{i}"),
+            json!({"type": "NodePort", "clusterIP": ip(&old4, h), "ports": ports(80, Some(31000 + i))}),
+            false,
+        );
+    }
+    let h = next();
+    service(
+        &cp,
+        ns,
+        "lb",
+        json!({"type": "LoadBalancer", "clusterIP": ip(&old4, h), "ports": ports(443, Some(31100))}),
+        false,
+    );
+    let h = next();
+    let mut owned = json!({"clusterIP": ip(&old4, h), "ports": ports(80, None)});
+    owned["selector"] = json!({"app": "owned"});
+    service(&cp, ns, "owned", owned, false);
+    cp.kubectl_ok(&["patch", "service", "owned", "-n", ns, "--type=merge", "-p",
+        &json!({"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}]}}).to_string()]);
+    for i in 0..2 {
+        service(
+            &cp,
+            ns,
+            &format!("headless-{i}"),
+            json!({"clusterIP": "None", "ports": ports(80, None)}),
+            true,
+        );
+        service(
+            &cp,
+            ns,
+            &format!("external-{i}"),
+            json!({"type": "ExternalName", "externalName": "example.com"}),
+            true,
+        );
+    }
+    let before = services_in(&cp, ns);
+    assert_eq!(before.len(), 30);
+
+    let target = format!("{new4},{new6}");
+    let plan = cp.plugin(&[
+        "migrate", "plan", "--from", "old", "--to", &target, "--name", "new", "-o", "json",
+    ]);
+    assert_eq!(code(&plan), 0, "{}", stderr_of(&plan));
+    let plan = json_of(&plan);
+    let moves = plan["moves"].as_array().unwrap();
+    assert_eq!(moves.len(), 26, "{plan:#}");
+    let pinned: Vec<&str> = moves
+        .iter()
+        .filter(|m| m["pinned"] == true)
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(pinned, ["dns", "dual-0", "pinned-0", "pinned-1"]);
+    let skipped: Vec<(&str, &str)> = plan["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            ("external-0", "ExternalName"),
+            ("external-1", "ExternalName"),
+            ("headless-0", "Headless"),
+            ("headless-1", "Headless")
+        ]
+    );
+    // plan changed nothing.
+    assert_eq!(services_in(&cp, ns), before);
+    assert!(cp.get("servicecidr/new").is_none());
+
+    let backups = cp.dir.join("migrate-backups");
+    let run = cp.plugin(&[
+        "migrate",
+        "run",
+        "--from",
+        "old",
+        "--to",
+        &target,
+        "--name",
+        "new",
+        "--yes",
+        "--backup-dir",
+        backups.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    let report = json_of(&run);
+    assert_eq!(code(&run), 0, "{report:#}\n{}", stderr_of(&run));
+    assert_eq!(report["outcome"], "Done");
+    assert_eq!(report["moved"].as_array().unwrap().len(), 26);
+
+    // Every end-state check reads the cluster.
+    let (o4, o6, n4, n6): (ipnet::IpNet, ipnet::IpNet, ipnet::IpNet, ipnet::IpNet) = (
+        old4.parse().unwrap(),
+        old6.parse().unwrap(),
+        new4.parse().unwrap(),
+        new6.parse().unwrap(),
+    );
+    let after = services_in(&cp, ns);
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    for (name, svc) in &after {
+        let old = &before[name];
+        assert_eq!(kept(svc), kept(old), "{name} changed beyond its ClusterIPs");
+        let (was, now) = (ips_of(old), ips_of(svc));
+        assert_eq!(was.len(), now.len(), "{name}");
+        for (a, b) in was.iter().zip(&now) {
+            assert!(!o4.contains(b) && !o6.contains(b), "{name} still has {b}");
+            if o4.contains(a) {
+                assert!(n4.contains(b), "{name}: {a} -> {b}");
+            } else if o6.contains(a) {
+                assert!(n6.contains(b), "{name}: {a} -> {b}");
+            } else {
+                assert_eq!(a, b, "{name}: an IP outside the old range changed");
+            }
+        }
+        if ["dns", "pinned-0", "pinned-1", "dual-0"].contains(&name.as_str()) {
+            assert_eq!(
+                offset(now[0], &n4),
+                offset(was[0], &o4),
+                "{name} lost its host offset"
+            );
+        }
+    }
+    assert_eq!(ips_of(&after["dns"])[0].to_string(), ip(&new4, 10));
+    assert!(
+        cp.get("servicecidr/old").is_none(),
+        "the old range is still there"
+    );
+    let orphans = cp.plugin(&["orphans"]);
+    assert_eq!(code(&orphans), 0, "{}", stdout_of(&orphans));
+    cp.stop();
+}
+
+/// A range of its own with `count` allocator-chosen-looking Services in it.
+fn range_with_services(cp: &ControlPlane, count: u128) -> (String, String, String) {
+    let (old, ns) = (unique_name("old"), unique_name("ns"));
+    let block = cp.next_v4_block();
+    cp.create_ready_service_cidr(&old, &[&block]);
+    cp.ensure_namespace(&ns);
+    for h in 1..=count {
+        service(
+            cp,
+            &ns,
+            &format!("s{h}"),
+            json!({"clusterIP": ip_in(&block, h), "ports": ports(80, None)}),
+            false,
+        );
+    }
+    (old, ns, block)
+}
+
+#[test]
+fn a_run_killed_between_a_delete_and_its_create_is_finished_by_a_rerun() {
+    let cp = ControlPlane::shared();
+    let (old, ns, _) = range_with_services(cp, 5);
+    let (target, name) = (cp.next_v4_block(), unique_name("new"));
+    let backups = cp.dir.join(unique_name("backups"));
+    let args = [
+        "migrate",
+        "run",
+        "--from",
+        &old,
+        "--to",
+        &target,
+        "--name",
+        &name,
+        "--yes",
+        "--backup-dir",
+        backups.to_str().unwrap(),
+        "-o",
+        "json",
+    ];
+    let proxy = FaultProxy::start(cp, &unique_name("migrate-kill"));
+    // The first create of a Service in the namespace never gets an answer: the Service it
+    // replaces is deleted by then.
+    let creates = format!("/api/v1/namespaces/{ns}/services");
+    proxy.set_rule(move |s| {
+        if s.method == "POST" && s.path.starts_with(&creates) && !s.path.contains("dryRun") {
+            Action::Hang
+        } else {
+            Action::Forward
+        }
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-servicecidr"))
+        .arg("--kubeconfig")
+        .arg(&proxy.kubeconfig)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !proxy
+        .seen()
+        .iter()
+        .any(|s| s.method == "POST" && s.path.contains(&format!("/namespaces/{ns}/services")))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the plugin never recreated a Service"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = services_in(cp, &ns);
+    assert_eq!(
+        left.len(),
+        4,
+        "the kill did not land between a delete and its create"
+    );
+    assert_eq!(
+        std::fs::read_dir(backups.join("pending").join(&ns))
+            .unwrap()
+            .count(),
+        1
+    );
+
+    let rerun = cp.plugin(&args);
+    let report = json_of(&rerun);
+    assert_eq!(
+        report["outcome"],
+        "Done",
+        "{report:#}\n{}",
+        stderr_of(&rerun)
+    );
+    let moved = report["moved"].as_array().unwrap();
+    assert_eq!(moved.len(), 5);
+    let net: ipnet::IpNet = target.parse().unwrap();
+    let after = services_in(cp, &ns);
+    assert_eq!(after.len(), 5, "a Service is missing after the rerun");
+    for svc in after.values() {
+        assert!(net.contains(&ips_of(svc)[0]), "{svc}");
+    }
+    assert_eq!(
+        std::fs::read_dir(backups.join("pending").join(&ns))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert!(cp.get(&format!("servicecidr/{old}")).is_none());
+}
+
+#[test]
+fn a_recreate_that_fails_puts_the_original_back_and_names_it() {
+    let cp = ControlPlane::shared();
+    let (old, ns, block) = range_with_services(cp, 3);
+    let (target, name) = (cp.next_v4_block(), unique_name("new"));
+    let proxy = FaultProxy::start(cp, &unique_name("migrate-squat"));
+    // Right before s2 is deleted, someone takes the IP planned for it.
+    let (bin, kubeconfig) = (cp.bin.join("kubectl"), cp.kubeconfig.clone());
+    let (squat_ns, squat_ip, delete) = (
+        ns.clone(),
+        ip_in(&target, 2),
+        format!("/api/v1/namespaces/{ns}/services/s2"),
+    );
+    proxy.set_rule(move |s| {
+        if s.method == "DELETE" && s.path.starts_with(&delete) && !s.path.contains("dryRun") {
+            let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "squatter", "namespace": squat_ns},
+                "spec": {"clusterIP": squat_ip, "ports": [{"port": 80}]}});
+            let mut c = Command::new(&bin).arg("--kubeconfig").arg(&kubeconfig).args(["create", "-f", "-"])
+                .stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).spawn().unwrap();
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(svc.to_string().as_bytes()).unwrap();
+            assert!(c.wait().unwrap().success());
+        }
+        Action::Forward
+    });
+    let out = cp.plugin_via(
+        &proxy.kubeconfig,
+        &[
+            "migrate",
+            "run",
+            "--from",
+            &old,
+            "--to",
+            &target,
+            "--name",
+            &name,
+            "--yes",
+            "--backup-dir",
+            cp.dir.join(unique_name("b")).to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code(&out), 1, "{}", stderr_of(&out));
+    // A run that fails still prints its report.
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "Failed");
+    let failed = &report["moved"][1];
+    assert_eq!(failed["name"], "s2");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("service {ns}/s2"))
+            && error.contains("provided IP is already allocated"),
+        "{error}"
+    );
+    // The original is back with its own IP; nothing after it was touched; the old range stays.
+    let after = services_in(cp, &ns);
+    assert_eq!(ips_of(&after["s2"])[0].to_string(), ip_in(&block, 2));
+    assert_eq!(ips_of(&after["s3"])[0].to_string(), ip_in(&block, 3));
+    assert!(cp.get(&format!("servicecidr/{old}")).is_some());
+    assert!(
+        stderr_of(&out).contains(&format!("failed {ns}/s2")),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn refusals_are_one_line_and_change_nothing() {
+    let cp = ControlPlane::shared();
+    let (old, ns, block) = range_with_services(cp, 1);
+    let empty = unique_name("empty");
+    cp.create_ready_service_cidr(&empty, &[&cp.next_v4_block()]);
+    let before = services_in(cp, &ns);
+    let target = cp.next_v4_block();
+    let cases: Vec<(Vec<&str>, i32, String)> = vec![
+        (
+            vec!["--from", &old, "--to", "10.200.0.1/16"],
+            2,
+            "has host bits set".into(),
+        ),
+        (
+            vec!["--from", &old, "--to", "banana"],
+            2,
+            "is not a CIDR".into(),
+        ),
+        (
+            vec!["--from", &old, "--to", "10.201.0.0/16,10.202.0.0/16"],
+            3,
+            "two IPv4 CIDRs".into(),
+        ),
+        (
+            vec!["--from", &old, "--to", &block],
+            3,
+            "a range being emptied".into(),
+        ),
+        (
+            vec!["--from", &old, "--to", "10.96.0.0/24"],
+            3,
+            "--allow-overlap".into(),
+        ),
+        (
+            vec!["--from", &empty, "--to", &target],
+            3,
+            "nothing to move".into(),
+        ),
+        (
+            vec!["--from", "no-such-range", "--to", &target],
+            3,
+            "servicecidr \"no-such-range\" not found".into(),
+        ),
+        (
+            vec!["--from", &old, "--to", &target, "--only", "a/b/c"],
+            2,
+            "DNS labels".into(),
+        ),
+    ];
+    for (args, want, text) in cases {
+        for step in ["plan", "run"] {
+            let mut all = vec!["migrate", step, "--yes"];
+            if step == "plan" {
+                all.pop();
+            }
+            all.extend(&args);
+            let out = cp.plugin(&all);
+            let err = stderr_of(&out);
+            assert_eq!(code(&out), want, "{all:?}: {err}");
+            // One line (clap adds its "For more information" tip to usage errors).
+            let first = err.lines().next().unwrap_or_default();
+            assert!(first.starts_with("error: ") && first.contains(&text), "{all:?}: {err}");
+            assert!(err.lines().skip(1).all(|l| l.is_empty() || l.starts_with("For more information")), "{all:?}: {err}");
+        }
+    }
+    // Without --yes and without a terminal, run refuses before anything.
+    let out = cp.plugin(&["migrate", "run", "--from", &old, "--to", &target]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr_of(&out).contains("pass --yes"),
+        "{}",
+        stderr_of(&out)
+    );
+    // --dry-run, both kinds, changes nothing.
+    for mode in ["--dry-run", "--dry-run=server"] {
+        let out = cp.plugin(&[
+            "migrate", "run", "--from", &old, "--to", &target, mode, "-o", "json",
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr_of(&out));
+        assert_eq!(json_of(&out)["moves"].as_array().unwrap().len(), 1);
+    }
+    assert_eq!(services_in(cp, &ns), before);
+    assert!(
+        cp.get(&format!("servicecidr/{old}"))
+            .is_some_and(|r| r["metadata"]["deletionTimestamp"].is_null())
+    );
+    assert!(
+        cp.get(&format!(
+            "servicecidr/range-{}",
+            target.replace(['.', '/'], "-")
+        ))
+        .is_none()
+    );
+}
