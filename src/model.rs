@@ -163,9 +163,9 @@ pub struct ServiceFacts {
     /// `clusterIP: None`.
     pub headless: bool,
     pub cluster_ips: Vec<IpAddr>,
-    /// Its creator set the ClusterIP (a managedFields entry owns `spec.clusterIP` or
+    /// The manager that set the ClusterIP (its managedFields entry owns `spec.clusterIP` or
     /// `spec.clusterIPs`), as for kube-dns; the allocator's choices are owned by nobody.
-    pub pinned: bool,
+    pub pinned_by: Option<String>,
     /// `ownerReferences` as `Kind/name`.
     pub owners: Vec<String>,
     pub node_ports: Vec<i32>,
@@ -174,6 +174,10 @@ pub struct ServiceFacts {
 }
 
 impl ServiceFacts {
+    pub fn pinned(&self) -> bool {
+        self.pinned_by.is_some()
+    }
+
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }

@@ -296,6 +296,51 @@ fn thirty_services_of_every_kind_move_and_keep_everything_but_their_ip() {
         }
     }
     assert_eq!(ips_of(&after["dns"])[0].to_string(), ip(&new4, 10));
+    // A pinned Service stays pinned by its creator's name; one the allocator had placed is
+    // owned by the plugin alone, so a later migration still tells them apart.
+    let owner_of_ip = |svc: &str| -> Vec<String> {
+        let full = cp.kubectl_ok(&[
+            "get",
+            "service",
+            svc,
+            "-n",
+            ns,
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ]);
+        let v: Value = serde_json::from_str(&full).unwrap();
+        v["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["fieldsV1"]["f:spec"].get("f:clusterIP").is_some())
+            .map(|m| m["manager"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(owner_of_ip("dns"), ["kubectl-create"]);
+    assert_eq!(owner_of_ip("dyn-0"), ["kubectl-servicecidr"]);
+    let again = cp.plugin(&[
+        "migrate",
+        "plan",
+        "--from",
+        "new",
+        "--to",
+        &cp.next_v4_block(),
+        "--to",
+        &cp.next_v6_block(),
+        "-o",
+        "json",
+    ]);
+    let again = json_of(&again);
+    let pinned_again: Vec<&str> = again["moves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["pinned"] == true)
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(pinned_again, pinned);
     assert!(
         cp.get("servicecidr/old").is_none(),
         "the old range is still there"
@@ -544,8 +589,16 @@ fn refusals_are_one_line_and_change_nothing() {
             assert_eq!(code(&out), want, "{all:?}: {err}");
             // One line (clap adds its "For more information" tip to usage errors).
             let first = err.lines().next().unwrap_or_default();
-            assert!(first.starts_with("error: ") && first.contains(&text), "{all:?}: {err}");
-            assert!(err.lines().skip(1).all(|l| l.is_empty() || l.starts_with("For more information")), "{all:?}: {err}");
+            assert!(
+                first.starts_with("error: ") && first.contains(&text),
+                "{all:?}: {err}"
+            );
+            assert!(
+                err.lines()
+                    .skip(1)
+                    .all(|l| l.is_empty() || l.starts_with("For more information")),
+                "{all:?}: {err}"
+            );
         }
     }
     // Without --yes and without a terminal, run refuses before anything.
@@ -576,4 +629,204 @@ fn refusals_are_one_line_and_change_nothing() {
         ))
         .is_none()
     );
+}
+
+/// A run through a proxy that holds back every Service create in `ns` by `delay`.
+fn slowed(cp: &ControlPlane, ns: &str, delay: Duration) -> FaultProxy {
+    let proxy = FaultProxy::start(cp, &unique_name("migrate-slow"));
+    let creates = format!("/api/v1/namespaces/{ns}/services");
+    proxy.set_rule(move |s| {
+        if s.method == "POST" && s.path.starts_with(&creates) {
+            Action::Delay(delay)
+        } else {
+            Action::Forward
+        }
+    });
+    proxy
+}
+
+#[test]
+fn ctrl_c_finishes_the_service_in_hand_and_a_rerun_finishes_the_rest() {
+    let cp = ControlPlane::shared();
+    let (old, ns, _) = range_with_services(cp, 6);
+    let (target, name) = (cp.next_v4_block(), unique_name("new"));
+    let backups = cp.dir.join(unique_name("backups"));
+    let args = [
+        "migrate",
+        "run",
+        "--from",
+        &old,
+        "--to",
+        &target,
+        "--name",
+        &name,
+        "--yes",
+        "--backup-dir",
+        backups.to_str().unwrap(),
+        "-o",
+        "json",
+    ];
+    let proxy = slowed(cp, &ns, Duration::from_millis(400));
+    let child = Command::new(env!("CARGO_BIN_EXE_kubectl-servicecidr"))
+        .arg("--kubeconfig")
+        .arg(&proxy.kubeconfig)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // SIGINT while the second Service's create is held back: it is deleted by then.
+    let second = format!("/api/v1/namespaces/{ns}/services");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method == "POST" && s.path.starts_with(&second))
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the plugin never reached the second Service"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", stderr_of(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "Interrupted");
+    assert_eq!(
+        report["moved"].as_array().unwrap().len(),
+        2,
+        "the Service in hand was not finished"
+    );
+    assert!(
+        stderr_of(&out).contains("moved") && stderr_of(&out).lines().count() >= 2,
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(
+        services_in(cp, &ns).len(),
+        6,
+        "a Service is missing after Ctrl-C"
+    );
+    let rerun = cp.plugin(&args);
+    let report = json_of(&rerun);
+    assert_eq!(report["outcome"], "Done", "{report:#}");
+    assert_eq!(report["moved"].as_array().unwrap().len(), 4);
+    let net: ipnet::IpNet = target.parse().unwrap();
+    assert!(
+        services_in(cp, &ns)
+            .values()
+            .all(|s| net.contains(&ips_of(s)[0]))
+    );
+}
+
+#[test]
+fn two_runs_at_once_never_lose_a_service() {
+    let cp = ControlPlane::shared();
+    let (old, ns, _) = range_with_services(cp, 8);
+    let (target, name) = (cp.next_v4_block(), unique_name("new"));
+    // Two operators on two machines: separate backup directories.
+    let spawn = |dir: &str| {
+        let backups = cp.dir.join(unique_name(dir));
+        cp.spawn_plugin(&[
+            "migrate",
+            "run",
+            "--from",
+            &old,
+            "--to",
+            &target,
+            "--name",
+            &name,
+            "--yes",
+            "--backup-dir",
+            backups.to_str().unwrap(),
+            "-o",
+            "json",
+        ])
+    };
+    let (a, b) = (spawn("a"), spawn("b"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let outcomes: Vec<(i32, String)> = [&a, &b].iter().map(|o| (code(o), stderr_of(o))).collect();
+    assert!(outcomes.iter().any(|(c, _)| *c == 0), "{outcomes:#?}");
+    for (c, err) in &outcomes {
+        assert!(matches!(c, 0 | 1), "{err}");
+    }
+    assert_eq!(
+        services_in(cp, &ns).len(),
+        8,
+        "a Service is missing: {outcomes:#?}"
+    );
+    let net: ipnet::IpNet = target.parse().unwrap();
+    assert!(
+        services_in(cp, &ns)
+            .values()
+            .all(|s| net.contains(&ips_of(s)[0])),
+        "{outcomes:#?}"
+    );
+    assert!(cp.get(&format!("servicecidr/{old}")).is_none());
+}
+
+#[test]
+fn a_service_that_lands_in_the_old_range_mid_run_is_moved_too() {
+    let cp = ControlPlane::shared();
+    let (old, ns, block) = range_with_services(cp, 3);
+    let (target, name) = (cp.next_v4_block(), unique_name("new"));
+    let proxy = FaultProxy::start(cp, &unique_name("migrate-late"));
+    let (bin, kubeconfig) = (cp.bin.join("kubectl"), cp.kubeconfig.clone());
+    let (late_ns, late_ip, delete) = (
+        ns.clone(),
+        ip_in(&block, 200),
+        format!("/api/v1/namespaces/{ns}/services/s1"),
+    );
+    proxy.set_rule(move |s| {
+        if s.method == "DELETE" && s.path.starts_with(&delete) {
+            let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "late", "namespace": late_ns},
+                "spec": {"clusterIP": late_ip, "ports": [{"port": 80}]}});
+            let mut c = Command::new(&bin).arg("--kubeconfig").arg(&kubeconfig).args(["create", "-f", "-"])
+                .stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).spawn().unwrap();
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(svc.to_string().as_bytes()).unwrap();
+            assert!(c.wait().unwrap().success());
+        }
+        Action::Forward
+    });
+    let out = cp.plugin_via(
+        &proxy.kubeconfig,
+        &[
+            "migrate",
+            "run",
+            "--from",
+            &old,
+            "--to",
+            &target,
+            "--name",
+            &name,
+            "--yes",
+            "--backup-dir",
+            cp.dir.join(unique_name("b")).to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    );
+    let report = json_of(&out);
+    assert_eq!(report["outcome"], "Done", "{report:#}");
+    let moved: Vec<&str> = report["moved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(moved, ["s1", "s2", "s3", "late"]);
+    let net: ipnet::IpNet = target.parse().unwrap();
+    assert!(net.contains(&ips_of(&services_in(cp, &ns)["late"])[0]));
+    assert!(cp.get(&format!("servicecidr/{old}")).is_none());
 }

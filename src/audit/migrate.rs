@@ -66,6 +66,8 @@ pub struct Move {
     /// The creator chose the ClusterIP: whatever refers to it (kubelet's --cluster-dns for
     /// kube-dns) must follow.
     pub pinned: bool,
+    /// Who set it: the recreated Service names the same manager, so it stays pinned.
+    pub pinned_by: Option<String>,
     /// Every new IP sits at the same host offset as the old one.
     pub offset_kept: bool,
     pub owners: Vec<String>,
@@ -512,7 +514,7 @@ fn assign(
         .map(|(f, net)| (*f, bits(net.network())))
         .collect();
     let mut order: Vec<&&ServiceFacts> = chosen.iter().collect();
-    order.sort_by_key(|s| !s.pinned);
+    order.sort_by_key(|s| !s.pinned());
     let mut moves = Vec::new();
     for s in order {
         let mut to = Vec::new();
@@ -554,7 +556,8 @@ fn assign(
             name: s.name.clone(),
             from: s.cluster_ips.clone(),
             to,
-            pinned: s.pinned,
+            pinned: s.pinned(),
+            pinned_by: s.pinned_by.clone(),
             offset_kept,
             owners: s.owners.clone(),
             node_ports: s.node_ports.clone(),
@@ -599,7 +602,7 @@ mod tests {
             service_type: ServiceType::ClusterIP,
             headless: false,
             cluster_ips: ips.iter().map(|i| i.parse().unwrap()).collect(),
-            pinned,
+            pinned_by: pinned.then(|| "kubectl-create".into()),
             owners: vec![],
             node_ports: vec![],
             missing: false,

@@ -423,9 +423,13 @@ impl Cluster {
         self.call::<serde_json::Value>(req, what).await.map(|_| ())
     }
 
-    /// Creates a Service from a manifest without server-set fields.
-    pub async fn create_service(&self, manifest: &serde_json::Value) -> Result<ServiceObject> {
-        let (v, what) = self.post_service(manifest, false).await?;
+    /// Creates a Service from a manifest without server-set fields, written by `manager`.
+    pub async fn create_service(
+        &self,
+        manifest: &serde_json::Value,
+        manager: &str,
+    ) -> Result<ServiceObject> {
+        let (v, what) = self.post_service(manifest, false, manager).await?;
         ServiceObject::new(v).map_err(|e| Error::Api {
             what,
             source: ApiError::Decode(e.to_string()),
@@ -434,13 +438,16 @@ impl Cluster {
 
     /// What the server would say to the create, with dryRun=All: nothing is stored or allocated.
     pub async fn create_service_dry_run(&self, manifest: &serde_json::Value) -> Result<()> {
-        self.post_service(manifest, true).await.map(|_| ())
+        self.post_service(manifest, true, FIELD_MANAGER)
+            .await
+            .map(|_| ())
     }
 
     async fn post_service(
         &self,
         manifest: &serde_json::Value,
         dry_run: bool,
+        manager: &str,
     ) -> Result<(serde_json::Value, String)> {
         let ns = manifest["metadata"]["namespace"]
             .as_str()
@@ -452,7 +459,13 @@ impl Cluster {
             source: ApiError::Other(e.to_string()),
         })?;
         let req = Self::services_in(ns)
-            .create(&post_params(dry_run), body)
+            .create(
+                &PostParams {
+                    dry_run,
+                    field_manager: Some(manager.into()),
+                },
+                body,
+            )
             .map_err(|e| request_error(what.clone(), e))?;
         let (v, _) = self.call::<serde_json::Value>(req, what.clone()).await?;
         Ok((v, what))

@@ -424,6 +424,8 @@ struct OwnerRef {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 struct FieldsEntry {
+    #[serde(default)]
+    manager: String,
     #[serde(rename = "fieldsV1")]
     fields: Option<serde_json::Value>,
 }
@@ -459,22 +461,29 @@ pub fn service_facts(object: &serde_json::Value) -> Result<ServiceFacts, Invalid
         _ => ServiceType::ClusterIP,
     };
     // The allocator's choice is written by the registry after field ownership is worked out, so
-    // only a manager that sent a ClusterIP owns the field.
-    let pinned = extra.metadata.managed_fields.iter().any(|m| {
-        m.fields
-            .as_ref()
-            .and_then(|f| f.get("f:spec"))
-            .is_some_and(|spec| {
-                spec.get("f:clusterIP").is_some() || spec.get("f:clusterIPs").is_some()
-            })
-    });
+    // only a manager that sent a ClusterIP owns the field. `migrate` sends one for every Service
+    // it recreates, under its own name for those the allocator had chosen: not a pin.
+    let pinned_by = extra
+        .metadata
+        .managed_fields
+        .iter()
+        .find(|m| {
+            m.manager != crate::cluster::FIELD_MANAGER
+                && m.fields
+                    .as_ref()
+                    .and_then(|f| f.get("f:spec"))
+                    .is_some_and(|spec| {
+                        spec.get("f:clusterIP").is_some() || spec.get("f:clusterIPs").is_some()
+                    })
+        })
+        .map(|m| m.manager.clone());
     Ok(ServiceFacts {
         namespace: ips.namespace,
         name: ips.name,
         service_type,
         headless: extra.spec.cluster_ip.as_deref() == Some("None"),
         cluster_ips: ips.cluster_ips,
-        pinned,
+        pinned_by,
         owners: extra
             .metadata
             .owner_references

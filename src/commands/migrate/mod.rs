@@ -321,13 +321,24 @@ impl Job<'_> {
                 .expect("a missing Service comes from its backup"),
             None => bail!("{}", words::vanished(m)),
         };
+        let manager = m.pinned_by.as_deref().unwrap_or(cluster::FIELD_MANAGER);
         match self
-            .create(&backup::with_cluster_ips(&original, &m.to))
+            .create(&backup::with_cluster_ips(&original, &m.to), manager)
             .await
         {
             Ok(_) => {
                 moved.backup = Some(self.backups.done(ns, name)?);
                 Ok(())
+            }
+            // Another run got there first (it read the backup this one wrote): the Service
+            // exists, and with the planned IPs it is moved.
+            Err(e) if e.api_error().and_then(ApiError::code) == Some(409) => {
+                moved.backup = Some(self.backups.done(ns, name)?);
+                match self.cluster.get_service(ns, name).await? {
+                    Some(s) if s.facts.cluster_ips == m.to => Ok(()),
+                    Some(s) => bail!("{}", words::changed(m, &s.facts.cluster_ips)),
+                    None => bail!("{}", words::vanished(m)),
+                }
             }
             Err(create) => {
                 moved.restored = Some(self.restore(&original, m).await?);
@@ -375,10 +386,14 @@ impl Job<'_> {
 
     /// A create, sent again while an apiserver behind a load balancer has not yet learnt of the
     /// new range.
-    async fn create(&self, manifest: &serde_json::Value) -> Result<ServiceObject, cluster::Error> {
+    async fn create(
+        &self,
+        manifest: &serde_json::Value,
+        manager: &str,
+    ) -> Result<ServiceObject, cluster::Error> {
         let deadline = tokio::time::Instant::now() + ALLOCATOR_WAIT;
         loop {
-            match self.cluster.create_service(manifest).await {
+            match self.cluster.create_service(manifest, manager).await {
                 Err(e) if not_in_range(&e) && tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -390,11 +405,15 @@ impl Job<'_> {
     /// Creates the original again: with its old IPs, or, when its old range no longer takes
     /// them, with IPs the allocator picks. Returns the IPs it got.
     async fn restore(&self, original: &serde_json::Value, m: &Move) -> Result<Vec<IpAddr>> {
-        let created = match self.cluster.create_service(original).await {
+        let manager = m.pinned_by.as_deref().unwrap_or(cluster::FIELD_MANAGER);
+        let created = match self.cluster.create_service(original, manager).await {
             Ok(s) => s,
             Err(e) if e.api_error().and_then(ApiError::code) == Some(422) => self
                 .cluster
-                .create_service(&backup::with_cluster_ips(original, &[]))
+                .create_service(
+                    &backup::with_cluster_ips(original, &[]),
+                    cluster::FIELD_MANAGER,
+                )
                 .await
                 .map_err(|e| restore_failed(m, self.backups.dir(), e))?,
             Err(e) => return Err(restore_failed(m, self.backups.dir(), e)),
