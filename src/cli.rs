@@ -207,6 +207,7 @@ pub enum Command {
     )]
     Delete(DeleteArgs),
     /// Renumber: move every Service out of old ranges into a new one, then retire the old ones
+    #[command(disable_help_subcommand = true)]
     Migrate(MigrateArgs),
     /// Export Prometheus metrics over HTTP: list once, then follow watches (/metrics, /healthz,
     /// /readyz); ends on SIGTERM or Ctrl-C
@@ -375,7 +376,7 @@ pub struct MigrateRunArgs {
     pub yes: bool,
     /// Where each Service's original manifest is saved before it is deleted; a rerun reads it
     /// to resume [default: ./servicecidr-migrate-NAME]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub backup_dir: Option<std::path::PathBuf>,
     /// Change nothing on the cluster. A bare --dry-run is --dry-run=client: the plan and its
     /// checks, with no request that writes

@@ -149,7 +149,7 @@ fn sorted(v: &[&str]) -> Vec<String> {
 /// values of flags, in every shell the scripts are shipped for.
 fn check_completion(shell: &str) {
     let subcommands = completes(shell, "kubectl-servicecidr ");
-    for s in ["status", "orphans", "delete", "completion"] {
+    for s in ["status", "orphans", "delete", "migrate", "completion"] {
         assert!(
             subcommands.contains(&s.to_owned()),
             "{shell}: {subcommands:?}"
@@ -182,6 +182,30 @@ fn check_completion(shell: &str) {
         !orphans.contains(&"--wait".to_owned()),
         "{shell}: {orphans:?}"
     );
+    // bash offers flags beside subcommands on an empty word, as at the top level.
+    let migrate = completes(shell, "kubectl-servicecidr migrate ");
+    for s in ["plan", "run"] {
+        assert!(migrate.contains(&s.to_owned()), "{shell}: {migrate:?}");
+    }
+    assert!(!migrate.contains(&"help".to_owned()), "{shell}: {migrate:?}");
+    let run = completes(shell, "kubectl-servicecidr migrate run --");
+    for f in [
+        "--from",
+        "--to",
+        "--yes",
+        "--backup-dir",
+        "--dry-run",
+        "--only",
+        "--output",
+    ] {
+        assert!(run.contains(&f.to_owned()), "{shell}: {f} not in {run:?}");
+    }
+    let plan = completes(shell, "kubectl-servicecidr migrate plan --");
+    assert!(
+        plan.contains(&"--allow-overlap".to_owned()),
+        "{shell}: {plan:?}"
+    );
+    assert!(!plan.contains(&"--yes".to_owned()), "{shell}: {plan:?}");
     let completion = completes(shell, "kubectl-servicecidr completion --");
     assert!(
         !completion.contains(&"--output".to_owned()),

@@ -90,6 +90,16 @@ fn value_request(arg: &Arg, prefix: String, partial: &str, selection: Selection)
             }
             Want::Kubeconfig(KubeconfigEntry::Context)
         }
+        // `migrate --from blue,gr`: ranges, the last name completed, the others not offered again.
+        "from" => {
+            let mut exclude = Vec::new();
+            if let Some(i) = partial.rfind(',') {
+                prefix.push_str(&partial[..=i]);
+                exclude = partial[..i].split(',').map(str::to_string).collect();
+                partial = partial[i + 1..].to_string();
+            }
+            Want::ServiceCidrs { exclude }
+        }
         "cluster" => Want::Kubeconfig(KubeconfigEntry::Cluster),
         "user" => Want::Kubeconfig(KubeconfigEntry::User),
         _ if matches!(
@@ -592,6 +602,24 @@ pub(super) mod tests {
         assert_eq!((req.prefix.as_str(), req.partial.as_str()), ("prod,", "st"));
         let req = analyze_words(&["orphans", "--contexts=a,"]);
         assert_eq!((req.prefix.as_str(), req.partial.as_str()), ("a,", ""));
+    }
+
+    #[test]
+    fn from_completes_range_names_after_the_last_comma() {
+        let req = analyze_words(&["migrate", "plan", "--from", "blue,gr"]);
+        assert_eq!(
+            req.want,
+            Want::ServiceCidrs {
+                exclude: vec!["blue".into()]
+            }
+        );
+        assert_eq!((req.prefix.as_str(), req.partial.as_str()), ("blue,", "gr"));
+        let req = analyze_words(&["migrate", "run", "--from="]);
+        assert_eq!(req.want, Want::ServiceCidrs { exclude: vec![] });
+        assert_eq!(
+            offered(&["migrate", ""]),
+            ["plan", "run"].map(String::from).to_vec()
+        );
     }
 
     #[test]
