@@ -32,7 +32,7 @@
 # MultiCIDRServiceAllocator off) allocates ClusterIPs from a bitmap of the default range and writes
 # no IPAddress objects.
 #
-# Layout of DIR: env (shell exports), kubeconfig (contexts admin [current], viewer and operator),
+# Layout of DIR: env (shell exports), kubeconfig (contexts admin [current], viewer, operator and migrator),
 # controller.kubeconfig, tokens.csv, pki/, etcd/ (data), cmd/<component>.sh (exact command lines, reused
 # on restart), logs/<component>.log, pids/<component> (one file each, removed by stop).
 set -euo pipefail
@@ -268,6 +268,9 @@ users:
 - name: operator
   user:
     token: $OPERATOR_TOKEN
+- name: migrator
+  user:
+    token: $MIGRATOR_TOKEN
 - name: cert-admin
   user:
     client-certificate-data: $(base64 -w0 "$dir/pki/client.crt")
@@ -285,6 +288,10 @@ contexts:
   context:
     cluster: local
     user: operator
+- name: migrator
+  context:
+    cluster: local
+    user: migrator
 - name: cert-admin
   context:
     cluster: local
@@ -329,6 +336,7 @@ write_env() {
     printf 'export ADMIN_TOKEN=%q\n' "$ADMIN_TOKEN"
     printf 'export VIEWER_TOKEN=%q\n' "$VIEWER_TOKEN"
     printf 'export OPERATOR_TOKEN=%q\n' "$OPERATOR_TOKEN"
+    printf 'export MIGRATOR_TOKEN=%q\n' "$MIGRATOR_TOKEN"
     printf 'export CONTROLLER_ENABLED=%q\n' "$controller"
     if [ -f "$dir/cmd/kube-apiserver-2.sh" ]; then
       printf 'export APISERVER2_PORT=%q\n' "$APISERVER2_PORT"
@@ -477,8 +485,9 @@ cmd_start() {
   ADMIN_TOKEN=$(rand_token)
   VIEWER_TOKEN=$(rand_token)
   OPERATOR_TOKEN=$(rand_token)
-  (umask 077 && printf '%s,admin,admin-uid,"system:masters"\n%s,viewer,viewer-uid\n%s,operator,operator-uid\n' \
-    "$ADMIN_TOKEN" "$VIEWER_TOKEN" "$OPERATOR_TOKEN" >"$dir/tokens.csv")
+  MIGRATOR_TOKEN=$(rand_token)
+  (umask 077 && printf '%s,admin,admin-uid,"system:masters"\n%s,viewer,viewer-uid\n%s,operator,operator-uid\n%s,migrator,migrator-uid\n' \
+    "$ADMIN_TOKEN" "$VIEWER_TOKEN" "$OPERATOR_TOKEN" "$MIGRATOR_TOKEN" >"$dir/tokens.csv")
   gen_pki
 
   local attempt rc

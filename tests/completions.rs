@@ -187,7 +187,10 @@ fn check_completion(shell: &str) {
     for s in ["plan", "run"] {
         assert!(migrate.contains(&s.to_owned()), "{shell}: {migrate:?}");
     }
-    assert!(!migrate.contains(&"help".to_owned()), "{shell}: {migrate:?}");
+    assert!(
+        !migrate.contains(&"help".to_owned()),
+        "{shell}: {migrate:?}"
+    );
     let run = completes(shell, "kubectl-servicecidr migrate run --");
     for f in [
         "--from",

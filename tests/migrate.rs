@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::faults::{Action, FaultProxy};
-use support::{ControlPlane, code, ip_in, json_of, stderr_of, stdout_of, unique_name};
+use support::{
+    ControlPlane, MIGRATOR_RBAC, code, ip_in, json_of, stderr_of, stdout_of, unique_name,
+};
 
 /// Creates a Service from `spec` in `ns`. `pinned: false` then clears its managedFields, which
 /// leaves it exactly as a Service whose ClusterIP the allocator chose: nobody owns the field
@@ -207,8 +209,21 @@ fn thirty_services_of_every_kind_move_and_keep_everything_but_their_ip() {
     assert_eq!(before.len(), 30);
 
     let target = format!("{new4},{new6}");
+    // Everything as the user bound to deploy/rbac/servicecidr-migrator.yaml: it is enough.
+    cp.apply_rbac(MIGRATOR_RBAC, "migrator", "create");
     let plan = cp.plugin(&[
-        "migrate", "plan", "--from", "old", "--to", &target, "--name", "new", "-o", "json",
+        "--context",
+        "migrator",
+        "migrate",
+        "plan",
+        "--from",
+        "old",
+        "--to",
+        &target,
+        "--name",
+        "new",
+        "-o",
+        "json",
     ]);
     assert_eq!(code(&plan), 0, "{}", stderr_of(&plan));
     let plan = json_of(&plan);
@@ -241,6 +256,8 @@ fn thirty_services_of_every_kind_move_and_keep_everything_but_their_ip() {
 
     let backups = cp.dir.join("migrate-backups");
     let run = cp.plugin(&[
+        "--context",
+        "migrator",
         "migrate",
         "run",
         "--from",
@@ -601,6 +618,26 @@ fn refusals_are_one_line_and_change_nothing() {
             );
         }
     }
+    // A user who may retire ranges but not recreate Services is stopped before the first write,
+    // with every missing right named.
+    cp.bind_operator();
+    let out = cp.plugin(&[
+        "--context",
+        "operator",
+        "migrate",
+        "run",
+        "--from",
+        &old,
+        "--to",
+        &target,
+        "--yes",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains(&format!("not started: not allowed to create servicecidrs, delete services in {ns:?}, create services in {ns:?}; the servicecidr-migrator ClusterRole")),
+        "{}",
+        stderr_of(&out)
+    );
     // Without --yes and without a terminal, run refuses before anything.
     let out = cp.plugin(&["migrate", "run", "--from", &old, "--to", &target]);
     assert_eq!(code(&out), 1);
@@ -829,4 +866,54 @@ fn a_service_that_lands_in_the_old_range_mid_run_is_moved_too() {
     let net: ipnet::IpNet = target.parse().unwrap();
     assert!(net.contains(&ips_of(&services_in(cp, &ns)["late"])[0]));
     assert!(cp.get(&format!("servicecidr/{old}")).is_none());
+}
+
+#[test]
+fn a_create_whose_answer_is_lost_counts_as_moved() {
+    let cp = ControlPlane::shared();
+    let (old, ns, _) = range_with_services(cp, 3);
+    let (target, name) = (cp.next_v4_block(), unique_name("new"));
+    let proxy = FaultProxy::start(cp, &unique_name("migrate-swallow"));
+    let creates = format!("/api/v1/namespaces/{ns}/services");
+    let mut swallowed = false;
+    proxy.set_rule(move |s| {
+        if !swallowed && s.method == "POST" && s.path.starts_with(&creates) {
+            swallowed = true;
+            Action::Swallow
+        } else {
+            Action::Forward
+        }
+    });
+    let out = cp.plugin_via(
+        &proxy.kubeconfig,
+        &[
+            "migrate",
+            "run",
+            "--from",
+            &old,
+            "--to",
+            &target,
+            "--name",
+            &name,
+            "--yes",
+            "--backup-dir",
+            cp.dir.join(unique_name("b")).to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    );
+    let report = json_of(&out);
+    assert_eq!(report["outcome"], "Done", "{report:#}\n{}", stderr_of(&out));
+    assert!(
+        report["moved"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["error"].is_null()),
+        "{report:#}"
+    );
+    let net: ipnet::IpNet = target.parse().unwrap();
+    let after = services_in(cp, &ns);
+    assert_eq!(after.len(), 3);
+    assert!(after.values().all(|s| net.contains(&ips_of(s)[0])));
 }

@@ -623,13 +623,28 @@ impl Cluster {
     /// Whether the server would let this user `verb` the ServiceCIDR `name`, asked with a
     /// SelfSubjectAccessReview; None when it cannot tell (the review itself failed).
     pub async fn may(&self, verb: &str, name: &str) -> Option<bool> {
+        self.may_on(GROUP, "servicecidrs", None, verb, Some(name))
+            .await
+    }
+
+    /// Whether the server would let this user `verb` the resource (in `namespace`, named `name`
+    /// when given); None when it cannot tell.
+    pub async fn may_on(
+        &self,
+        group: &str,
+        resource: &str,
+        namespace: Option<&str>,
+        verb: &str,
+        name: Option<&str>,
+    ) -> Option<bool> {
         let review = SelfSubjectAccessReview {
             spec: SelfSubjectAccessReviewSpec {
                 resource_attributes: Some(ResourceAttributes {
-                    group: Some(GROUP.into()),
-                    resource: Some("servicecidrs".into()),
+                    group: Some(group.into()),
+                    resource: Some(resource.into()),
+                    namespace: namespace.map(Into::into),
                     verb: Some(verb.into()),
-                    name: Some(name.into()),
+                    name: name.map(Into::into),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -640,7 +655,7 @@ impl Cluster {
         match api.create(&PostParams::default(), &review).await {
             Ok(r) => r.status.map(|s| s.allowed),
             Err(e) => {
-                tracing::debug!("cannot review access to {verb} servicecidr {name:?}: {e}");
+                tracing::debug!("cannot review access to {verb} {resource} {name:?}: {e}");
                 None
             }
         }

@@ -96,12 +96,41 @@ pub fn refusal(r: &Refusal) -> String {
     }
 }
 
+/// A verb on a resource, in a namespace for Services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Right {
+    pub verb: &'static str,
+    pub resource: &'static str,
+    pub namespace: Option<String>,
+}
+
+pub fn not_allowed(missing: &[Right]) -> String {
+    let each: Vec<String> = missing
+        .iter()
+        .map(|r| match &r.namespace {
+            Some(ns) => format!("{} {} in {ns:?}", r.verb, r.resource),
+            None => format!("{} {}", r.verb, r.resource),
+        })
+        .collect();
+    format!(
+        "not started: not allowed to {}; the servicecidr-migrator ClusterRole (deploy/rbac) grants what migrate run needs",
+        each.join(", ")
+    )
+}
+
 pub fn server_refused(plan: &Plan, message: &str) -> String {
     format!(
         "the API server refuses servicecidr {:?} ({}): {}",
         plan.name,
         cidrs(&plan.cidrs),
         sanitize(message)
+    )
+}
+
+pub fn server_check_skipped(error: &str) -> String {
+    format!(
+        "warning: the API server was not asked whether it accepts the new range (a dry-run create): {}\n",
+        sanitize(error)
     )
 }
 

@@ -24,6 +24,8 @@ pub enum Action {
     Hang,
     /// Forward after this long, as a slow apiserver answers.
     Delay(Duration),
+    /// Forward, let the server act, and lose its answer: the connection drops instead.
+    Swallow,
     /// Answer with this HTTP status and a Kubernetes Status body, optionally with Retry-After.
     Answer {
         status: u16,
@@ -179,6 +181,11 @@ fn serve(mut client: TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, rule: &
     rewritten.truncate(rewritten.len() - 2);
     rewritten.push_str("Connection: close\r\n\r\n");
     if up.write_all(rewritten.as_bytes()).is_err() || up.write_all(&buf[head_end..]).is_err() {
+        return;
+    }
+    if matches!(action, Action::Swallow) {
+        let _ = std::io::copy(&mut up, &mut std::io::sink());
+        let _ = client.shutdown(Shutdown::Both);
         return;
     }
     let (mut client_r, mut up_w) = (client.try_clone().unwrap(), up.try_clone().unwrap());

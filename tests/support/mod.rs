@@ -36,6 +36,11 @@ pub const OPERATOR_RBAC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/deploy/rbac/servicecidr-operator.yaml"
 );
+/// The ClusterRole for `migrate run` (and its binding to the user `migrator`).
+pub const MIGRATOR_RBAC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/deploy/rbac/servicecidr-migrator.yaml"
+);
 /// The plugin binary built by cargo for this test run.
 pub const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-servicecidr");
 /// The completion helper (`kubectl_complete-servicecidr`) built by cargo for this test run.

@@ -95,16 +95,28 @@ pub async fn run(
         Ok(p) => p,
         Err(r) => return refused(&words::refusal(&r)),
     };
-    // The server judges the new range as the allocator will: a dry-run create.
+    if run.is_some() {
+        let missing = missing_rights(cluster, &plan).await;
+        if !missing.is_empty() {
+            bail!("{}", words::not_allowed(&missing));
+        }
+    }
+    // The server judges the new range as the allocator will: a dry-run create. A plan by a user
+    // who may only read goes on without it.
     if !plan.range_exists
         && let Err(e) = cluster
             .create_service_cidr(&plan.name, &plan.cidrs, true)
             .await
     {
-        return match e.api_error().and_then(ApiError::code) {
-            Some(400 | 409 | 422) => refused(&words::server_refused(&plan, &e.to_string())),
-            _ => Err(e.into()),
-        };
+        match e.api_error().and_then(ApiError::code) {
+            Some(400 | 409 | 422) => {
+                return refused(&words::server_refused(&plan, &e.to_string()));
+            }
+            Some(403) if run.is_none() => {
+                render::to_stderr(&words::server_check_skipped(&e.to_string()));
+            }
+            _ => return Err(e.into()),
+        }
     }
     let Some(run) = run else {
         print(|out| words::write_plan(out, style, &plan))?;
@@ -135,6 +147,60 @@ pub async fn run(
     let report = job.carry_out(&request, plan, env, &run).await?;
     print(|out| words::write_report(out, style, &report))?;
     Ok(report.exit())
+}
+
+/// What the run would do that RBAC denies, asked before the first write: a Service deleted by a
+/// user who may not create it would stay deleted.
+async fn missing_rights(cluster: &Cluster, plan: &Plan) -> Vec<words::Right> {
+    let mut needed: Vec<words::Right> = Vec::new();
+    let retire = !plan.to_retire().is_empty();
+    for (verb, wanted) in [
+        ("create", !plan.range_exists),
+        ("delete", retire),
+        ("patch", retire),
+        ("watch", retire),
+    ] {
+        if wanted {
+            needed.push(words::Right {
+                verb,
+                resource: "servicecidrs",
+                namespace: None,
+            });
+        }
+    }
+    let mut namespaces: Vec<&str> = plan.moves.iter().map(|m| m.namespace.as_str()).collect();
+    namespaces.dedup();
+    for ns in namespaces {
+        for verb in ["get", "delete", "create", "watch"] {
+            needed.push(words::Right {
+                verb,
+                resource: "services",
+                namespace: Some(ns.to_owned()),
+            });
+        }
+    }
+    let mut missing = Vec::new();
+    for right in needed {
+        let group = if right.resource == "services" {
+            ""
+        } else {
+            cluster::GROUP
+        };
+        if cluster
+            .may_on(
+                group,
+                right.resource,
+                right.namespace.as_deref(),
+                right.verb,
+                None,
+            )
+            .await
+            == Some(false)
+        {
+            missing.push(right);
+        }
+    }
+    missing
 }
 
 fn refused(line: &str) -> Result<Exit> {
@@ -330,21 +396,23 @@ impl Job<'_> {
                 moved.backup = Some(self.backups.done(ns, name)?);
                 Ok(())
             }
-            // Another run got there first (it read the backup this one wrote): the Service
-            // exists, and with the planned IPs it is moved.
-            Err(e) if e.api_error().and_then(ApiError::code) == Some(409) => {
-                moved.backup = Some(self.backups.done(ns, name)?);
-                match self.cluster.get_service(ns, name).await? {
-                    Some(s) if s.facts.cluster_ips == m.to => Ok(()),
-                    Some(s) => bail!("{}", words::changed(m, &s.facts.cluster_ips)),
-                    None => bail!("{}", words::vanished(m)),
+            // Whatever the error, the Service may exist now: another run created it from the
+            // backup this one wrote, or the create went through and its answer was lost.
+            Err(create) => match self.cluster.get_service(ns, name).await? {
+                Some(s) => {
+                    moved.backup = Some(self.backups.done(ns, name)?);
+                    if s.facts.cluster_ips == m.to {
+                        Ok(())
+                    } else {
+                        bail!("{}", words::changed(m, &s.facts.cluster_ips))
+                    }
                 }
-            }
-            Err(create) => {
-                moved.restored = Some(self.restore(&original, m).await?);
-                self.backups.done(ns, name)?;
-                bail!("{}", words::recreate_failed(m, &create.to_string()))
-            }
+                None => {
+                    moved.restored = Some(self.restore(&original, m).await?);
+                    self.backups.done(ns, name)?;
+                    bail!("{}", words::recreate_failed(m, &create.to_string()))
+                }
+            },
         }
     }
 
