@@ -190,7 +190,7 @@ pub enum Refusal {
         needed: usize,
         free: u128,
     },
-    /// No Service to move, and no new range made by an earlier run.
+    /// No Service to move, no new range made by an earlier run, and not the default range.
     NothingToMove {
         sources: Vec<String>,
     },
@@ -338,7 +338,8 @@ pub fn plan(
     {
         return Err(Refusal::NotInSource(name.clone()));
     }
-    if chosen.is_empty() && !range_exists {
+    // The default range always leaves work: the manual steps that move it.
+    if chosen.is_empty() && !range_exists && !sources.iter().any(Source::is_default) {
         return Err(Refusal::NothingToMove {
             sources: sources.iter().map(|s| s.name.clone()).collect(),
         });
@@ -497,9 +498,9 @@ fn held_ips(services: &[ServiceFacts]) -> HashSet<IpAddr> {
         .collect()
 }
 
-/// Picks the new IPs: pinned Services first, each at its old host offset when that address is
-/// free in the new range, then the others the same way; an offset that is taken or outside the
-/// new range gets the lowest free address instead.
+/// Picks the new IPs in two passes. First every IP keeps its host offset in the new range where
+/// that address is allocatable and free, pinned Services first; then each IP left over gets the
+/// lowest free address. So no fallback ever takes the offset another Service could keep.
 fn assign(
     targets: &BTreeMap<Family, IpNet>,
     sources: &[Source],
@@ -509,19 +510,15 @@ fn assign(
 ) -> Result<Vec<Move>, Refusal> {
     // Taken as well: every IPAddress object, which may have no Service.
     taken.extend(ips.iter().map(|a| a.ip));
-    let mut lowest: BTreeMap<Family, u128> = targets
-        .iter()
-        .map(|(f, net)| (*f, bits(net.network())))
-        .collect();
     let mut order: Vec<&&ServiceFacts> = chosen.iter().collect();
     order.sort_by_key(|s| !s.pinned());
-    let mut moves = Vec::new();
-    for s in order {
-        let mut to = Vec::new();
-        let mut offset_kept = true;
+    // Per Service, per ClusterIP: kept as is (outside the old ranges), moved, or still to place.
+    let mut slots: Vec<Vec<Slot>> = Vec::with_capacity(order.len());
+    for s in &order {
+        let mut row = Vec::new();
         for ip in &s.cluster_ips {
             let Some(old) = sources.iter().find_map(|src| src.holds(*ip)) else {
-                to.push(*ip);
+                row.push(Slot::Kept(*ip));
                 continue;
             };
             let family = Family::of(*ip);
@@ -535,21 +532,45 @@ fn assign(
             let offset = bits(*ip) - bits(old.network());
             let same = bits(target.network())
                 .checked_add(offset)
-                .map(|b| from_bits(b, family));
-            let new = match same.filter(|c| contains_ip(target, *c) && !taken.contains(c)) {
-                Some(c) => c,
-                None => {
+                .map(|b| from_bits(b, family))
+                .filter(|c| contains_ip(target, *c) && !taken.contains(c));
+            row.push(match same {
+                Some(c) => {
+                    taken.insert(c);
+                    Slot::Offset(c)
+                }
+                None => Slot::Open(target),
+            });
+        }
+        slots.push(row);
+    }
+    let mut lowest: BTreeMap<Family, u128> = targets
+        .iter()
+        .map(|(f, net)| (*f, bits(net.network())))
+        .collect();
+    let mut moves = Vec::new();
+    for (s, row) in order.iter().zip(slots) {
+        let mut to = Vec::new();
+        let mut offset_kept = true;
+        for slot in row {
+            to.push(match slot {
+                Slot::Kept(ip) | Slot::Offset(ip) => ip,
+                Slot::Open(target) => {
                     offset_kept = false;
-                    lowest_free(target, &taken, lowest.get_mut(&family).expect("a target"))
-                        .ok_or_else(|| Refusal::TargetFull {
+                    let cursor = lowest
+                        .get_mut(&Family::of_net(target))
+                        .expect("a cursor per target family");
+                    let ip = lowest_free(target, &taken, cursor).ok_or_else(|| {
+                        Refusal::TargetFull {
                             cidr: *target,
                             needed: chosen.len(),
                             free: free_in(target, &taken),
-                        })?
+                        }
+                    })?;
+                    taken.insert(ip);
+                    ip
                 }
-            };
-            taken.insert(new);
-            to.push(new);
+            });
         }
         moves.push(Move {
             namespace: s.namespace.clone(),
@@ -567,6 +588,16 @@ fn assign(
     }
     moves.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok(moves)
+}
+
+/// Where one ClusterIP of a moving Service goes.
+enum Slot<'t> {
+    /// Outside the old ranges: stays.
+    Kept(IpAddr),
+    /// The same host offset in the new range.
+    Offset(IpAddr),
+    /// A free address of this target, chosen in the second pass.
+    Open(&'t IpNet),
 }
 
 /// The lowest address of `net` the allocator may hand out that is not taken, searching upwards
@@ -833,6 +864,17 @@ mod tests {
             svc("a", "ext", &[], false),
             headless,
         ];
+        // Only the kubernetes Service in the default range: still a plan (its manual steps).
+        let p = plan(
+            &req(&["kubernetes"], &["10.200.0.0/16"]),
+            &ranges,
+            &[],
+            &services[..1],
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert!(p.moves.is_empty() && p.moves_default());
         let mut r = req(&["kubernetes"], &["10.200.0.0/16"]);
         r.only = vec!["a/y".into()];
         let p = plan(&r, &ranges, &[], &services, &[], &[]).unwrap();
