@@ -917,3 +917,67 @@ fn a_create_whose_answer_is_lost_counts_as_moved() {
     assert_eq!(after.len(), 3);
     assert!(after.values().all(|s| net.contains(&ips_of(s)[0])));
 }
+
+/// `migrate run` without --yes, on a pseudo-terminal (util-linux `script`) fed `answer`.
+fn on_terminal(cp: &ControlPlane, args: &[&str], answer: &str) -> (i32, String) {
+    let line: Vec<String> = [
+        support::PLUGIN,
+        "--kubeconfig",
+        cp.kubeconfig.to_str().unwrap(),
+    ]
+    .into_iter()
+    .chain(args.iter().copied())
+    .map(|a| format!("'{a}'"))
+    .collect();
+    let mut child = Command::new("script")
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .env("TERM", "dumb")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot run script (util-linux)");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(answer.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (code(&out), stdout_of(&out))
+}
+
+#[test]
+fn on_a_terminal_it_asks_and_only_yes_goes_ahead() {
+    let cp = ControlPlane::shared();
+    let (old, ns, _) = range_with_services(cp, 2);
+    let (target, name) = (cp.next_v4_block(), unique_name("new"));
+    let backups = cp.dir.join(unique_name("b"));
+    let args = [
+        "migrate",
+        "run",
+        "--from",
+        &old,
+        "--to",
+        &target,
+        "--name",
+        &name,
+        "--backup-dir",
+        backups.to_str().unwrap(),
+    ];
+    let before = services_in(cp, &ns);
+    let (c, screen) = on_terminal(cp, &args, "n\n");
+    assert_eq!(c, 1, "{screen}");
+    assert!(
+        screen.contains("Recreate 2 Services with new ClusterIPs and retire")
+            && screen.contains("[y/N]"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("not confirmed: nothing was changed"),
+        "{screen}"
+    );
+    assert_eq!(services_in(cp, &ns), before);
+    assert!(cp.get(&format!("servicecidr/{name}")).is_none());
+    let (c, screen) = on_terminal(cp, &args, "y\n");
+    assert_eq!(c, 0, "{screen}");
+    assert!(screen.contains("done: 2 Services moved"), "{screen}");
+}

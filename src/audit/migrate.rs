@@ -560,13 +560,12 @@ fn assign(
                     let cursor = lowest
                         .get_mut(&Family::of_net(target))
                         .expect("a cursor per target family");
-                    let ip = lowest_free(target, &taken, cursor).ok_or_else(|| {
-                        Refusal::TargetFull {
+                    let ip =
+                        lowest_free(target, &taken, cursor).ok_or_else(|| Refusal::TargetFull {
                             cidr: *target,
                             needed: chosen.len(),
                             free: free_in(target, &taken),
-                        }
-                    })?;
+                        })?;
                     taken.insert(ip);
                     ip
                 }

@@ -154,7 +154,7 @@ pub fn needs_yes() -> String {
 }
 
 pub fn not_confirmed() -> String {
-    "not confirmed: nothing was changed\n".into()
+    "not confirmed: nothing was changed".into()
 }
 
 pub fn question(plan: &Plan) -> String {

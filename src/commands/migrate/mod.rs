@@ -132,8 +132,7 @@ pub async fn run(
         DryRun::Server => return server_dry_run(cluster, style, &seen, &plan).await,
     }
     if !confirm(&run, style, &plan)? {
-        render::to_stderr(&words::not_confirmed());
-        return Ok(Exit::Usage);
+        bail!("{}", words::not_confirmed());
     }
     let backups = backups.as_mut().expect("a run has a backup directory");
     backups.begin(&plan.name, &plan.cidrs, &plan.sources)?;
