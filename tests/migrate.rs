@@ -981,3 +981,185 @@ fn on_a_terminal_it_asks_and_only_yes_goes_ahead() {
     assert_eq!(c, 0, "{screen}");
     assert!(screen.contains("done: 2 Services moved"), "{screen}");
 }
+
+/// SIGKILL right after each kind of write took effect on the server (its answer never comes),
+/// then a rerun: the same end state every time.
+#[test]
+fn a_run_killed_after_any_write_is_finished_by_a_rerun() {
+    let cp = ControlPlane::shared();
+    let v = &cp.networking;
+    let points: Vec<(&str, Box<dyn Fn(&str, &str) -> String + Send + Sync>)> = vec![
+        (
+            "POST",
+            Box::new(move |_, _| format!("/apis/{v}/servicecidrs?")),
+        ),
+        (
+            "DELETE",
+            Box::new(|ns, _| format!("/api/v1/namespaces/{ns}/services/s2")),
+        ),
+        (
+            "POST",
+            Box::new(|ns, _| format!("/api/v1/namespaces/{ns}/services?")),
+        ),
+        (
+            "PATCH",
+            Box::new(move |_, old| format!("/apis/{v}/servicecidrs/{old}")),
+        ),
+        (
+            "DELETE",
+            Box::new(move |_, old| format!("/apis/{v}/servicecidrs/{old}")),
+        ),
+    ];
+    std::thread::scope(|scope| {
+        for (method, path) in &points {
+            scope.spawn(move || killed_after(cp, method, path.as_ref()));
+        }
+    });
+}
+
+fn killed_after(
+    cp: &ControlPlane,
+    method: &str,
+    path: &(dyn Fn(&str, &str) -> String + Send + Sync),
+) {
+    let (old, ns, _) = range_with_services(cp, 3);
+    let (target, name) = (cp.next_v4_block(), unique_name("new"));
+    let backups = cp.dir.join(unique_name("backups"));
+    let args = [
+        "migrate",
+        "run",
+        "--from",
+        &old,
+        "--to",
+        &target,
+        "--name",
+        &name,
+        "--yes",
+        "--backup-dir",
+        backups.to_str().unwrap(),
+        "-o",
+        "json",
+    ];
+    let proxy = FaultProxy::start(cp, &unique_name("migrate-kill-after"));
+    let (method, prefix) = (method.to_owned(), path(&ns, &old));
+    let point = format!("{method} {prefix}");
+    let rule_point = (method.clone(), prefix.clone());
+    proxy.set_rule(move |s| {
+        if s.method == rule_point.0
+            && s.path.starts_with(&rule_point.1)
+            && !s.path.contains("dryRun")
+        {
+            Action::ActThenHang
+        } else {
+            Action::Forward
+        }
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-servicecidr"))
+        .arg("--kubeconfig")
+        .arg(&proxy.kubeconfig)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !proxy
+        .seen()
+        .iter()
+        .any(|s| s.method == method && s.path.starts_with(&prefix) && !s.path.contains("dryRun"))
+    {
+        assert!(std::time::Instant::now() < deadline, "{point}: never sent");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{point}: the run ended before it"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The server has acted once the proxy forwarded it; give its answer a moment to come back
+    // to the proxy (which keeps it), then kill.
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let rerun = cp.plugin(&args);
+    let report = json_of(&rerun);
+    assert_eq!(
+        report["outcome"],
+        "Done",
+        "{point}: {report:#}\n{}",
+        stderr_of(&rerun)
+    );
+    assert_eq!(code(&rerun), 0, "{point}: {report:#}");
+    let net: ipnet::IpNet = target.parse().unwrap();
+    let after = services_in(cp, &ns);
+    assert_eq!(after.len(), 3, "{point}: a Service is missing");
+    assert!(
+        after.values().all(|s| net.contains(&ips_of(s)[0])),
+        "{point}"
+    );
+    assert!(
+        cp.get(&format!("servicecidr/{old}")).is_none(),
+        "{point}: the old range stays"
+    );
+    assert_eq!(
+        std::fs::read_dir(backups.join("pending").join(&ns))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "{point}"
+    );
+}
+
+#[test]
+fn only_moves_the_named_services_and_leaves_the_range_for_a_full_run() {
+    let cp = ControlPlane::shared();
+    let (old, ns, block) = range_with_services(cp, 3);
+    let (target, name) = (cp.next_v4_block(), unique_name("new"));
+    let backups = cp.dir.join(unique_name("b"));
+    let base = [
+        "migrate",
+        "run",
+        "--from",
+        &old,
+        "--to",
+        &target,
+        "--name",
+        &name,
+        "--yes",
+        "--backup-dir",
+        backups.to_str().unwrap(),
+        "-o",
+        "json",
+    ];
+    let only = format!("{ns}/s2");
+    let mut args = base.to_vec();
+    args.extend(["--only", &only]);
+    let out = cp.plugin(&args);
+    let report = json_of(&out);
+    assert_eq!(code(&out), 0, "{report:#}");
+    let moved: Vec<&str> = report["moved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(moved, ["s2"]);
+    assert!(report["retired"].as_array().unwrap().is_empty());
+    let after = services_in(cp, &ns);
+    assert_eq!(ips_of(&after["s1"])[0].to_string(), ip_in(&block, 1));
+    assert!(
+        target
+            .parse::<ipnet::IpNet>()
+            .unwrap()
+            .contains(&ips_of(&after["s2"])[0])
+    );
+    assert!(
+        cp.get(&format!("servicecidr/{old}"))
+            .is_some_and(|r| r["metadata"]["deletionTimestamp"].is_null())
+    );
+    let out = cp.plugin(&base);
+    let report = json_of(&out);
+    assert_eq!(code(&out), 0, "{report:#}");
+    assert_eq!(report["moved"].as_array().unwrap().len(), 2);
+    assert!(cp.get(&format!("servicecidr/{old}")).is_none());
+}

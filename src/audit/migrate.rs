@@ -133,6 +133,8 @@ pub struct Plan {
     pub cidrs: Vec<IpNet>,
     /// The new range exists already (made by an earlier run).
     pub range_exists: bool,
+    /// Only some Services move (`--only`): the old ranges stay for a later run to retire.
+    pub partial: bool,
     pub sources: Vec<Source>,
     pub moves: Vec<Move>,
     pub skipped: Vec<Skip>,
@@ -140,11 +142,12 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The old ranges `run` deletes: not the default one, and not those already gone.
+    /// The old ranges `run` deletes: not the default one, not those already gone, and none when
+    /// only some Services move.
     pub fn to_retire(&self) -> Vec<&Source> {
         self.sources
             .iter()
-            .filter(|s| !s.is_default() && !s.gone)
+            .filter(|s| !self.partial && !s.is_default() && !s.gone)
             .collect()
     }
 
@@ -194,8 +197,8 @@ pub enum Refusal {
     NothingToMove {
         sources: Vec<String>,
     },
-    /// `--only` names a Service that is not in an old range.
-    NotInSource(String),
+    /// `--only` names a Service that does not exist.
+    UnknownService(String),
 }
 
 /// What happened to one Service of the plan.
@@ -331,12 +334,13 @@ pub fn plan(
             chosen.push(s);
         }
     }
+    // One named by --only that has moved already is done, not a mistake.
     if let Some(name) = req
         .only
         .iter()
-        .find(|k| !chosen.iter().any(|s| &s.key() == *k))
+        .find(|k| !services.iter().any(|s| &s.key() == *k))
     {
-        return Err(Refusal::NotInSource(name.clone()));
+        return Err(Refusal::UnknownService(name.clone()));
     }
     // The default range always leaves work: the manual steps that move it.
     if chosen.is_empty() && !range_exists && !sources.iter().any(Source::is_default) {
@@ -349,6 +353,7 @@ pub fn plan(
         name: req.name.clone(),
         cidrs: req.to.clone(),
         range_exists,
+        partial: !req.only.is_empty(),
         sources,
         moves,
         skipped,
@@ -809,7 +814,7 @@ mod tests {
         ));
         r.to = vec!["10.202.0.0/16".parse().unwrap()];
         r.only = vec!["a/nope".into()];
-        assert_eq!(p(&r), Err(Refusal::NotInSource("a/nope".into())));
+        assert_eq!(p(&r), Err(Refusal::UnknownService("a/nope".into())));
         r.from = vec!["other".into()];
         r.only.clear();
         assert_eq!(
@@ -879,6 +884,16 @@ mod tests {
         let p = plan(&r, &ranges, &[], &services, &[], &[]).unwrap();
         assert!(p.moves_default());
         assert!(p.to_retire().is_empty());
+        let only = Request {
+            only: vec!["a/x".into()],
+            ..req(&["old"], &["10.200.0.0/16"])
+        };
+        let old = [range("old", &["10.96.0.0/16"])];
+        let q = plan(&only, &old, &[], &services, &[], &[]).unwrap();
+        assert!(
+            q.partial && q.to_retire().is_empty(),
+            "--only leaves the old range"
+        );
         assert_eq!(p.moves.iter().map(Move::key).collect::<Vec<_>>(), ["a/y"]);
         let reasons: Vec<(String, SkipReason)> = p
             .skipped

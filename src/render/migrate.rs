@@ -90,9 +90,7 @@ pub fn refusal(r: &Refusal) -> String {
             s.join(", "),
             s.join(" ")
         ),
-        Refusal::NotInSource(k) => {
-            format!("--only {k}: no such Service holds a ClusterIP in the old ranges")
-        }
+        Refusal::UnknownService(k) => format!("--only {k}: no such Service"),
     }
 }
 
@@ -437,7 +435,13 @@ pub fn write_plan(out: &mut impl Write, style: &Style, plan: &Plan) -> io::Resul
         writeln!(out, "   {line}")?;
     }
     let retire = plan.to_retire();
-    if !retire.is_empty() {
+    if plan.partial {
+        writeln!(
+            out,
+            "{}. The old ranges stay: only the Services named by --only move; a run without --only retires them",
+            step(&mut n)
+        )?;
+    } else if !retire.is_empty() {
         writeln!(
             out,
             "{}. Retire {} with kubectl servicecidr delete --wait: released once no IP is left in it",

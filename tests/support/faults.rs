@@ -26,6 +26,8 @@ pub enum Action {
     Delay(Duration),
     /// Forward, let the server act, and lose its answer: the connection drops instead.
     Swallow,
+    /// Forward, let the server act, and never answer: the client waits until it is killed.
+    ActThenHang,
     /// Answer with this HTTP status and a Kubernetes Status body, optionally with Retry-After.
     Answer {
         status: u16,
@@ -183,8 +185,11 @@ fn serve(mut client: TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, rule: &
     if up.write_all(rewritten.as_bytes()).is_err() || up.write_all(&buf[head_end..]).is_err() {
         return;
     }
-    if matches!(action, Action::Swallow) {
+    if matches!(action, Action::Swallow | Action::ActThenHang) {
         let _ = std::io::copy(&mut up, &mut std::io::sink());
+        if matches!(action, Action::ActThenHang) {
+            let _ = std::io::copy(&mut client, &mut std::io::sink());
+        }
         let _ = client.shutdown(Shutdown::Both);
         return;
     }

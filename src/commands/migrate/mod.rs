@@ -277,6 +277,7 @@ impl Job<'_> {
         run: &MigrateRun,
     ) -> Result<Report> {
         let mut report = Report::new(&plan, self.backups.dir());
+        self.file_finished_backups(&plan)?;
         if !plan.range_exists {
             self.cluster
                 .create_service_cidr(&plan.name, &plan.cidrs, false)
@@ -330,23 +331,32 @@ impl Job<'_> {
                 include_recent: false,
             },
         );
-        report.left = self
-            .cluster
-            .list_service_objects()
-            .await?
-            .into_iter()
-            .filter(|s| {
-                s.facts.cluster_ips.iter().any(|ip| {
-                    plan.sources.iter().any(|src| {
-                        src.cidrs
-                            .iter()
-                            .any(|c| crate::audit::range::contains_ip(c, *ip))
-                    })
-                })
-            })
-            .map(|s| s.facts.key())
-            .collect();
+        // What is left is what a plan made now would still move.
+        self.seen = observe(self.cluster, Some(self.backups)).await?;
+        report.left = match self.seen.plan(req, Some(self.backups)) {
+            Ok(p) => p.moves.iter().map(Move::key).collect(),
+            Err(r) => bail!("{}", words::refusal(&r)),
+        };
         Ok(report)
+    }
+
+    /// A run killed after a create but before it filed the backup leaves it under `pending/`,
+    /// though the Service exists and has moved: file it, so no later run recreates it.
+    fn file_finished_backups(&self, plan: &Plan) -> Result<()> {
+        let settled = |key: &str| {
+            !plan.moves.iter().any(|m| m.key() == key)
+                && !plan
+                    .skipped
+                    .iter()
+                    .any(|s| format!("{}/{}", s.namespace, s.name) == key)
+        };
+        for p in self.backups.pending()? {
+            let key = p.facts.key();
+            if self.seen.services.iter().any(|s| s.facts.key() == key) && settled(&key) {
+                self.backups.done(&p.facts.namespace, &p.facts.name)?;
+            }
+        }
+        Ok(())
     }
 
     /// Moves one Service: save it, delete exactly the object read, create it with its new IPs;
