@@ -988,7 +988,7 @@ fn on_a_terminal_it_asks_and_only_yes_goes_ahead() {
 fn a_run_killed_after_any_write_is_finished_by_a_rerun() {
     let cp = ControlPlane::shared();
     let v = &cp.networking;
-    let points: Vec<(&str, Box<dyn Fn(&str, &str) -> String + Send + Sync>)> = vec![
+    let points: Vec<(&str, Box<PathOf>)> = vec![
         (
             "POST",
             Box::new(move |_, _| format!("/apis/{v}/servicecidrs?")),
@@ -1017,11 +1017,10 @@ fn a_run_killed_after_any_write_is_finished_by_a_rerun() {
     });
 }
 
-fn killed_after(
-    cp: &ControlPlane,
-    method: &str,
-    path: &(dyn Fn(&str, &str) -> String + Send + Sync),
-) {
+/// The path of a request, from the test's namespace and old range.
+type PathOf = dyn Fn(&str, &str) -> String + Send + Sync;
+
+fn killed_after(cp: &ControlPlane, method: &str, path: &PathOf) {
     let (old, ns, _) = range_with_services(cp, 3);
     let (target, name) = (cp.next_v4_block(), unique_name("new"));
     let backups = cp.dir.join(unique_name("backups"));
@@ -1162,4 +1161,130 @@ fn only_moves_the_named_services_and_leaves_the_range_for_a_full_run() {
     assert_eq!(code(&out), 0, "{report:#}");
     assert_eq!(report["moved"].as_array().unwrap().len(), 2);
     assert!(cp.get(&format!("servicecidr/{old}")).is_none());
+}
+
+/// The default range, all the way: `migrate run --from kubernetes`, then the printed manual
+/// steps done as printed, ending with the apiserver's own `kubernetes` range and Service renumbered.
+#[test]
+fn the_default_range_moves_by_the_printed_manual_steps() {
+    let cp = ControlPlane::start_dedicated(true);
+    let ns = "apps";
+    cp.ensure_namespace(ns);
+    service(
+        &cp,
+        ns,
+        "dns",
+        json!({"clusterIP": "10.96.0.10", "ports": ports(53, None)}),
+        true,
+    );
+    service(
+        &cp,
+        ns,
+        "web",
+        json!({"clusterIP": "10.96.7.7", "ports": ports(80, None)}),
+        false,
+    );
+    service(
+        &cp,
+        ns,
+        "dual",
+        json!({"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"],
+        "clusterIP": "10.96.8.8", "clusterIPs": ["10.96.8.8", "fd00:10:96::8"], "ports": ports(80, None)}),
+        false,
+    );
+    let to = "10.250.0.0/16,fd00:250::/112";
+    let backups = cp.dir.join("backups");
+    let run = cp.plugin(&[
+        "migrate",
+        "run",
+        "--from",
+        "kubernetes",
+        "--to",
+        to,
+        "--name",
+        "next",
+        "--yes",
+        "--backup-dir",
+        backups.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    let report = json_of(&run);
+    assert_eq!(code(&run), 0, "{report:#}\n{}", stderr_of(&run));
+    assert_eq!(report["moved"].as_array().unwrap().len(), 3);
+    assert!(
+        report["retired"].as_array().unwrap().is_empty(),
+        "the default range is never deleted by run"
+    );
+    let steps: Vec<String> = report["plan"]["manualSteps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(steps.len(), 4, "{steps:#?}");
+    assert!(
+        steps[0].starts_with("kubectl delete servicecidr kubernetes --wait=false"),
+        "{steps:#?}"
+    );
+    assert!(
+        steps[1].contains(&format!("--service-cluster-ip-range={to}")),
+        "{steps:#?}"
+    );
+    assert!(
+        steps[2].starts_with("kubectl delete service kubernetes -n default")
+            && steps[2].contains("10.250.0.1"),
+        "{steps:#?}"
+    );
+    assert!(
+        steps[3].contains("kubectl servicecidr delete next"),
+        "{steps:#?}"
+    );
+    assert_eq!(
+        ips_of(&cp.get_in(Some("default"), "service/kubernetes").unwrap())[0].to_string(),
+        "10.96.0.1"
+    );
+
+    // 1. The default range, deleted with kubectl: it stays, held by the kubernetes Service.
+    cp.kubectl_ok(&["delete", "servicecidr", "kubernetes", "--wait=false"]);
+    // 2. The flags, then a restart.
+    let cmd = cp.dir.join("cmd/kube-apiserver.sh");
+    let script = std::fs::read_to_string(&cmd).unwrap();
+    let old_flag = r"--service-cluster-ip-range=10.96.0.0/16\,fd00:10:96::/112";
+    assert!(script.contains(old_flag), "{script}");
+    std::fs::write(
+        &cmd,
+        script.replace(
+            old_flag,
+            r"--service-cluster-ip-range=10.250.0.0/16\,fd00:250::/112",
+        ),
+    )
+    .unwrap();
+    cp.restart_apiserver();
+    let old = cp.get("servicecidr/kubernetes").unwrap();
+    assert!(old["metadata"]["deletionTimestamp"].is_string(), "{old}");
+    // 3. The kubernetes Service: the apiserver recreates both from the new flags.
+    cp.kubectl_ok(&["delete", "service", "kubernetes", "-n", "default"]);
+    cp.wait_for("servicecidr/kubernetes", Duration::from_secs(60), |r| {
+        r.is_some_and(|r| r["spec"]["cidrs"] == json!(["10.250.0.0/16", "fd00:250::/112"]))
+    });
+    cp.wait_for_in(
+        Some("default"),
+        "service/kubernetes",
+        Duration::from_secs(60),
+        |s| s.is_some_and(|s| s["spec"]["clusterIP"] == "10.250.0.1"),
+    );
+    // 4. The migration's own range, now covered by the new default one.
+    let del = cp.plugin(&["delete", "next", "--wait", "-o", "json"]);
+    assert_eq!(
+        json_of(&del)["results"][0]["outcome"],
+        "Deleted",
+        "{}",
+        stderr_of(&del)
+    );
+    let orphans = cp.plugin(&["orphans"]);
+    assert_eq!(code(&orphans), 0, "{}", stdout_of(&orphans));
+    let services = services_in(&cp, ns);
+    assert_eq!(ips_of(&services["dns"])[0].to_string(), "10.250.0.10");
+    cp.stop();
 }

@@ -348,7 +348,18 @@ pub fn plan(
             sources: sources.iter().map(|s| s.name.clone()).collect(),
         });
     }
-    let moves = assign(&targets, &sources, ips, &chosen, held_ips(services))?;
+    let mut taken = held_ips(services);
+    // Moving the default range ends with the apiserver's flags naming the new one, and the
+    // kubernetes Service taking its first address: keep that free.
+    if sources.iter().any(Source::is_default)
+        && let Some(primary) = req.to.first()
+    {
+        taken.insert(from_bits(
+            bits(primary.network()) + 1,
+            Family::of_net(primary),
+        ));
+    }
+    let moves = assign(&targets, &sources, ips, &chosen, taken)?;
     Ok(Plan {
         name: req.name.clone(),
         cidrs: req.to.clone(),
@@ -909,6 +920,26 @@ mod tests {
                 ("default/kubernetes".into(), SkipReason::KubernetesService),
             ]
         );
+    }
+
+    #[test]
+    fn moving_the_default_range_keeps_the_first_address_for_the_kubernetes_service() {
+        let ranges = [range("kubernetes", &["10.96.0.0/16"])];
+        // Its offset (0.255 of a /24 target) is the broadcast address: it falls back.
+        let services = [
+            svc("default", "kubernetes", &["10.96.0.1"], false),
+            svc("a", "x", &["10.96.0.255"], false),
+        ];
+        let p = plan(
+            &req(&["kubernetes"], &["10.200.0.0/24"]),
+            &ranges,
+            &[],
+            &services,
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(p.moves[0].to, [ip("10.200.0.2")]);
     }
 
     #[test]

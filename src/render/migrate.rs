@@ -364,19 +364,35 @@ fn plan_doc(plan: &Plan) -> PlanDoc<'_> {
     }
 }
 
-/// The default range comes from kube-apiserver's flags; only the operator can move it.
+/// The default range comes from kube-apiserver's flags; only the operator can move it. The order
+/// was probed on 1.37: with the old flags, a deleted `kubernetes` Service comes back at the old
+/// IP (or, its range terminating, not at all), and a range the flags no longer name keeps handing
+/// out IPs until it is deleted.
 fn manual_steps(plan: &Plan) -> Vec<String> {
     if !plan.moves_default() {
         return Vec::new();
     }
+    let first = plan.cidrs.first().map(|c| {
+        let family = crate::model::Family::of_net(c);
+        let b = crate::audit::range::bits(c.network()) + 1;
+        crate::audit::range::from_bits(b, family)
+    });
+    let first = first.map(|ip| ip.to_string()).unwrap_or_default();
     vec![
         format!(
-            "On every kube-apiserver set --service-cluster-ip-range={} (and kube-controller-manager's --service-cluster-ip-range if set), then restart them one by one; until step 3 they log \"the provided network does not match the current range\"",
+            "kubectl delete servicecidr {DEFAULT_SERVICE_CIDR} --wait=false: it stays Terminating while the kubernetes Service holds its IP, and takes no new IPs from then on (kubectl servicecidr delete refuses it: that IP has no other range)"
+        ),
+        format!(
+            "On every kube-apiserver set --service-cluster-ip-range={} (and kube-controller-manager's, if set), and restart them one by one",
             cidrs(&plan.cidrs)
         ),
-        "kubectl delete service kubernetes -n default (an apiserver recreates it at the first IP of the new flag range at once)".into(),
         format!(
-            "kubectl servicecidr delete {DEFAULT_SERVICE_CIDR} --wait (it is released once no IP is left in it; an apiserver then recreates it from the new flags)"
+            "kubectl delete service kubernetes -n default: the old range is released, and within about 10 s an apiserver recreates servicecidr {DEFAULT_SERVICE_CIDR:?} from the new flags and the kubernetes Service at {first}. Never before the restart: with the old flags it comes back at its old IP, or not at all"
+        ),
+        format!(
+            "Once servicecidr {DEFAULT_SERVICE_CIDR:?} holds {}: kubectl servicecidr delete {} retires the range this migration made (the new default covers it)",
+            cidrs(&plan.cidrs),
+            plan.name
         ),
     ]
 }

@@ -90,34 +90,44 @@ pub async fn run(
         }
         None => None,
     };
-    let seen = observe(cluster, backups.as_ref()).await?;
-    let plan = match seen.plan(&request, backups.as_ref()) {
-        Ok(p) => p,
-        Err(r) => return refused(&words::refusal(&r)),
-    };
-    if run.is_some() {
-        let missing = missing_rights(cluster, &plan).await;
-        if !missing.is_empty() {
-            bail!("{}", words::not_allowed(&missing));
+    // A range of that name created meanwhile (by another run) is a resume: look again, once.
+    let mut attempts = 0;
+    let (seen, plan) = loop {
+        attempts += 1;
+        let seen = observe(cluster, backups.as_ref()).await?;
+        let plan = match seen.plan(&request, backups.as_ref()) {
+            Ok(p) => p,
+            Err(r) => return refused(&words::refusal(&r)),
+        };
+        if run.is_some() {
+            let missing = missing_rights(cluster, &plan).await;
+            if !missing.is_empty() {
+                bail!("{}", words::not_allowed(&missing));
+            }
         }
-    }
-    // The server judges the new range as the allocator will: a dry-run create. A plan by a user
-    // who may only read goes on without it.
-    if !plan.range_exists
-        && let Err(e) = cluster
+        if plan.range_exists {
+            break (seen, plan);
+        }
+        // The server judges the new range as the allocator will: a dry-run create. A plan by a
+        // user who may only read goes on without it.
+        match cluster
             .create_service_cidr(&plan.name, &plan.cidrs, true)
             .await
-    {
-        match e.api_error().and_then(ApiError::code) {
-            Some(400 | 409 | 422) => {
-                return refused(&words::server_refused(&plan, &e.to_string()));
-            }
-            Some(403) if run.is_none() => {
-                render::to_stderr(&words::server_check_skipped(&e.to_string()));
-            }
-            _ => return Err(e.into()),
+        {
+            Ok(_) => break (seen, plan),
+            Err(e) => match e.api_error().and_then(ApiError::code) {
+                Some(409) if attempts == 1 => continue,
+                Some(400 | 409 | 422) => {
+                    return refused(&words::server_refused(&plan, &e.to_string()));
+                }
+                Some(403) if run.is_none() => {
+                    render::to_stderr(&words::server_check_skipped(&e.to_string()));
+                    break (seen, plan);
+                }
+                _ => return Err(e.into()),
+            },
         }
-    }
+    };
     let Some(run) = run else {
         print(|out| words::write_plan(out, style, &plan))?;
         return Ok(Exit::Success);
@@ -279,10 +289,21 @@ impl Job<'_> {
         let mut report = Report::new(&plan, self.backups.dir());
         self.file_finished_backups(&plan)?;
         if !plan.range_exists {
-            self.cluster
+            match self
+                .cluster
                 .create_service_cidr(&plan.name, &plan.cidrs, false)
-                .await?;
-            render::to_stderr(&words::created(&plan));
+                .await
+            {
+                Ok(_) => render::to_stderr(&words::created(&plan)),
+                // Another run made it a moment ago: the same range is as good.
+                Err(e) if e.api_error().and_then(ApiError::code) == Some(409) => {
+                    match self.cluster.get_service_cidr(&plan.name).await? {
+                        Some((r, _)) if r.cidrs == plan.cidrs && !r.is_terminating() => {}
+                        _ => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
             self.until_allocatable(&plan).await?;
         }
         // Services that got an IP in an old range while the others moved are moved in a
