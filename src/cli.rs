@@ -317,7 +317,7 @@ pub enum MigrateStep {
     /// first), retire the old ranges, verify. A rerun resumes
     #[command(
         mut_arg("output", |a| a.value_parser(reports())),
-        after_help = "Exit status: 0 when every Service moved and the old ranges are gone, 3 when refused or something is left, 130 on Ctrl-C (rerun to resume).\n\nExamples:\n  kubectl servicecidr migrate run --from blue --to 10.200.0.0/16 --yes\n  kubectl servicecidr migrate run --from blue --to 10.200.0.0/16 --only default/web --dry-run"
+        after_help = "Exit status: 0 when every Service moved and the old ranges are gone, 1 when a Service could not be moved (its original put back), 3 when refused or something is left, 130 on Ctrl-C (rerun to resume).\n\nExamples:\n  kubectl servicecidr migrate run --from blue --to 10.200.0.0/16 --yes\n  kubectl servicecidr migrate run --from blue --to 10.200.0.0/16 --only default/web --dry-run"
     )]
     Run(MigrateRunArgs),
 }

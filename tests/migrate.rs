@@ -5,12 +5,13 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::IpAddr;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::faults::{Action, FaultProxy};
+use support::faults::{Action, FaultProxy, Seen};
 use support::{
     ControlPlane, MIGRATOR_RBAC, code, ip_in, json_of, stderr_of, stdout_of, unique_name,
 };
@@ -368,158 +369,168 @@ fn thirty_services_of_every_kind_move_and_keep_everything_but_their_ip() {
 }
 
 /// A range of its own with `count` allocator-chosen-looking Services in it.
-fn range_with_services(cp: &ControlPlane, count: u128) -> (String, String, String) {
-    let (old, ns) = (unique_name("old"), unique_name("ns"));
-    let block = cp.next_v4_block();
-    cp.create_ready_service_cidr(&old, &[&block]);
-    cp.ensure_namespace(&ns);
-    for h in 1..=count {
-        service(
-            cp,
-            &ns,
-            &format!("s{h}"),
-            json!({"clusterIP": ip_in(&block, h), "ports": ports(80, None)}),
-            false,
-        );
-    }
-    (old, ns, block)
+/// One migration under test: a range of its own holding Services `s1`..`sN` (allocator-placed
+/// ones, at hosts 1..N), a target block, a name and a backup directory.
+#[derive(Clone)]
+struct Case {
+    old: String,
+    ns: String,
+    block: String,
+    target: String,
+    name: String,
+    backups: std::path::PathBuf,
 }
 
-#[test]
-fn a_run_killed_between_a_delete_and_its_create_is_finished_by_a_rerun() {
-    let cp = ControlPlane::shared();
-    let (old, ns, _) = range_with_services(cp, 5);
-    let (target, name) = (cp.next_v4_block(), unique_name("new"));
-    let backups = cp.dir.join(unique_name("backups"));
-    let args = [
-        "migrate",
-        "run",
-        "--from",
-        &old,
-        "--to",
-        &target,
-        "--name",
-        &name,
-        "--yes",
-        "--backup-dir",
-        backups.to_str().unwrap(),
-        "-o",
-        "json",
-    ];
-    let proxy = FaultProxy::start(cp, &unique_name("migrate-kill"));
-    // The first create of a Service in the namespace never gets an answer: the Service it
-    // replaces is deleted by then.
-    let creates = format!("/api/v1/namespaces/{ns}/services");
-    proxy.set_rule(move |s| {
-        if s.method == "POST" && s.path.starts_with(&creates) && !s.path.contains("dryRun") {
-            Action::Hang
-        } else {
-            Action::Forward
+impl Case {
+    fn new(cp: &ControlPlane, count: u128) -> Case {
+        let (old, ns) = (unique_name("old"), unique_name("ns"));
+        let block = cp.next_v4_block();
+        cp.create_ready_service_cidr(&old, &[&block]);
+        cp.ensure_namespace(&ns);
+        for h in 1..=count {
+            let spec = json!({"clusterIP": ip_in(&block, h), "ports": ports(80, None)});
+            service(cp, &ns, &format!("s{h}"), spec, false);
         }
-    });
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-servicecidr"))
-        .arg("--kubeconfig")
-        .arg(&proxy.kubeconfig)
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !proxy
-        .seen()
-        .iter()
-        .any(|s| s.method == "POST" && s.path.contains(&format!("/namespaces/{ns}/services")))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the plugin never recreated a Service"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+        Case {
+            old,
+            ns,
+            block,
+            target: cp.next_v4_block(),
+            name: unique_name("new"),
+            backups: cp.dir.join(unique_name("backups")),
+        }
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let left = services_in(cp, &ns);
-    assert_eq!(
-        left.len(),
-        4,
-        "the kill did not land between a delete and its create"
-    );
-    assert_eq!(
-        std::fs::read_dir(backups.join("pending").join(&ns))
-            .unwrap()
-            .count(),
-        1
-    );
 
-    let rerun = cp.plugin(&args);
-    let report = json_of(&rerun);
-    assert_eq!(
-        report["outcome"],
-        "Done",
-        "{report:#}\n{}",
-        stderr_of(&rerun)
-    );
-    let moved = report["moved"].as_array().unwrap();
-    assert_eq!(moved.len(), 5);
-    let net: ipnet::IpNet = target.parse().unwrap();
-    let after = services_in(cp, &ns);
-    assert_eq!(after.len(), 5, "a Service is missing after the rerun");
-    for svc in after.values() {
-        assert!(net.contains(&ips_of(svc)[0]), "{svc}");
+    /// `migrate run --yes -o json` with this case's arguments, and `extra`.
+    fn args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec![
+            "migrate",
+            "run",
+            "--from",
+            &self.old,
+            "--to",
+            &self.target,
+            "--name",
+            &self.name,
+            "--yes",
+            "--backup-dir",
+            self.backups.to_str().unwrap(),
+            "-o",
+            "json",
+        ];
+        args.extend(extra);
+        args
     }
-    assert_eq!(
-        std::fs::read_dir(backups.join("pending").join(&ns))
+
+    fn spawn_via(&self, proxy: &FaultProxy, piped: bool) -> std::process::Child {
+        let out = || if piped { Stdio::piped() } else { Stdio::null() };
+        Command::new(support::PLUGIN)
+            .arg("--kubeconfig")
+            .arg(&proxy.kubeconfig)
+            .args(self.args(&[]))
+            .stdout(out())
+            .stderr(out())
+            .spawn()
             .unwrap()
-            .count(),
-        0
-    );
-    assert!(cp.get(&format!("servicecidr/{old}")).is_none());
+    }
+
+    /// The end state every finished run must leave: `count` Services, all in the target, the
+    /// old range gone, no backup pending.
+    fn assert_finished(&self, cp: &ControlPlane, count: usize, why: &str) {
+        let net: ipnet::IpNet = self.target.parse().unwrap();
+        let after = services_in(cp, &self.ns);
+        assert_eq!(after.len(), count, "{why}: a Service is missing");
+        for svc in after.values() {
+            assert!(net.contains(&ips_of(svc)[0]), "{why}: {svc}");
+        }
+        assert!(
+            cp.get(&format!("servicecidr/{}", self.old)).is_none(),
+            "{why}: the old range stays"
+        );
+        let pending = std::fs::read_dir(self.backups.join("pending").join(&self.ns));
+        assert_eq!(
+            pending.map(|d| d.count()).unwrap_or(0),
+            0,
+            "{why}: a backup is pending"
+        );
+    }
+}
+
+/// The names of the Services a report says were moved, in order.
+fn moved_names(report: &Value) -> Vec<&str> {
+    report["moved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect()
+}
+
+/// A proxy that, as the plugin deletes Service `victim`, creates Service `name` with `ip` in the
+/// same namespace straight on the cluster (with kubectl), then lets the delete through.
+fn when_deleted_create(
+    cp: &ControlPlane,
+    case: &Case,
+    victim: &str,
+    name: &str,
+    ip: &str,
+) -> FaultProxy {
+    let proxy = FaultProxy::start(cp, &unique_name("migrate-meanwhile"));
+    let (bin, kubeconfig) = (cp.bin.join("kubectl"), cp.kubeconfig.clone());
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": case.ns},
+        "spec": {"clusterIP": ip, "ports": [{"port": 80}]}});
+    let delete = format!("/api/v1/namespaces/{}/services/{victim}", case.ns);
+    proxy.set_rule(move |s| {
+        if is_write(s, "DELETE", &delete) {
+            let mut c = Command::new(&bin)
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(["create", "-f", "-"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(svc.to_string().as_bytes())
+                .unwrap();
+            assert!(c.wait().unwrap().success());
+        }
+        Action::Forward
+    });
+    proxy
+}
+
+/// Waits until the proxy has seen a request that `matches`, while `child` is still running.
+fn until_seen(
+    proxy: &FaultProxy,
+    child: &mut std::process::Child,
+    what: &str,
+    matches: impl Fn(&Seen) -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !proxy.seen().iter().any(&matches) {
+        assert!(std::time::Instant::now() < deadline, "{what}: never sent");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{what}: the run ended before it"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn is_write(s: &Seen, method: &str, prefix: &str) -> bool {
+    s.method == method && s.path.starts_with(prefix) && !s.path.contains("dryRun")
 }
 
 #[test]
 fn a_recreate_that_fails_puts_the_original_back_and_names_it() {
     let cp = ControlPlane::shared();
-    let (old, ns, block) = range_with_services(cp, 3);
-    let (target, name) = (cp.next_v4_block(), unique_name("new"));
-    let proxy = FaultProxy::start(cp, &unique_name("migrate-squat"));
+    let case = Case::new(cp, 3);
     // Right before s2 is deleted, someone takes the IP planned for it.
-    let (bin, kubeconfig) = (cp.bin.join("kubectl"), cp.kubeconfig.clone());
-    let (squat_ns, squat_ip, delete) = (
-        ns.clone(),
-        ip_in(&target, 2),
-        format!("/api/v1/namespaces/{ns}/services/s2"),
-    );
-    proxy.set_rule(move |s| {
-        if s.method == "DELETE" && s.path.starts_with(&delete) && !s.path.contains("dryRun") {
-            let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "squatter", "namespace": squat_ns},
-                "spec": {"clusterIP": squat_ip, "ports": [{"port": 80}]}});
-            let mut c = Command::new(&bin).arg("--kubeconfig").arg(&kubeconfig).args(["create", "-f", "-"])
-                .stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).spawn().unwrap();
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(svc.to_string().as_bytes()).unwrap();
-            assert!(c.wait().unwrap().success());
-        }
-        Action::Forward
-    });
-    let out = cp.plugin_via(
-        &proxy.kubeconfig,
-        &[
-            "migrate",
-            "run",
-            "--from",
-            &old,
-            "--to",
-            &target,
-            "--name",
-            &name,
-            "--yes",
-            "--backup-dir",
-            cp.dir.join(unique_name("b")).to_str().unwrap(),
-            "-o",
-            "json",
-        ],
-    );
+    let proxy = when_deleted_create(cp, &case, "s2", "squatter", &ip_in(&case.target, 2));
+    let out = cp.plugin_via(&proxy.kubeconfig, &case.args(&[]));
     assert_eq!(code(&out), 1, "{}", stderr_of(&out));
     // A run that fails still prints its report.
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -528,17 +539,17 @@ fn a_recreate_that_fails_puts_the_original_back_and_names_it() {
     assert_eq!(failed["name"], "s2");
     let error = failed["error"].as_str().unwrap();
     assert!(
-        error.contains(&format!("service {ns}/s2"))
+        error.contains(&format!("service {}/s2", case.ns))
             && error.contains("provided IP is already allocated"),
         "{error}"
     );
     // The original is back with its own IP; nothing after it was touched; the old range stays.
-    let after = services_in(cp, &ns);
-    assert_eq!(ips_of(&after["s2"])[0].to_string(), ip_in(&block, 2));
-    assert_eq!(ips_of(&after["s3"])[0].to_string(), ip_in(&block, 3));
-    assert!(cp.get(&format!("servicecidr/{old}")).is_some());
+    let after = services_in(cp, &case.ns);
+    assert_eq!(ips_of(&after["s2"])[0].to_string(), ip_in(&case.block, 2));
+    assert_eq!(ips_of(&after["s3"])[0].to_string(), ip_in(&case.block, 3));
+    assert!(cp.get(&format!("servicecidr/{}", case.old)).is_some());
     assert!(
-        stderr_of(&out).contains(&format!("failed {ns}/s2")),
+        stderr_of(&out).contains(&format!("failed {}/s2", case.ns)),
         "{}",
         stderr_of(&out)
     );
@@ -547,7 +558,7 @@ fn a_recreate_that_fails_puts_the_original_back_and_names_it() {
 #[test]
 fn refusals_are_one_line_and_change_nothing() {
     let cp = ControlPlane::shared();
-    let (old, ns, block) = range_with_services(cp, 1);
+    let Case { old, ns, block, .. } = Case::new(cp, 1);
     let empty = unique_name("empty");
     cp.create_ready_service_cidr(&empty, &[&cp.next_v4_block()]);
     let before = services_in(cp, &ns);
@@ -668,57 +679,28 @@ fn refusals_are_one_line_and_change_nothing() {
     );
 }
 
-/// A run through a proxy that holds back every Service create in `ns` by `delay`.
-fn slowed(cp: &ControlPlane, ns: &str, delay: Duration) -> FaultProxy {
+#[test]
+fn ctrl_c_finishes_the_service_in_hand_and_a_rerun_finishes_the_rest() {
+    let cp = ControlPlane::shared();
+    let case = Case::new(cp, 6);
+    // Every Service create is held back 400 ms, so SIGINT lands while one is in hand.
     let proxy = FaultProxy::start(cp, &unique_name("migrate-slow"));
-    let creates = format!("/api/v1/namespaces/{ns}/services");
+    let creates = format!("/api/v1/namespaces/{}/services", case.ns);
     proxy.set_rule(move |s| {
         if s.method == "POST" && s.path.starts_with(&creates) {
-            Action::Delay(delay)
+            Action::Delay(Duration::from_millis(400))
         } else {
             Action::Forward
         }
     });
-    proxy
-}
-
-#[test]
-fn ctrl_c_finishes_the_service_in_hand_and_a_rerun_finishes_the_rest() {
-    let cp = ControlPlane::shared();
-    let (old, ns, _) = range_with_services(cp, 6);
-    let (target, name) = (cp.next_v4_block(), unique_name("new"));
-    let backups = cp.dir.join(unique_name("backups"));
-    let args = [
-        "migrate",
-        "run",
-        "--from",
-        &old,
-        "--to",
-        &target,
-        "--name",
-        &name,
-        "--yes",
-        "--backup-dir",
-        backups.to_str().unwrap(),
-        "-o",
-        "json",
-    ];
-    let proxy = slowed(cp, &ns, Duration::from_millis(400));
-    let child = Command::new(env!("CARGO_BIN_EXE_kubectl-servicecidr"))
-        .arg("--kubeconfig")
-        .arg(&proxy.kubeconfig)
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = case.spawn_via(&proxy, true);
     // SIGINT while the second Service's create is held back: it is deleted by then.
-    let second = format!("/api/v1/namespaces/{ns}/services");
+    let second = format!("/api/v1/namespaces/{}/services", case.ns);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while proxy
         .seen()
         .iter()
-        .filter(|s| s.method == "POST" && s.path.starts_with(&second))
+        .filter(|s| is_write(s, "POST", &second))
         .count()
         < 2
     {
@@ -740,141 +722,73 @@ fn ctrl_c_finishes_the_service_in_hand_and_a_rerun_finishes_the_rest() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["outcome"], "Interrupted");
     assert_eq!(
-        report["moved"].as_array().unwrap().len(),
-        2,
+        moved_names(&report),
+        ["s1", "s2"],
         "the Service in hand was not finished"
     );
     assert!(
-        stderr_of(&out).contains("moved") && stderr_of(&out).lines().count() >= 2,
+        stderr_of(&out).contains("interrupted: 2 of 6 Services moved, none left deleted; run the same command again to resume"),
         "{}",
         stderr_of(&out)
     );
     assert_eq!(
-        services_in(cp, &ns).len(),
+        services_in(cp, &case.ns).len(),
         6,
         "a Service is missing after Ctrl-C"
     );
-    let rerun = cp.plugin(&args);
-    let report = json_of(&rerun);
+    let report = json_of(&cp.plugin(&case.args(&[])));
     assert_eq!(report["outcome"], "Done", "{report:#}");
-    assert_eq!(report["moved"].as_array().unwrap().len(), 4);
-    let net: ipnet::IpNet = target.parse().unwrap();
-    assert!(
-        services_in(cp, &ns)
-            .values()
-            .all(|s| net.contains(&ips_of(s)[0]))
-    );
+    assert_eq!(moved_names(&report).len(), 4);
+    case.assert_finished(cp, 6, "after Ctrl-C and a rerun");
 }
 
 #[test]
 fn two_runs_at_once_never_lose_a_service() {
     let cp = ControlPlane::shared();
-    let (old, ns, _) = range_with_services(cp, 8);
-    let (target, name) = (cp.next_v4_block(), unique_name("new"));
+    let case = Case::new(cp, 8);
     // Two operators on two machines: separate backup directories.
-    let spawn = |dir: &str| {
-        let backups = cp.dir.join(unique_name(dir));
-        cp.spawn_plugin(&[
-            "migrate",
-            "run",
-            "--from",
-            &old,
-            "--to",
-            &target,
-            "--name",
-            &name,
-            "--yes",
-            "--backup-dir",
-            backups.to_str().unwrap(),
-            "-o",
-            "json",
-        ])
+    let other = Case {
+        backups: cp.dir.join(unique_name("other")),
+        ..case.clone()
     };
-    let (a, b) = (spawn("a"), spawn("b"));
+    let (a, b) = (
+        cp.spawn_plugin(&case.args(&[])),
+        cp.spawn_plugin(&other.args(&[])),
+    );
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     let outcomes: Vec<(i32, String)> = [&a, &b].iter().map(|o| (code(o), stderr_of(o))).collect();
     assert!(outcomes.iter().any(|(c, _)| *c == 0), "{outcomes:#?}");
     for (c, err) in &outcomes {
         assert!(matches!(c, 0 | 1), "{err}");
     }
-    assert_eq!(
-        services_in(cp, &ns).len(),
-        8,
-        "a Service is missing: {outcomes:#?}"
-    );
-    let net: ipnet::IpNet = target.parse().unwrap();
+    let net: ipnet::IpNet = case.target.parse().unwrap();
+    let after = services_in(cp, &case.ns);
+    assert_eq!(after.len(), 8, "a Service is missing: {outcomes:#?}");
     assert!(
-        services_in(cp, &ns)
-            .values()
-            .all(|s| net.contains(&ips_of(s)[0])),
+        after.values().all(|s| net.contains(&ips_of(s)[0])),
         "{outcomes:#?}"
     );
-    assert!(cp.get(&format!("servicecidr/{old}")).is_none());
+    assert!(cp.get(&format!("servicecidr/{}", case.old)).is_none());
 }
 
 #[test]
 fn a_service_that_lands_in_the_old_range_mid_run_is_moved_too() {
     let cp = ControlPlane::shared();
-    let (old, ns, block) = range_with_services(cp, 3);
-    let (target, name) = (cp.next_v4_block(), unique_name("new"));
-    let proxy = FaultProxy::start(cp, &unique_name("migrate-late"));
-    let (bin, kubeconfig) = (cp.bin.join("kubectl"), cp.kubeconfig.clone());
-    let (late_ns, late_ip, delete) = (
-        ns.clone(),
-        ip_in(&block, 200),
-        format!("/api/v1/namespaces/{ns}/services/s1"),
-    );
-    proxy.set_rule(move |s| {
-        if s.method == "DELETE" && s.path.starts_with(&delete) {
-            let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "late", "namespace": late_ns},
-                "spec": {"clusterIP": late_ip, "ports": [{"port": 80}]}});
-            let mut c = Command::new(&bin).arg("--kubeconfig").arg(&kubeconfig).args(["create", "-f", "-"])
-                .stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).spawn().unwrap();
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(svc.to_string().as_bytes()).unwrap();
-            assert!(c.wait().unwrap().success());
-        }
-        Action::Forward
-    });
-    let out = cp.plugin_via(
-        &proxy.kubeconfig,
-        &[
-            "migrate",
-            "run",
-            "--from",
-            &old,
-            "--to",
-            &target,
-            "--name",
-            &name,
-            "--yes",
-            "--backup-dir",
-            cp.dir.join(unique_name("b")).to_str().unwrap(),
-            "-o",
-            "json",
-        ],
-    );
-    let report = json_of(&out);
+    let case = Case::new(cp, 3);
+    // While s1 is being moved, a Service is created with an IP in the old range.
+    let proxy = when_deleted_create(cp, &case, "s1", "late", &ip_in(&case.block, 200));
+    let report = json_of(&cp.plugin_via(&proxy.kubeconfig, &case.args(&[])));
     assert_eq!(report["outcome"], "Done", "{report:#}");
-    let moved: Vec<&str> = report["moved"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(moved, ["s1", "s2", "s3", "late"]);
-    let net: ipnet::IpNet = target.parse().unwrap();
-    assert!(net.contains(&ips_of(&services_in(cp, &ns)["late"])[0]));
-    assert!(cp.get(&format!("servicecidr/{old}")).is_none());
+    assert_eq!(moved_names(&report), ["s1", "s2", "s3", "late"]);
+    case.assert_finished(cp, 4, "a late Service");
 }
 
 #[test]
 fn a_create_whose_answer_is_lost_counts_as_moved() {
     let cp = ControlPlane::shared();
-    let (old, ns, _) = range_with_services(cp, 3);
-    let (target, name) = (cp.next_v4_block(), unique_name("new"));
+    let case = Case::new(cp, 3);
     let proxy = FaultProxy::start(cp, &unique_name("migrate-swallow"));
-    let creates = format!("/api/v1/namespaces/{ns}/services");
+    let creates = format!("/api/v1/namespaces/{}/services", case.ns);
     let mut swallowed = false;
     proxy.set_rule(move |s| {
         if !swallowed && s.method == "POST" && s.path.starts_with(&creates) {
@@ -884,24 +798,7 @@ fn a_create_whose_answer_is_lost_counts_as_moved() {
             Action::Forward
         }
     });
-    let out = cp.plugin_via(
-        &proxy.kubeconfig,
-        &[
-            "migrate",
-            "run",
-            "--from",
-            &old,
-            "--to",
-            &target,
-            "--name",
-            &name,
-            "--yes",
-            "--backup-dir",
-            cp.dir.join(unique_name("b")).to_str().unwrap(),
-            "-o",
-            "json",
-        ],
-    );
+    let out = cp.plugin_via(&proxy.kubeconfig, &case.args(&[]));
     let report = json_of(&out);
     assert_eq!(report["outcome"], "Done", "{report:#}\n{}", stderr_of(&out));
     assert!(
@@ -912,10 +809,7 @@ fn a_create_whose_answer_is_lost_counts_as_moved() {
             .all(|m| m["error"].is_null()),
         "{report:#}"
     );
-    let net: ipnet::IpNet = target.parse().unwrap();
-    let after = services_in(cp, &ns);
-    assert_eq!(after.len(), 3);
-    assert!(after.values().all(|s| net.contains(&ips_of(s)[0])));
+    case.assert_finished(cp, 3, "a lost answer");
 }
 
 /// `migrate run` without --yes, on a pseudo-terminal (util-linux `script`) fed `answer`.
@@ -948,22 +842,14 @@ fn on_terminal(cp: &ControlPlane, args: &[&str], answer: &str) -> (i32, String) 
 #[test]
 fn on_a_terminal_it_asks_and_only_yes_goes_ahead() {
     let cp = ControlPlane::shared();
-    let (old, ns, _) = range_with_services(cp, 2);
-    let (target, name) = (cp.next_v4_block(), unique_name("new"));
-    let backups = cp.dir.join(unique_name("b"));
-    let args = [
-        "migrate",
-        "run",
-        "--from",
-        &old,
-        "--to",
-        &target,
-        "--name",
-        &name,
-        "--backup-dir",
-        backups.to_str().unwrap(),
-    ];
-    let before = services_in(cp, &ns);
+    let case = Case::new(cp, 2);
+    let before = services_in(cp, &case.ns);
+    // The run's arguments without --yes and -o json.
+    let args: Vec<&str> = case
+        .args(&[])
+        .into_iter()
+        .filter(|a| !["--yes", "-o", "json"].contains(a))
+        .collect();
     let (c, screen) = on_terminal(cp, &args, "n\n");
     assert_eq!(c, 1, "{screen}");
     assert!(
@@ -975,12 +861,15 @@ fn on_a_terminal_it_asks_and_only_yes_goes_ahead() {
         screen.contains("not confirmed: nothing was changed"),
         "{screen}"
     );
-    assert_eq!(services_in(cp, &ns), before);
-    assert!(cp.get(&format!("servicecidr/{name}")).is_none());
+    assert_eq!(services_in(cp, &case.ns), before);
+    assert!(cp.get(&format!("servicecidr/{}", case.name)).is_none());
     let (c, screen) = on_terminal(cp, &args, "y\n");
     assert_eq!(c, 0, "{screen}");
     assert!(screen.contains("done: 2 Services moved"), "{screen}");
 }
+
+/// The path of a request, from the case's namespace and old range.
+type PathOf = dyn Fn(&Case) -> String + Send + Sync;
 
 /// SIGKILL right after each kind of write took effect on the server (its answer never comes),
 /// then a rerun: the same end state every time.
@@ -991,23 +880,23 @@ fn a_run_killed_after_any_write_is_finished_by_a_rerun() {
     let points: Vec<(&str, Box<PathOf>)> = vec![
         (
             "POST",
-            Box::new(move |_, _| format!("/apis/{v}/servicecidrs?")),
+            Box::new(move |_| format!("/apis/{v}/servicecidrs?")),
         ),
         (
             "DELETE",
-            Box::new(|ns, _| format!("/api/v1/namespaces/{ns}/services/s2")),
+            Box::new(|c| format!("/api/v1/namespaces/{}/services/s2", c.ns)),
         ),
         (
             "POST",
-            Box::new(|ns, _| format!("/api/v1/namespaces/{ns}/services?")),
+            Box::new(|c| format!("/api/v1/namespaces/{}/services?", c.ns)),
         ),
         (
             "PATCH",
-            Box::new(move |_, old| format!("/apis/{v}/servicecidrs/{old}")),
+            Box::new(move |c| format!("/apis/{v}/servicecidrs/{}", c.old)),
         ),
         (
             "DELETE",
-            Box::new(move |_, old| format!("/apis/{v}/servicecidrs/{old}")),
+            Box::new(move |c| format!("/apis/{v}/servicecidrs/{}", c.old)),
         ),
     ];
     std::thread::scope(|scope| {
@@ -1017,70 +906,30 @@ fn a_run_killed_after_any_write_is_finished_by_a_rerun() {
     });
 }
 
-/// The path of a request, from the test's namespace and old range.
-type PathOf = dyn Fn(&str, &str) -> String + Send + Sync;
-
 fn killed_after(cp: &ControlPlane, method: &str, path: &PathOf) {
-    let (old, ns, _) = range_with_services(cp, 3);
-    let (target, name) = (cp.next_v4_block(), unique_name("new"));
-    let backups = cp.dir.join(unique_name("backups"));
-    let args = [
-        "migrate",
-        "run",
-        "--from",
-        &old,
-        "--to",
-        &target,
-        "--name",
-        &name,
-        "--yes",
-        "--backup-dir",
-        backups.to_str().unwrap(),
-        "-o",
-        "json",
-    ];
+    let case = Case::new(cp, 3);
     let proxy = FaultProxy::start(cp, &unique_name("migrate-kill-after"));
-    let (method, prefix) = (method.to_owned(), path(&ns, &old));
+    let (method, prefix) = (method.to_owned(), path(&case));
     let point = format!("{method} {prefix}");
-    let rule_point = (method.clone(), prefix.clone());
+    let rule = (method.clone(), prefix.clone());
     proxy.set_rule(move |s| {
-        if s.method == rule_point.0
-            && s.path.starts_with(&rule_point.1)
-            && !s.path.contains("dryRun")
-        {
+        if is_write(s, &rule.0, &rule.1) {
             Action::ActThenHang
         } else {
             Action::Forward
         }
     });
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-servicecidr"))
-        .arg("--kubeconfig")
-        .arg(&proxy.kubeconfig)
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !proxy
-        .seen()
-        .iter()
-        .any(|s| s.method == method && s.path.starts_with(&prefix) && !s.path.contains("dryRun"))
-    {
-        assert!(std::time::Instant::now() < deadline, "{point}: never sent");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "{point}: the run ended before it"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // The server has acted once the proxy forwarded it; give its answer a moment to come back
-    // to the proxy (which keeps it), then kill.
+    let mut child = case.spawn_via(&proxy, false);
+    until_seen(&proxy, &mut child, &point, |s| {
+        is_write(s, &method, &prefix)
+    });
+    // The server acts once the proxy forwards; give its answer a moment to reach the proxy
+    // (which keeps it), then kill.
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let rerun = cp.plugin(&args);
+    let rerun = cp.plugin(&case.args(&[]));
     let report = json_of(&rerun);
     assert_eq!(
         report["outcome"],
@@ -1089,78 +938,36 @@ fn killed_after(cp: &ControlPlane, method: &str, path: &PathOf) {
         stderr_of(&rerun)
     );
     assert_eq!(code(&rerun), 0, "{point}: {report:#}");
-    let net: ipnet::IpNet = target.parse().unwrap();
-    let after = services_in(cp, &ns);
-    assert_eq!(after.len(), 3, "{point}: a Service is missing");
-    assert!(
-        after.values().all(|s| net.contains(&ips_of(s)[0])),
-        "{point}"
-    );
-    assert!(
-        cp.get(&format!("servicecidr/{old}")).is_none(),
-        "{point}: the old range stays"
-    );
-    assert_eq!(
-        std::fs::read_dir(backups.join("pending").join(&ns))
-            .map(|d| d.count())
-            .unwrap_or(0),
-        0,
-        "{point}"
-    );
+    case.assert_finished(cp, 3, &point);
 }
 
 #[test]
 fn only_moves_the_named_services_and_leaves_the_range_for_a_full_run() {
     let cp = ControlPlane::shared();
-    let (old, ns, block) = range_with_services(cp, 3);
-    let (target, name) = (cp.next_v4_block(), unique_name("new"));
-    let backups = cp.dir.join(unique_name("b"));
-    let base = [
-        "migrate",
-        "run",
-        "--from",
-        &old,
-        "--to",
-        &target,
-        "--name",
-        &name,
-        "--yes",
-        "--backup-dir",
-        backups.to_str().unwrap(),
-        "-o",
-        "json",
-    ];
-    let only = format!("{ns}/s2");
-    let mut args = base.to_vec();
-    args.extend(["--only", &only]);
-    let out = cp.plugin(&args);
+    let case = Case::new(cp, 3);
+    let only = format!("{}/s2", case.ns);
+    let out = cp.plugin(&case.args(&["--only", &only]));
     let report = json_of(&out);
     assert_eq!(code(&out), 0, "{report:#}");
-    let moved: Vec<&str> = report["moved"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(moved, ["s2"]);
+    assert_eq!(moved_names(&report), ["s2"]);
     assert!(report["retired"].as_array().unwrap().is_empty());
-    let after = services_in(cp, &ns);
-    assert_eq!(ips_of(&after["s1"])[0].to_string(), ip_in(&block, 1));
+    let after = services_in(cp, &case.ns);
+    assert_eq!(ips_of(&after["s1"])[0].to_string(), ip_in(&case.block, 1));
     assert!(
-        target
+        case.target
             .parse::<ipnet::IpNet>()
             .unwrap()
             .contains(&ips_of(&after["s2"])[0])
     );
     assert!(
-        cp.get(&format!("servicecidr/{old}"))
+        cp.get(&format!("servicecidr/{}", case.old))
             .is_some_and(|r| r["metadata"]["deletionTimestamp"].is_null())
     );
-    let out = cp.plugin(&base);
+    let out = cp.plugin(&case.args(&[]));
     let report = json_of(&out);
     assert_eq!(code(&out), 0, "{report:#}");
-    assert_eq!(report["moved"].as_array().unwrap().len(), 2);
-    assert!(cp.get(&format!("servicecidr/{old}")).is_none());
+    assert_eq!(moved_names(&report).len(), 2);
+    case.assert_finished(cp, 3, "--only, then all");
 }
 
 /// The default range, all the way: `migrate run --from kubernetes`, then the printed manual

@@ -665,6 +665,15 @@ mod tests {
         }
     }
 
+    /// A plan with no IPAddress objects, Nodes or journal.
+    fn simple(
+        r: &Request,
+        ranges: &[ServiceCidr],
+        services: &[ServiceFacts],
+    ) -> Result<Plan, Refusal> {
+        plan(r, ranges, &[], services, &[], &[])
+    }
+
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
@@ -710,26 +719,11 @@ mod tests {
             range("v6", &["fd00:10:96::/112"]),
         ];
         let services = [svc("a", "dual", &["10.96.0.20", "fd00:10:96::20"], false)];
-        let p = plan(
-            &req(&["old"], &["10.200.0.0/16"]),
-            &ranges,
-            &[],
-            &services,
-            &[],
-            &[],
-        )
-        .unwrap();
+        let p = simple(&req(&["old"], &["10.200.0.0/16"]), &ranges, &services).unwrap();
         assert_eq!(p.moves[0].to, [ip("10.200.0.20"), ip("fd00:10:96::20")]);
 
         let both = [range("old", &["10.96.0.0/16", "fd00:10:96::/112"])];
-        let err = plan(
-            &req(&["old"], &["10.200.0.0/16"]),
-            &both,
-            &[],
-            &services,
-            &[],
-            &[],
-        );
+        let err = simple(&req(&["old"], &["10.200.0.0/16"]), &both, &services);
         assert_eq!(
             err,
             Err(Refusal::NoTargetFamily {
@@ -738,13 +732,10 @@ mod tests {
                 ip: ip("fd00:10:96::20")
             })
         );
-        let p = plan(
+        let p = simple(
             &req(&["old"], &["10.200.0.0/16", "fd00:200::/112"]),
             &both,
-            &[],
             &services,
-            &[],
-            &[],
         )
         .unwrap();
         assert_eq!(p.moves[0].to, [ip("10.200.0.20"), ip("fd00:200::20")]);
@@ -756,28 +747,13 @@ mod tests {
         // network address; neither is ever allocatable (PrefixContainsIP).
         let ranges = [range("old", &["10.96.0.0/16"])];
         let services = [svc("a", "x", &["10.96.0.255"], true)];
-        let p = plan(
-            &req(&["old"], &["10.200.0.0/24"]),
-            &ranges,
-            &[],
-            &services,
-            &[],
-            &[],
-        )
-        .unwrap();
+        let p = simple(&req(&["old"], &["10.200.0.0/24"]), &ranges, &services).unwrap();
         assert_eq!(p.moves[0].to, [ip("10.200.0.1")]);
         assert!(!p.moves[0].offset_kept);
         // An IP on the old range's network address is not in that range: not moved.
         let services = [svc("a", "edge", &["10.96.0.0"], false)];
         assert!(matches!(
-            plan(
-                &req(&["old"], &["10.200.0.0/24"]),
-                &ranges,
-                &[],
-                &services,
-                &[],
-                &[]
-            ),
+            simple(&req(&["old"], &["10.200.0.0/24"]), &ranges, &services),
             Err(Refusal::NothingToMove { .. })
         ));
     }
@@ -880,13 +856,10 @@ mod tests {
             headless,
         ];
         // Only the kubernetes Service in the default range: still a plan (its manual steps).
-        let p = plan(
+        let p = simple(
             &req(&["kubernetes"], &["10.200.0.0/16"]),
             &ranges,
-            &[],
             &services[..1],
-            &[],
-            &[],
         )
         .unwrap();
         assert!(p.moves.is_empty() && p.moves_default());
@@ -930,13 +903,10 @@ mod tests {
             svc("default", "kubernetes", &["10.96.0.1"], false),
             svc("a", "x", &["10.96.0.255"], false),
         ];
-        let p = plan(
+        let p = simple(
             &req(&["kubernetes"], &["10.200.0.0/24"]),
             &ranges,
-            &[],
             &services,
-            &[],
-            &[],
         )
         .unwrap();
         assert_eq!(p.moves[0].to, [ip("10.200.0.2")]);

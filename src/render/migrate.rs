@@ -550,8 +550,8 @@ fn finding(f: &crate::audit::findings::Finding) -> String {
     )
 }
 
-/// The closing line: what the run left, and what to do next.
-fn summary(r: &Report) -> String {
+/// The closing line: what the run left, and what to do next. A document carries it on stderr.
+pub fn summary(r: &Report) -> String {
     let moved = r.moved.iter().filter(|m| m.error.is_none()).count();
     let dir = r.backup_dir.display();
     match r.outcome {

@@ -155,6 +155,9 @@ pub async fn run(
     };
     let report = job.carry_out(&request, plan, env, &run).await?;
     print(|out| words::write_report(out, style, &report))?;
+    if !style.output.is_table() {
+        render::to_stderr(&format!("{}\n", words::summary(&report)));
+    }
     Ok(report.exit())
 }
 
