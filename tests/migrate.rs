@@ -570,6 +570,11 @@ fn refusals_are_one_line_and_change_nothing() {
             "has host bits set".into(),
         ),
         (
+            vec!["--from", &old, "--to", "10.200.0.0/24,fd01::/48"],
+            3,
+            "holds no address the allocator hands out".into(),
+        ),
+        (
             vec!["--from", &old, "--to", "banana"],
             2,
             "is not a CIDR".into(),

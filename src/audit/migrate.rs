@@ -162,6 +162,8 @@ impl Plan {
 pub enum Refusal {
     UnknownSource(String),
     TwoOfFamily(Family),
+    /// The allocator would hand out no address from it.
+    Unusable(IpNet),
     NameIsSource(String),
     /// A range of that name exists with other CIDRs, or is being deleted.
     NameTaken {
@@ -375,6 +377,11 @@ pub fn plan(
 fn targets_by_family(to: &[IpNet]) -> Result<BTreeMap<Family, IpNet>, Refusal> {
     let mut targets = BTreeMap::new();
     for cidr in to {
+        // The API accepts a /32, a /128 or an IPv6 prefix shorter than /64; the allocator
+        // hands out nothing from them.
+        if capacity(cidr) == 0 {
+            return Err(Refusal::Unusable(*cidr));
+        }
         if targets.insert(Family::of_net(cidr), *cidr).is_some() {
             return Err(Refusal::TwoOfFamily(Family::of_net(cidr)));
         }
@@ -775,6 +782,13 @@ mod tests {
             p(&req(&["old"], &["10.200.0.0/16", "10.201.0.0/16"])),
             Err(Refusal::TwoOfFamily(Family::IPv4))
         );
+        for unusable in ["10.200.0.0/32", "10.200.0.0/31", "fd00::/48", "fd00::1/128"] {
+            assert_eq!(
+                p(&req(&["old"], &[unusable])),
+                Err(Refusal::Unusable(unusable.parse().unwrap())),
+                "{unusable}"
+            );
+        }
         assert!(matches!(
             p(&req(&["old"], &["10.200.0.0/16"])),
             Err(Refusal::NameTaken { .. })

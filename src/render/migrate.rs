@@ -44,6 +44,9 @@ pub fn refusal(r: &Refusal) -> String {
         Refusal::TwoOfFamily(f) => format!(
             "--to names two {f} CIDRs; a ServiceCIDR holds at most one per family (IPv4, IPv6)"
         ),
+        Refusal::Unusable(c) => format!(
+            "{c} holds no address the allocator hands out (IPv4 needs a prefix of /30 or shorter, IPv6 one of /64 to /127)"
+        ),
         Refusal::NameIsSource(n) => {
             format!("the new range cannot be named {n:?}: that is an old range (pass --name)")
         }
