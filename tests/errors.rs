@@ -370,7 +370,7 @@ fn tokens_and_client_keys_never_reach_the_output_at_any_verbosity() {
         .filter(|(k, _)| k.ends_with("TOKEN"))
         .map(|(_, v)| v.trim().to_owned())
         .collect();
-    assert_eq!(secrets.len(), 3);
+    assert_eq!(secrets.len(), 4, "admin, viewer, operator and migrator");
     // The client key of the cert-admin user: as embedded in the kubeconfig, and its PEM lines.
     let kubeconfig = fs::read_to_string(&cp.kubeconfig).unwrap();
     secrets.extend(
