@@ -82,6 +82,16 @@ pub fn completion(shell: clap_complete::Shell, out: &mut Vec<u8>) -> io::Result<
     Ok(())
 }
 
+/// Writes a rendering as it is made, for output too large to hold (a row per IP).
+pub fn print_streamed(
+    render: impl FnOnce(&mut io::BufWriter<io::StdoutLock<'static>>) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut out = io::BufWriter::with_capacity(64 << 10, io::stdout().lock());
+    render(&mut out)
+        .and_then(|()| out.flush())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot write the output: {e}")))
+}
+
 /// Writes a whole rendering at once, so a redraw never interleaves with other output. An output
 /// that cannot be written is an error of its own (`main` gives a closed pipe exit 141).
 pub fn print(render: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<()> {

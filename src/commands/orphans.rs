@@ -7,7 +7,7 @@ use anyhow::Result;
 use crate::audit::findings::{AuditOptions, Finding, audit, uncovered_ips};
 use crate::audit::suggest::covering_cidrs;
 use crate::cluster::Cluster;
-use crate::commands::print;
+use crate::commands::{print, print_streamed};
 use crate::exit::Exit;
 use crate::model::Snapshot;
 use crate::render::progress::ReadProgress;
@@ -47,7 +47,7 @@ pub async fn run(
             print(|out| render::orphans::write_manifest(out, cluster.version(), &suggested))?;
         }
     } else {
-        print(|out| render::orphans::write(out, style, &findings, left_out, &suggested))?;
+        print_streamed(|out| render::orphans::write(out, style, &findings, left_out, &suggested))?;
     }
     Ok(if findings.is_empty() {
         Exit::Success

@@ -227,7 +227,7 @@ pub fn write_orphans(
             Ok((findings, _)) => {
                 for f in findings {
                     let mut row = vec![Cell::new(sanitize(&m.context))];
-                    row.extend(orphans::finding_row(style, f));
+                    row.extend(orphans::finding_row(style, f).into_iter().map(Cell::new));
                     t.add_row(row);
                 }
             }

@@ -15,7 +15,7 @@ pub const KIND: &str = "ServiceCIDRAudit";
 #[serde(rename_all = "camelCase")]
 pub struct AuditDoc<'a> {
     summary: Vec<CountDoc>,
-    findings: Vec<FindingDoc<'a>>,
+    findings: FindingsDoc<'a>,
     /// Findings of kinds that --kind left out.
     left_out: usize,
     suggested_ranges: Vec<String>,
@@ -39,6 +39,25 @@ struct FindingDoc<'a> {
     self_healing: bool,
     remedy: Remedy,
     action: String,
+}
+
+/// The findings, each made into its document only as it is written: a list of 200,000 is never
+/// held twice.
+struct FindingsDoc<'a>(&'a [Finding]);
+
+impl Serialize for FindingsDoc<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|f| FindingDoc {
+            kind: f.kind,
+            ip: f.ip.to_string(),
+            service: f.service.as_deref(),
+            service_cidrs: &f.ranges,
+            age_seconds: f.age.map(|a| a.as_secs()),
+            self_healing: f.self_healing,
+            remedy: f.remedy,
+            action: action(f),
+        }))
+    }
 }
 
 /// What to do about a finding, as a command an operator can run.
@@ -103,19 +122,7 @@ pub fn document<'a>(findings: &'a [Finding], left_out: usize, suggested: &[IpNet
             .map(|&(kind, count)| CountDoc { kind, count })
             .collect(),
         left_out,
-        findings: findings
-            .iter()
-            .map(|f| FindingDoc {
-                kind: f.kind,
-                ip: f.ip.to_string(),
-                service: f.service.as_deref(),
-                service_cidrs: &f.ranges,
-                age_seconds: f.age.map(|a| a.as_secs()),
-                self_healing: f.self_healing,
-                remedy: f.remedy,
-                action: action(f),
-            })
-            .collect(),
+        findings: FindingsDoc(findings),
         suggested_ranges: suggested.iter().map(ToString::to_string).collect(),
     }
 }
@@ -129,21 +136,19 @@ pub fn finding_headers(style: &Style) -> Vec<&'static str> {
     headers
 }
 
-pub fn finding_row(style: &Style, f: &Finding) -> Vec<Cell> {
+pub fn finding_row(style: &Style, f: &Finding) -> Vec<String> {
     let mut row = vec![
-        Cell::new(f.kind.name()),
-        Cell::new(f.ip),
-        Cell::new(
-            f.service
-                .as_deref()
-                .map(sanitize)
-                .unwrap_or_else(|| "<none>".into()),
-        ),
-        Cell::new(f.age.map(age).unwrap_or_default()),
-        Cell::new(sanitize(&action(f))),
+        f.kind.name().to_owned(),
+        f.ip.to_string(),
+        f.service
+            .as_deref()
+            .map(sanitize)
+            .unwrap_or_else(|| "<none>".into()),
+        f.age.map(age).unwrap_or_default(),
+        sanitize(&action(f)),
     ];
     if style.wide() {
-        row.insert(3, Cell::new(sanitize(&f.ranges.join(","))));
+        row.insert(3, sanitize(&f.ranges.join(",")));
     }
     row
 }
@@ -195,12 +200,10 @@ pub fn write(
     table::write(out, &t)?;
     writeln!(out)?;
 
-    let mut t = table::new(style, &finding_headers(style));
-    for f in findings {
-        t.add_row(finding_row(style, f));
-    }
-    table::finish(&mut t, &[]);
-    table::write(out, &t)?;
+    // A row per finding, written as it is made: the widths come from a first pass.
+    table::write_streamed(out, style, &finding_headers(style), || {
+        findings.iter().map(|f| finding_row(style, f))
+    })?;
     if !suggested.is_empty() && style.headers {
         let list: Vec<String> = suggested.iter().map(ToString::to_string).collect();
         writeln!(
