@@ -63,9 +63,8 @@ impl Serialize for FindingsDoc<'_> {
 /// What to do about a finding, as a command an operator can run.
 pub fn action(f: &Finding) -> String {
     let ip = f.ip;
-    let or_recreate = |h: &Option<String>| {
-        h.as_deref()
-            .map(|s| format!(", or recreate Service {s}"))
+    let or_recreate = |h: Option<&str>| {
+        h.map(|s| format!(", or recreate Service {s}"))
             .unwrap_or_default()
     };
     // For findings about an IPAddress's parentRef: what is wrong with it.
@@ -79,7 +78,7 @@ pub fn action(f: &Finding) -> String {
         Remedy::Cover if f.kind == FindingKind::AtRisk => format!(
             "create a ServiceCIDR covering {ip} before {} is released (orphans --suggest-range){}",
             f.ranges.join(", "),
-            or_recreate(&f.holder)
+            or_recreate(f.holder.as_deref())
         ),
         Remedy::Cover => match &f.holder {
             Some(h) => format!(
