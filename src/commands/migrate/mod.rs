@@ -41,7 +41,8 @@ impl Observed {
     }
 }
 
-async fn observe(cluster: &Cluster, backups: Option<&Backups>) -> Result<Observed> {
+/// Reads everything a plan needs. `warn`: say (once a run) that Nodes could not be read.
+async fn observe(cluster: &Cluster, backups: Option<&Backups>, warn: bool) -> Result<Observed> {
     let (ranges, ips, services, nodes) = tokio::join!(
         cluster.list_service_cidrs(),
         cluster.list_ip_addresses(),
@@ -51,7 +52,9 @@ async fn observe(cluster: &Cluster, backups: Option<&Backups>) -> Result<Observe
     let services = services?;
     // Nodes only feed warnings: a user who may not list them still gets a plan.
     let nodes = nodes.unwrap_or_else(|e| {
-        render::to_stderr(&words::nodes_unread(&e.to_string()));
+        if warn {
+            render::to_stderr(&words::nodes_unread(&e.to_string()));
+        }
         Vec::new()
     });
     let pending = match backups {
@@ -94,7 +97,7 @@ pub async fn run(
     let mut attempts = 0;
     let (seen, plan) = loop {
         attempts += 1;
-        let seen = observe(cluster, backups.as_ref()).await?;
+        let seen = observe(cluster, backups.as_ref(), attempts == 1).await?;
         let plan = match seen.plan(&request, backups.as_ref()) {
             Ok(p) => p,
             Err(r) => return refused(&words::refusal(&r)),
@@ -313,7 +316,7 @@ impl Job<'_> {
         // second round.
         for round in 0..2 {
             if round > 0 {
-                self.seen = observe(self.cluster, Some(self.backups)).await?;
+                self.seen = observe(self.cluster, Some(self.backups), false).await?;
                 plan = match self.seen.plan(req, Some(self.backups)) {
                     Ok(p) => p,
                     Err(r) => bail!("{}", words::refusal(&r)),
@@ -356,7 +359,7 @@ impl Job<'_> {
             },
         );
         // What is left is what a plan made now would still move.
-        self.seen = observe(self.cluster, Some(self.backups)).await?;
+        self.seen = observe(self.cluster, Some(self.backups), false).await?;
         report.left = match self.seen.plan(req, Some(self.backups)) {
             Ok(p) => p.moves.iter().map(Move::key).collect(),
             Err(r) => bail!("{}", words::refusal(&r)),
