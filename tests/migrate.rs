@@ -502,24 +502,6 @@ fn when_deleted_create(
     proxy
 }
 
-/// Waits until the proxy has seen a request that `matches`, while `child` is still running.
-fn until_seen(
-    proxy: &FaultProxy,
-    child: &mut std::process::Child,
-    what: &str,
-    matches: impl Fn(&Seen) -> bool,
-) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !proxy.seen().iter().any(&matches) {
-        assert!(std::time::Instant::now() < deadline, "{what}: never sent");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "{what}: the run ended before it"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn is_write(s: &Seen, method: &str, prefix: &str) -> bool {
     s.method == method && s.path.starts_with(prefix) && !s.path.contains("dryRun")
 }
@@ -916,21 +898,24 @@ fn killed_after(cp: &ControlPlane, method: &str, path: &PathOf) {
     let proxy = FaultProxy::start(cp, &unique_name("migrate-kill-after"));
     let (method, prefix) = (method.to_owned(), path(&case));
     let point = format!("{method} {prefix}");
-    let rule = (method.clone(), prefix.clone());
     proxy.set_rule(move |s| {
-        if is_write(s, &rule.0, &rule.1) {
+        if is_write(s, &method, &prefix) {
             Action::ActThenHang
         } else {
             Action::Forward
         }
     });
     let mut child = case.spawn_via(&proxy, false);
-    until_seen(&proxy, &mut child, &point, |s| {
-        is_write(s, &method, &prefix)
-    });
-    // The server acts once the proxy forwards; give its answer a moment to reach the proxy
-    // (which keeps it), then kill.
-    std::thread::sleep(Duration::from_millis(300));
+    // Killed once the server has answered the write (the proxy keeps the answer).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while proxy.acted() == 0 {
+        assert!(std::time::Instant::now() < deadline, "{point}: never sent");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{point}: the run ended before it"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
 

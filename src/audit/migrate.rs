@@ -276,10 +276,7 @@ impl Report {
             Outcome::Interrupted => Exit::Interrupted,
             Outcome::Failed => Exit::Error,
             Outcome::Done => {
-                let retired = self
-                    .retired
-                    .iter()
-                    .fold(Exit::Success, |e, r| e.worst(r.outcome.exit()));
+                let retired = crate::audit::retire::worst(&self.retired);
                 if self.findings.is_empty() && self.left.is_empty() {
                     retired
                 } else {

@@ -268,6 +268,13 @@ pub struct DeleteResult {
     pub elapsed: Duration,
 }
 
+/// The exit code of a set of retirements: the worst of them.
+pub fn worst(results: &[DeleteResult]) -> Exit {
+    results
+        .iter()
+        .fold(Exit::Success, |e, r| e.worst(r.outcome.exit()))
+}
+
 impl DeleteResult {
     pub fn new(name: &str, outcome: Outcome, phase: Phase, elapsed: Duration) -> Self {
         DeleteResult {

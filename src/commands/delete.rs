@@ -12,7 +12,8 @@ use futures::StreamExt;
 use tokio::time::{Instant, sleep_until};
 
 use crate::audit::retire::{
-    DeleteResult, Observed, Outcome, Phase, ReleasedBy, RetireOptions, Retirement, Step, Waiting,
+    self, DeleteResult, Observed, Outcome, Phase, ReleasedBy, RetireOptions, Retirement, Step,
+    Waiting,
 };
 use crate::audit::safety::{Blocker, controller_blockers, left_outside, set_blockers};
 use crate::cluster::{self, Cluster};
@@ -40,9 +41,7 @@ pub async fn run(
         anyhow::bail!("{}", render::delete::message(only));
     }
     print(|out| render::delete::write(out, style, &results))?;
-    Ok(results
-        .iter()
-        .fold(Exit::Success, |e, r| e.worst(r.outcome.exit())))
+    Ok(retire::worst(&results))
 }
 
 /// Retires the named ranges as one set and returns each one's result (`migrate` retires the old

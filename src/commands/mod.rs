@@ -82,6 +82,11 @@ pub fn completion(shell: clap_complete::Shell, out: &mut Vec<u8>) -> io::Result<
     Ok(())
 }
 
+/// An output that could not be written, kind kept (`main` gives a closed pipe exit 141).
+fn unwritten(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot write the output: {e}"))
+}
+
 /// Writes a rendering as it is made, for output too large to hold (a row per IP).
 pub fn print_streamed(
     render: impl FnOnce(&mut io::BufWriter<io::StdoutLock<'static>>) -> io::Result<()>,
@@ -89,7 +94,7 @@ pub fn print_streamed(
     let mut out = io::BufWriter::with_capacity(64 << 10, io::stdout().lock());
     render(&mut out)
         .and_then(|()| out.flush())
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot write the output: {e}")))
+        .map_err(unwritten)
 }
 
 /// Writes a whole rendering at once, so a redraw never interleaves with other output. An output
@@ -100,5 +105,5 @@ pub fn print(render: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<
     let mut out = io::stdout().lock();
     out.write_all(&buf)
         .and_then(|()| out.flush())
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot write the output: {e}")))
+        .map_err(unwritten)
 }

@@ -27,6 +27,7 @@ pub enum Action {
     /// Forward, let the server act, and lose its answer: the connection drops instead.
     Swallow,
     /// Forward, let the server act, and never answer: the client waits until it is killed.
+    /// [`FaultProxy::acted`] counts the answers so held back.
     ActThenHang,
     /// Answer with this HTTP status and a Kubernetes Status body, optionally with Retry-After.
     Answer {
@@ -52,6 +53,7 @@ pub struct FaultProxy {
     pub kubeconfig: PathBuf,
     seen: Arc<Mutex<Vec<Seen>>>,
     rule: Arc<Mutex<Rule>>,
+    acted: Arc<std::sync::atomic::AtomicUsize>,
     upstream: Child,
 }
 
@@ -84,14 +86,16 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let acted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let rule: Arc<Mutex<Rule>> = Arc::new(Mutex::new(Box::new(|_: &Seen| Action::Forward)));
         {
-            let (seen, rule) = (seen.clone(), rule.clone());
+            let (seen, rule, acted) = (seen.clone(), rule.clone(), acted.clone());
             std::thread::spawn(move || {
                 for conn in listener.incoming() {
                     let Ok(conn) = conn else { break };
                     let (seen, rule, up) = (seen.clone(), rule.clone(), upstream_addr.clone());
-                    std::thread::spawn(move || serve(conn, &up, &seen, &rule));
+                    let acted = acted.clone();
+                    std::thread::spawn(move || serve(conn, &up, &seen, &rule, &acted));
                 }
             });
         }
@@ -108,6 +112,7 @@ impl FaultProxy {
             kubeconfig,
             seen,
             rule,
+            acted,
             upstream,
         }
     }
@@ -115,6 +120,12 @@ impl FaultProxy {
     /// Replaces the rule; it sees every later request, in arrival order.
     pub fn set_rule(&self, rule: impl FnMut(&Seen) -> Action + Send + 'static) {
         *self.rule.lock().unwrap() = Box::new(rule);
+    }
+
+    /// How many requests the server has answered that [`Action::ActThenHang`] held back: each
+    /// one has taken effect.
+    pub fn acted(&self) -> usize {
+        self.acted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every request so far.
@@ -130,7 +141,13 @@ impl Drop for FaultProxy {
     }
 }
 
-fn serve(mut client: TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, rule: &Mutex<Rule>) {
+fn serve(
+    mut client: TcpStream,
+    upstream: &str,
+    seen: &Mutex<Vec<Seen>>,
+    rule: &Mutex<Rule>,
+    acted: &std::sync::atomic::AtomicUsize,
+) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -188,6 +205,7 @@ fn serve(mut client: TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, rule: &
     if matches!(action, Action::Swallow | Action::ActThenHang) {
         let _ = std::io::copy(&mut up, &mut std::io::sink());
         if matches!(action, Action::ActThenHang) {
+            acted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let _ = std::io::copy(&mut client, &mut std::io::sink());
         }
         let _ = client.shutdown(Shutdown::Both);
