@@ -124,6 +124,37 @@ fn ranges() -> Vec<ServiceCidr> {
     out
 }
 
+/// Ten copies of `ranges()`, each in its own IPv4 /8 and IPv6 /48: 10,000 ranges of the same
+/// shape, for the per-range work at ten times the ranges.
+fn ten_thousand_ranges() -> Vec<ServiceCidr> {
+    (0..10u32)
+        .flat_map(|copy| {
+            ranges().into_iter().map(move |mut r| {
+                r.name = format!("{}-{copy}", r.name);
+                for net in &mut r.cidrs {
+                    *net = match *net {
+                        IpNet::V4(n) => IpNet::V4(
+                            Ipv4Net::new(
+                                Ipv4Addr::from(u32::from(n.addr()) + (copy << 24)),
+                                n.prefix_len(),
+                            )
+                            .expect("valid IPv4 prefix"),
+                        ),
+                        IpNet::V6(n) => IpNet::V6(
+                            Ipv6Net::new(
+                                Ipv6Addr::from(u128::from(n.addr()) + (u128::from(copy) << 80)),
+                                n.prefix_len(),
+                            )
+                            .expect("valid IPv6 prefix"),
+                        ),
+                    };
+                }
+                r
+            })
+        })
+        .collect()
+}
+
 /// Address number `host` of `net`.
 fn nth(net: &IpNet, host: u64) -> IpAddr {
     match net {
@@ -235,6 +266,11 @@ fn benches(c: &mut Criterion) {
     // The per-range part of the report alone (overlaps, totals): no IPs at all.
     g.bench_function("status_report_ranges_only", |b| {
         b.iter(|| status_report(black_box(&snap.ranges), &[], now, false))
+    });
+    let many = ten_thousand_ranges();
+    g.throughput(Throughput::Elements(many.len() as u64));
+    g.bench_function("status_report_ranges_only_10k", |b| {
+        b.iter(|| status_report(black_box(&many), &[], now, false))
     });
 
     g.throughput(Throughput::Elements(IPS as u64));

@@ -1,6 +1,6 @@
 //! Usage of every range: capacity, allocated, free, overlaps, and why a terminating range waits.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::audit::index::{Entry, RangeIndex};
-use crate::audit::range::{bits, capacity, overlaps};
+use crate::audit::range::{bits, capacity};
 use crate::audit::safety::uncovered;
 use crate::model::{ConditionStatus, Family, IpAllocation, ReadyCondition, ServiceCidr};
 
@@ -121,6 +121,7 @@ pub fn status_report(
     let mut attribution = Vec::new();
     let mut containing: Vec<Entry> = Vec::new();
     let mut inside_by_family: BTreeMap<Family, u64> = BTreeMap::new();
+    let mut overlaps_with = overlapping(ranges);
     for alloc in ips {
         containing.clear();
         containing.extend(index.containing(alloc.ip));
@@ -170,7 +171,7 @@ pub fn status_report(
                     capacity: capacity(net),
                     allocated: allocated[r][c],
                     attributed: attributed[r][c],
-                    overlaps_with: overlapping(ranges, r, net),
+                    overlaps_with: std::mem::take(&mut overlaps_with[r][c]),
                 })
                 .collect(),
         })
@@ -184,12 +185,44 @@ pub fn status_report(
     }
 }
 
-fn overlapping(ranges: &[ServiceCidr], own: usize, net: &IpNet) -> Vec<String> {
-    ranges
+/// For each CIDR of each range, the names of the other ranges with a CIDR sharing an address with
+/// it, in range order. Two prefixes share an address only when one contains the other, so sorted
+/// by (family, network, length) the prefixes inside one follow it in a single run: sorting and
+/// those runs cost O(n log n + pairs), where comparing every pair was quadratic in the ranges.
+fn overlapping(ranges: &[ServiceCidr]) -> Vec<Vec<Vec<String>>> {
+    let mut nets: Vec<(IpNet, Entry)> = ranges
         .iter()
         .enumerate()
-        .filter(|&(r, other)| r != own && other.cidrs.iter().any(|o| overlaps(o, net)))
-        .map(|(_, other)| other.name.clone())
+        .flat_map(|(range, r)| {
+            r.cidrs
+                .iter()
+                .enumerate()
+                .map(move |(cidr, net)| (net.trunc(), Entry { range, cidr }))
+        })
+        .collect();
+    nets.sort_unstable_by_key(|(net, _)| *net);
+    let mut with: Vec<Vec<BTreeSet<usize>>> = ranges
+        .iter()
+        .map(|r| vec![BTreeSet::new(); r.cidrs.len()])
+        .collect();
+    for (i, (outer, a)) in nets.iter().enumerate() {
+        for (_, b) in nets[i + 1..]
+            .iter()
+            .take_while(|(inner, _)| outer.contains(inner))
+        {
+            if a.range != b.range {
+                with[a.range][a.cidr].insert(b.range);
+                with[b.range][b.cidr].insert(a.range);
+            }
+        }
+    }
+    with.into_iter()
+        .map(|cidrs| {
+            cidrs
+                .into_iter()
+                .map(|set| set.into_iter().map(|r| ranges[r].name.clone()).collect())
+                .collect()
+        })
         .collect()
 }
 
@@ -389,6 +422,40 @@ mod tests {
             for c in r.ranges.iter().flat_map(|x| &x.cidrs) {
                 prop_assert!(c.attributed <= c.allocated);
                 prop_assert!(u128::from(c.allocated) + c.free() >= c.capacity);
+            }
+        }
+    }
+
+    proptest! {
+        // Overlaps against brute force: two ranges overlap when some address of the space lies in
+        // a CIDR of each (whole prefixes, network and broadcast included), with twins, nesting and
+        // several CIDRs per range.
+        #[test]
+        fn overlaps_match_a_brute_force_search(
+            nets in prop::collection::vec(prop::collection::vec((0u32..256, 24u8..=32), 1..3), 1..12),
+        ) {
+            let parse = |(host, len): &(u32, u8)| {
+                ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(0x0a00_0000 + host), *len).unwrap()
+            };
+            let ranges: Vec<ServiceCidr> = nets.iter().enumerate().map(|(i, cidrs)| {
+                let cidrs: Vec<String> = cidrs.iter().map(|c| parse(c).to_string()).collect();
+                range(&format!("r{i}"), &cidrs.iter().map(String::as_str).collect::<Vec<_>>())
+            }).collect();
+            let r = report(&ranges, &[]);
+            for (i, cidrs) in nets.iter().enumerate() {
+                for (c, own) in cidrs.iter().enumerate() {
+                    let own = parse(own);
+                    let brute: Vec<String> = nets.iter().enumerate()
+                        .filter(|&(j, other)| j != i && other.iter().any(|o| {
+                            let o = parse(o);
+                            (0x0a00_0000u32..0x0a00_0100)
+                                .map(std::net::Ipv4Addr::from)
+                                .any(|a| own.contains(&a) && o.contains(&a))
+                        }))
+                        .map(|(j, _)| format!("r{j}"))
+                        .collect();
+                    prop_assert_eq!(&r.ranges[i].cidrs[c].overlaps_with, &brute);
+                }
             }
         }
     }
