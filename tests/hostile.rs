@@ -79,6 +79,30 @@ fn lists_that_never_end_are_stopped() {
     );
 }
 
+/// Lists are read item by item as they arrive: a page cut short after an item that is skipped
+/// must still say one thing (the cut), not warn of the item first; a page that ends early in
+/// well-formed JSON is an error too, not a short list.
+#[test]
+fn a_page_cut_short_says_only_that() {
+    let body = br#"{"metadata":{},"items":[{"metadata":{"name":"x"},"spec":{"cidrs":["bad"]}},{"#;
+    for (length, want) in [
+        (
+            body.len() + 100,
+            "end of file before message length reached",
+        ),
+        (body.len(), "the answer ended before the list did"),
+    ] {
+        let mut bytes = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes();
+        bytes.extend_from_slice(body);
+        let server = Hostile::start(Misbehaviour::Raw { bytes, pace: None }, false);
+        let (out, _, _) = server.run(&["status"]);
+        one_line_error(&out, want);
+    }
+}
+
 /// Random answers: status codes, JSON or not, cut short, slow. Whatever comes, the plugin ends in
 /// bounded time and memory with one line and exit 1 (or works, if the answer happened to be valid).
 fn answer() -> impl Strategy<Value = (Vec<u8>, Option<Duration>)> {

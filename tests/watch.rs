@@ -15,6 +15,11 @@ use support::{ControlPlane, PLUGIN, ip_in, unique_name};
 
 /// `status --watch` with its stdout lines on a channel.
 fn watch(kubeconfig: &Path, args: &[&str]) -> (Child, Receiver<String>) {
+    watch_logged(kubeconfig, args, Stdio::null())
+}
+
+/// The same, its stderr (`-v`'s request log when asked for) to `stderr`.
+fn watch_logged(kubeconfig: &Path, args: &[&str], stderr: Stdio) -> (Child, Receiver<String>) {
     let mut child = Command::new(PLUGIN)
         .arg("--kubeconfig")
         .arg(kubeconfig)
@@ -24,7 +29,7 @@ fn watch(kubeconfig: &Path, args: &[&str]) -> (Child, Receiver<String>) {
         .env_remove("KUBECONFIG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let (tx, rx) = mpsc::channel();
@@ -103,6 +108,98 @@ fn the_view_redraws_when_an_ip_is_allocated() {
     child.wait().unwrap();
 }
 
+/// A status row without its AGE column, which moves on by itself.
+fn without_age(l: &str) -> String {
+    let mut cols: Vec<&str> = l.split_whitespace().collect();
+    cols.pop();
+    cols.join(" ")
+}
+
+/// The view is kept by applying watch events to what it listed: after a burst of changes of every
+/// kind (IPAddresses created and deleted, in a nested range and out of it, a range created, a range
+/// deleted), its last picture is what a fresh `status` reads from the server, and it listed the
+/// IPAddresses once.
+#[test]
+fn the_view_applies_each_change_and_ends_where_a_fresh_list_does() {
+    let cp = ControlPlane::shared();
+    let block = cp.next_v4_block();
+    let (wide, narrow, late, leaving) = (
+        unique_name("applied"),
+        unique_name("applied-narrow"),
+        unique_name("applied-late"),
+        unique_name("applied-leaving"),
+    );
+    // The narrow range is the /28 at host 16: its own hosts are 17..=30.
+    let narrow_cidr = format!("{}/28", ip_in(&block, 16));
+    cp.create_ready_service_cidr(&wide, &[&block]);
+    cp.create_ready_service_cidr(&narrow, &[&narrow_cidr]);
+    cp.create_ready_service_cidr(&leaving, &[&cp.next_v4_block()]);
+    let log = std::env::temp_dir().join(format!("{}.log", unique_name("watch-v")));
+    let names = [&wide, &narrow, &late, &leaving];
+    let mut args: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+    args.push("-v");
+    let (mut child, rx) = watch_logged(
+        &cp.kubeconfig,
+        &args,
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    line(
+        &rx,
+        Duration::from_secs(30),
+        |l| l.starts_with(&wide),
+        "the first view",
+    );
+    let ns = unique_name("ns");
+    for host in [3, 4, 5, 16, 17, 18, 30, 31, 40] {
+        cp.create_ipaddress(&ip_in(&block, host), &ns, "svc", false);
+    }
+    for host in [4, 17] {
+        cp.delete("ipaddress", &ip_in(&block, host));
+    }
+    cp.create_ready_service_cidr(&late, &[&cp.next_v4_block()]);
+    cp.delete("servicecidr", &leaving);
+    cp.wait_for(
+        &format!("servicecidr/{leaving}"),
+        Duration::from_secs(60),
+        |v| v.is_none(),
+    );
+    let fresh = cp.plugin(&["status", "--no-headers", &wide, &narrow, &late]);
+    assert!(fresh.status.success(), "{fresh:?}");
+    let mut want: Vec<String> = String::from_utf8_lossy(&fresh.stdout)
+        .lines()
+        .map(without_age)
+        .collect();
+    want.push(format!("servicecidr {leaving:?}: gone"));
+    // Each picture starts with "--- TIME"; wait for one equal to the fresh read.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut picture: Vec<String> = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.starts_with("--- ") => picture.clear(),
+            Ok(l) if l.starts_with("servicecidr ") => picture.push(l),
+            Ok(l) => picture.push(without_age(&l)),
+            Err(_) => panic!(
+                "the view never showed what a fresh list shows:\n{want:#?}\nlast:\n{picture:#?}"
+            ),
+        }
+        if picture == want {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    let lists = log
+        .lines()
+        .filter(|l| l.contains("/ipaddresses?") && !l.contains("watch="))
+        .count();
+    assert_eq!(
+        lists, 1,
+        "the view listed IPAddresses more than once:\n{log}"
+    );
+}
+
 #[test]
 fn the_view_survives_an_apiserver_restart_and_ctrl_c_ends_it_at_once() {
     let cp = ControlPlane::start_dedicated(true);
@@ -156,9 +253,21 @@ fn ctrl_c_wins_while_the_apiserver_hangs_during_a_relist() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // A change is applied, not listed for; a list comes when a watch cannot resume. So the
+    // apiserver restarts (ending the watches), every watch after it is answered 410 Gone and
+    // every list hangs.
     let before = proxy.seen().len();
-    proxy.set_rule(|_| Action::Hang);
-    cp.create_service(&unique_name("ns"), "trigger", Some(&ip_in(&block, 9)));
+    proxy.set_rule(|s| {
+        if s.path.contains("watch=") {
+            Action::Answer {
+                status: 410,
+                retry_after: None,
+            }
+        } else {
+            Action::Hang
+        }
+    });
+    cp.restart_apiserver();
     let deadline = Instant::now() + Duration::from_secs(30);
     let relisting = || {
         proxy.seen()[before..]
@@ -168,7 +277,7 @@ fn ctrl_c_wins_while_the_apiserver_hangs_during_a_relist() {
     while !relisting() {
         assert!(
             Instant::now() < deadline,
-            "no re-list after the change: {:?}",
+            "no re-list after the watches were gone: {:?}",
             proxy.seen()
         );
         std::thread::sleep(Duration::from_millis(50));

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod error;
+pub mod page;
 pub mod retry;
 pub mod wire;
 
@@ -92,6 +93,19 @@ pub const MAX_EVENT: usize = 4 << 20;
 pub const MAX_LIST_ITEMS: usize = 5_000_000;
 /// How much of an error page that is not a Kubernetes Status goes into the message.
 const MAX_ERROR_BODY: usize = 300;
+
+/// A page request in flight; dropped, it is aborted, so a failed list leaves nothing running.
+struct Pending {
+    task: tokio::task::JoinHandle<kube::Result<http::Response<kube::client::Body>>>,
+    /// When the whole page must be in, and the --request-timeout it comes from.
+    deadline: Option<(tokio::time::Instant, Duration)>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
 
 /// A list, with the resourceVersion to watch from.
 pub struct Listed<T> {
@@ -240,16 +254,21 @@ impl Cluster {
             None => exchange.await?,
         };
         if !status.is_success() {
-            let s = serde_json::from_slice::<kube::core::Status>(&body).unwrap_or_else(|_| {
-                kube::core::Status::failure(&error_text(&body), "").with_code(status.as_u16())
-            });
-            return Err(self.wrap(what)(kube::Error::Api(s.boxed())));
+            return Err(self.failure(status, &body, what));
         }
         let value = serde_json::from_slice(&body).map_err(|e| Error::Api {
             what,
             source: ApiError::Decode(e.to_string()),
         })?;
         Ok((value, date))
+    }
+
+    /// An answer that is not a success: its Status, or a short text of what came instead.
+    fn failure(&self, status: http::StatusCode, body: &[u8], what: String) -> Error {
+        let s = serde_json::from_slice::<kube::core::Status>(body).unwrap_or_else(|_| {
+            kube::core::Status::failure(&error_text(body), "").with_code(status.as_u16())
+        });
+        self.wrap(what)(kube::Error::Api(s.boxed()))
     }
 
     /// Reads a body of at most `max` bytes.
@@ -275,8 +294,25 @@ impl Cluster {
         Ok(buf)
     }
 
-    /// Lists every page, converting each page into the model before fetching the next, so memory
-    /// holds the model, not the JSON. No resourceVersion: a consistent (quorum) read.
+    /// Sends a page request on a task of its own, so the server works on it while the page before
+    /// is still being read. Its deadline (--request-timeout) runs from now.
+    fn send_page(&self, req: &Request, lp: &ListParams, what: &str) -> Result<Pending> {
+        let page = req
+            .list(lp)
+            .map_err(|e| request_error(what.to_owned(), e))?;
+        let client = self.client.clone();
+        Ok(Pending {
+            task: tokio::spawn(async move { client.send(page.map(Into::into)).await }),
+            deadline: self
+                .request_timeout
+                .map(|t| (tokio::time::Instant::now() + t, t)),
+        })
+    }
+
+    /// Lists every page. Each page is read as it arrives: every item becomes the model as soon as
+    /// its bytes are in, so memory holds the model and one object of JSON, whatever the page size;
+    /// and the next page is asked for as soon as this one's continue token is in (the server sends
+    /// it before the items). No resourceVersion: a consistent (quorum) read.
     async fn list_all<W, M>(
         &self,
         req: Request,
@@ -286,54 +322,116 @@ impl Cluster {
     where
         W: DeserializeOwned,
     {
+        let doing = format!("list {what}");
+        let decode = |e: String| Error::Api {
+            what: doing.clone(),
+            source: ApiError::Decode(e),
+        };
         let mut lp = ListParams::default().limit(self.chunk_size);
         let mut items = Vec::new();
         let mut tokens = std::collections::HashSet::new();
         // A real server needs about items / limit pages; far more means one that never ends.
         let max_pages = MAX_LIST_ITEMS / self.chunk_size as usize + 1_000;
-        loop {
+        let mut pending = Some(self.send_page(&req, &lp, &doing)?);
+        let mut resource_version = String::new();
+        while let Some(mut page) = pending.take() {
             if tokens.len() > max_pages {
                 return Err(self.unreachable(
-                    format!("list {what}"),
+                    doing.clone(),
                     format!("more than {max_pages} pages: not a list a real server sends; stopped"),
                 ));
             }
-            let page_req = req
-                .list(&lp)
-                .map_err(|e| request_error(format!("list {what}"), e))?;
-            let (page, _): (wire::List<W>, _) = self.call(page_req, format!("list {what}")).await?;
-            items.reserve(page.items.len());
-            for w in page.items {
-                match convert(w) {
-                    Ok(m) => items.push(m),
-                    Err(e) => tracing::warn!("skipping {e}"),
+            let deadline = page.deadline;
+            let read = async {
+                let res = (&mut page.task)
+                    .await
+                    .map_err(|e| self.unreachable(doing.clone(), e.to_string()))?
+                    .map_err(self.wrap(doing.clone()))?;
+                let status = res.status();
+                if !status.is_success() {
+                    let body = self.read_body(res.into_body(), MAX_BODY, &doing).await?;
+                    return Err(self.failure(status, &body, doing.clone()));
                 }
+                let mut body = res.into_body();
+                let mut reader = page::PageReader::default();
+                let mut skipped = Vec::new();
+                let mut read = 0;
+                while let Some(frame) = body.frame().await {
+                    let Ok(data) = frame.map_err(self.wrap(doing.clone()))?.into_data() else {
+                        continue;
+                    };
+                    read += data.len();
+                    if read > MAX_BODY {
+                        return Err(self.unreachable(
+                            doing.clone(),
+                            format!("the answer is larger than {} MiB; refused", MAX_BODY >> 20),
+                        ));
+                    }
+                    reader.feed(&data);
+                    while let Some(part) = reader.next_part().map_err(decode)? {
+                        match part {
+                            page::Part::Metadata(json) => {
+                                let meta: wire::ListMeta = serde_json::from_slice(json)
+                                    .map_err(|e| decode(e.to_string()))?;
+                                resource_version = meta.resource_version;
+                                match meta.continue_token.filter(|c| !c.is_empty()) {
+                                    Some(c) if !tokens.insert(c.clone()) => {
+                                        return Err(self.unreachable(
+                                            doing.clone(),
+                                            "the server sent the same continue token twice: the list would never end; stopped".into(),
+                                        ));
+                                    }
+                                    Some(c) => {
+                                        lp.continue_token = Some(c);
+                                        pending = Some(self.send_page(&req, &lp, &doing)?);
+                                    }
+                                    None => {}
+                                }
+                            }
+                            page::Part::Item(json) => {
+                                let w: W = serde_json::from_slice(json)
+                                    .map_err(|e| decode(e.to_string()))?;
+                                match convert(w) {
+                                    Ok(m) => items.push(m),
+                                    Err(e) => skipped.push(e),
+                                }
+                                if items.len() > MAX_LIST_ITEMS {
+                                    return Err(self.unreachable(
+                                        doing.clone(),
+                                        format!("more than {MAX_LIST_ITEMS} objects: not a list a real server sends; stopped"),
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+                reader.finish().map_err(decode)?;
+                // Said only of a page that arrived whole: a failed list says one thing.
+                for e in skipped {
+                    tracing::warn!("skipping {e}");
+                }
+                Ok(())
+            };
+            match deadline {
+                Some((at, t)) => tokio::time::timeout_at(at, read).await.map_err(|_| {
+                    self.unreachable(
+                        doing.clone(),
+                        format!(
+                            "no complete answer within --request-timeout {}",
+                            humantime::format_duration(t)
+                        ),
+                    )
+                })??,
+                None => read.await?,
             }
             if let Some(on_page) = &self.on_page {
                 on_page(what, items.len());
             }
-            if items.len() > MAX_LIST_ITEMS {
-                return Err(self.unreachable(
-                    format!("list {what}"),
-                    format!("more than {MAX_LIST_ITEMS} objects: not a list a real server sends; stopped"),
-                ));
-            }
-            match page.metadata.continue_token.filter(|c| !c.is_empty()) {
-                Some(c) if !tokens.insert(c.clone()) => {
-                    return Err(self.unreachable(
-                        format!("list {what}"),
-                        "the server sent the same continue token twice: the list would never end; stopped".into(),
-                    ));
-                }
-                Some(c) => lp.continue_token = Some(c),
-                None => {
-                    return Ok(Listed {
-                        items,
-                        resource_version: page.metadata.resource_version,
-                    });
-                }
-            }
         }
+        Ok(Listed {
+            items,
+            resource_version,
+        })
     }
 
     pub async fn list_service_cidrs(&self) -> Result<Listed<ServiceCidr>> {
@@ -693,10 +791,7 @@ impl Cluster {
         if !res.status().is_success() {
             let status = res.status();
             let body = self.read_body(res.into_body(), MAX_BODY, &what).await?;
-            let s = serde_json::from_slice::<kube::core::Status>(&body).unwrap_or_else(|_| {
-                kube::core::Status::failure(&error_text(&body), "").with_code(status.as_u16())
-            });
-            return Err(self.wrap(what)(kube::Error::Api(s.boxed())));
+            return Err(self.failure(status, &body, what));
         }
         let this = self.clone();
         Ok(watch_events(res.into_body()).map(move |r| {

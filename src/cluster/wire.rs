@@ -52,14 +52,6 @@ pub struct ListMeta {
     pub resource_version: String,
 }
 
-#[derive(Debug, Deserialize)]
-pub struct List<T> {
-    #[serde(default)]
-    pub metadata: ListMeta,
-    #[serde(default = "Vec::new")]
-    pub items: Vec<T>,
-}
-
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Condition {
     #[serde(rename = "type")]
@@ -383,13 +375,12 @@ mod tests {
         // What the server sends is refused field by field or converted, never a panic, and every
         // accepted range is canonical. `cargo fuzz` (fuzz/) explores the same by coverage.
         #[test]
-        fn any_object_converts_or_is_refused(o in object(), bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        fn any_object_converts_or_is_refused(o in object()) {
             if let Ok(r) = serde_json::from_value::<WireServiceCidr>(o.clone()).unwrap().into_model() {
                 prop_assert!(r.cidrs.iter().all(|c| c.trunc() == *c));
             }
             let _ = serde_json::from_value::<WireIpAddress>(o.clone()).unwrap().into_model();
             let _ = serde_json::from_value::<WireService>(o).unwrap().into_model();
-            let _ = serde_json::from_slice::<List<WireServiceCidr>>(&bytes);
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod delete;
 pub mod fleet;
+pub mod follow;
 pub mod migrate;
 pub mod orphans;
 pub mod serve;

@@ -2,15 +2,13 @@
 //! picture current; a scrape renders that picture, it never lists. A watch that cannot resume
 //! (410 Gone) or fails is followed by a fresh list, counted. SIGTERM or Ctrl-C end it cleanly.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use futures::StreamExt;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -18,9 +16,10 @@ use tokio::net::TcpListener;
 
 use crate::audit::findings::{AuditOptions, audit, counts};
 use crate::audit::usage::status_report;
-use crate::cluster::{Change, Cluster, Inventory};
+use crate::cluster::{Cluster, Inventory};
+use crate::commands::follow::{Ended, Held, follow};
 use crate::exit::Exit;
-use crate::model::{IpAllocation, ServiceCidr, ServiceIps, Snapshot};
+use crate::model::Snapshot;
 use crate::render::prometheus::{self, ExporterStats};
 use crate::render::to_stderr;
 use crate::settings::ServeTask;
@@ -31,9 +30,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// What the exporter knows: the cluster as last seen, and its own counters.
 #[derive(Debug, Default)]
 pub struct Picture {
-    ranges: BTreeMap<String, ServiceCidr>,
-    ips: BTreeMap<IpAddr, IpAllocation>,
-    services: BTreeMap<(String, String), ServiceIps>,
+    held: Held,
     /// A first list has completed.
     pub synced: bool,
     pub stats: ExporterStats,
@@ -42,57 +39,14 @@ pub struct Picture {
 impl Picture {
     /// Replaces everything with a fresh list.
     pub fn load(&mut self, snapshot: Snapshot) {
-        self.ranges = snapshot
-            .ranges
-            .into_iter()
-            .map(|r| (r.name.clone(), r))
-            .collect();
-        self.ips = snapshot.ips.into_iter().map(|a| (a.ip, a)).collect();
-        self.services = snapshot
-            .services
-            .into_iter()
-            .map(|s| ((s.namespace.clone(), s.name.clone()), s))
-            .collect();
+        self.held = Held::new(snapshot);
         self.synced = true;
         self.stats.last_sync = Some(SystemTime::now());
     }
 
-    pub fn apply(&mut self, change: Change) {
-        match change {
-            Change::PutRange(r) => {
-                self.ranges.insert(r.name.clone(), r);
-            }
-            Change::DeleteRange(name) => {
-                self.ranges.remove(&name);
-            }
-            Change::PutIp(a) => {
-                self.ips.insert(a.ip, a);
-            }
-            Change::DeleteIp(ip) => {
-                self.ips.remove(&ip);
-            }
-            Change::PutService(s) => {
-                self.services
-                    .insert((s.namespace.clone(), s.name.clone()), s);
-            }
-            Change::DeleteService(ns, name) => {
-                self.services.remove(&(ns, name));
-            }
-            Change::Progress | Change::Expired => {}
-        }
-    }
-
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            ranges: self.ranges.values().cloned().collect(),
-            ips: self.ips.values().cloned().collect(),
-            services: self.services.values().cloned().collect(),
-        }
-    }
-
     /// The exposition of this picture.
     pub fn metrics(&self, now: SystemTime) -> Vec<u8> {
-        let snapshot = self.snapshot();
+        let snapshot = self.held.snapshot();
         let report = status_report(&snapshot.ranges, &snapshot.ips, now, false);
         let opts = AuditOptions {
             now,
@@ -196,43 +150,21 @@ async fn keep_current(cluster: &Cluster, picture: &Shared) {
 /// false when a list is needed.
 async fn follow_once(cluster: &Cluster, picture: &Shared, rvs: &mut [String; 3]) -> bool {
     let lists = [Inventory::Ranges, Inventory::Ips, Inventory::Services];
-    let mut streams = Vec::new();
-    for (i, list) in lists.into_iter().enumerate() {
-        match cluster.follow(list, &rvs[i]).await {
-            Ok(s) => streams.push(s.map(move |item| (i, item)).boxed()),
-            // Too old to resume from: not a failure, the reason to list again.
-            Err(e) if e.api_error().and_then(|a| a.code()) == Some(410) => return false,
-            Err(e) => {
-                tracing::warn!("watch failed: {e}");
-                lock(picture).count_error("watch");
-                return false;
-            }
+    let ended = follow(cluster, &lists, rvs, |changes| {
+        let mut p = lock(picture);
+        changes.into_iter().for_each(|c| p.held.apply(c));
+        p.stats.last_sync = Some(SystemTime::now());
+        Ok::<_, crate::cluster::Error>(())
+    })
+    .await;
+    match ended {
+        Ok(ended) => ended == Ended::Resume,
+        Err(e) => {
+            tracing::warn!("watch failed: {e}");
+            lock(picture).count_error("watch");
+            false
         }
     }
-    let mut events = futures::stream::select_all(streams);
-    // The first stream to end ends the round: all three are resumed together.
-    while let Some((i, item)) = events.next().await {
-        match item {
-            Ok((_, Change::Expired)) => return false,
-            Ok((rv, change)) => {
-                let mut p = lock(picture);
-                p.apply(change);
-                p.stats.last_sync = Some(SystemTime::now());
-                if !rv.is_empty() {
-                    rvs[i] = rv;
-                }
-            }
-            Err(e) => {
-                tracing::warn!("watch failed: {e}");
-                lock(picture).count_error("watch");
-                return false;
-            }
-        }
-        if events.len() < lists.len() {
-            return true;
-        }
-    }
-    true
 }
 
 async fn serve_http(listener: TcpListener, picture: &Shared) -> Result<()> {
@@ -288,37 +220,21 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::index::tests::range;
+    use crate::audit::index::tests::{alloc, range};
+    use crate::cluster::Change;
 
-    fn ip(s: &str) -> IpAllocation {
-        IpAllocation {
-            ip: s.parse().unwrap(),
-            parent: None,
-            managed: true,
-            created: None,
-        }
-    }
-
-    /// Events applied to a listed picture give what a fresh list of the result gives.
+    /// The exposition speaks of the picture as changed by events.
     #[test]
-    fn changes_keep_the_picture_equal_to_a_fresh_list() {
+    fn metrics_follow_the_changes() {
         let mut p = Picture::default();
         p.load(Snapshot {
             ranges: vec![range("a", &["10.0.0.0/24"])],
-            ips: vec![ip("10.0.0.5")],
+            ips: vec![alloc("10.0.0.5")],
             services: vec![],
         });
-        p.apply(Change::PutRange(range("b", &["10.1.0.0/24"])));
-        p.apply(Change::PutIp(ip("10.1.0.7")));
-        p.apply(Change::DeleteIp("10.0.0.5".parse().unwrap()));
-        p.apply(Change::DeleteRange("a".into()));
-        p.apply(Change::Progress);
-        let s = p.snapshot();
-        assert_eq!(
-            s.ranges.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
-            ["b"]
-        );
-        assert_eq!(s.ips, vec![ip("10.1.0.7")]);
+        p.held.apply(Change::PutRange(range("b", &["10.1.0.0/24"])));
+        p.held.apply(Change::PutIp(alloc("10.1.0.7")));
+        p.held.apply(Change::DeleteRange("a".into()));
         let text = String::from_utf8(p.metrics(SystemTime::UNIX_EPOCH)).unwrap();
         assert!(
             text.contains(r#"servicecidr_range_allocated_addresses{servicecidr="b",cidr="10.1.0.0/24",family="IPv4"} 1"#),

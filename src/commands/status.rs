@@ -4,12 +4,11 @@ use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
-use futures::{StreamExt, stream};
-use kube::api::WatchEvent;
 
 use crate::audit::findings::{AuditOptions, audit, counts};
 use crate::audit::usage::{StatusReport, status_report};
-use crate::cluster::{self, Cluster};
+use crate::cluster::{self, Change, Cluster, Inventory};
+use crate::commands::follow::{Ended, Held, follow};
 use crate::commands::print;
 use crate::exit::Exit;
 use crate::model::Snapshot;
@@ -84,13 +83,14 @@ async fn metrics(cluster: &Cluster, names: &[String]) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Redraws after every change: watches from each list's resourceVersion tell when, a fresh
-/// list tells what (so the view is always one consistent read, never an event-patched copy).
-/// A lost API server is waited for, said on stderr; Ctrl-C ends it at once, whatever is pending.
+/// Redraws after every change: one list, then the watches' events applied to the copy it holds
+/// (`commands::follow`), so a change costs a redraw, not a list; a list again only when a watch
+/// cannot resume. A lost API server is waited for, said on stderr; Ctrl-C ends it at once,
+/// whatever is pending.
 async fn watch(cluster: &Cluster, style: &Style, tty: bool, names: &[String]) -> Result<Exit> {
     let follow = async {
         loop {
-            if let Err(e) = redraw_and_wait(cluster, style, names, tty).await {
+            if let Err(e) = list_and_follow(cluster, style, names, tty).await {
                 let transient = e
                     .downcast_ref::<cluster::Error>()
                     .and_then(cluster::Error::api_error)
@@ -111,20 +111,41 @@ async fn watch(cluster: &Cluster, style: &Style, tty: bool, names: &[String]) ->
     }
 }
 
-/// One redraw, then the wait for the next change (or the end of a watch).
-async fn redraw_and_wait(
+/// One list and a redraw, then a redraw for every batch of changes the watches bring, until a
+/// watch cannot resume (Ok: list again) or fails.
+async fn list_and_follow(
     cluster: &Cluster,
     style: &Style,
     names: &[String],
     tty: bool,
 ) -> Result<()> {
-    let (snapshot, [ranges_rv, ips_rv]) = cluster.snapshot(false).await?;
-    // A watched range that finished deleting is shown as gone, not an error.
+    let (snapshot, mut rvs) = cluster.snapshot(false).await?;
+    draw(&snapshot, style, names, tty)?;
+    let mut held = Held::new(snapshot);
+    let lists = [Inventory::Ranges, Inventory::Ips];
+    loop {
+        let ended = follow(cluster, &lists, &mut rvs, |changes| {
+            let moved_on_only = changes.iter().all(|c| matches!(c, Change::Progress));
+            changes.into_iter().for_each(|c| held.apply(c));
+            if moved_on_only {
+                return Ok(());
+            }
+            draw(&held.snapshot(), style, names, tty)
+        })
+        .await?;
+        if ended == Ended::Relist {
+            return Ok(());
+        }
+    }
+}
+
+/// One picture. A watched range that finished deleting is shown as gone, not an error.
+fn draw(snapshot: &Snapshot, style: &Style, names: &[String], tty: bool) -> Result<()> {
     let (present, gone): (Vec<String>, Vec<String>) = names
         .iter()
         .cloned()
         .partition(|n| snapshot.ranges.iter().any(|r| &r.name == n));
-    let report = report(&snapshot, &present, SystemTime::now(), false)?;
+    let report = report(snapshot, &present, SystemTime::now(), false)?;
     print(|out| {
         if tty {
             write!(out, "\x1b[2J\x1b[H")?;
@@ -141,25 +162,5 @@ async fn redraw_and_wait(
         }
         Ok(())
     })?;
-    let ranges = cluster
-        .watch_service_cidrs(None, &ranges_rv)
-        .await?
-        .map(|e| e.map(|e| is_change(&e)));
-    let ips = cluster
-        .watch_ip_addresses(&ips_rv)
-        .await?
-        .map(|e| e.map(|e| is_change(&e)));
-    let mut changes = std::pin::pin!(stream::select(ranges, ips));
-    // A change, an error or a closed watch: any of them means read again.
-    while let Some(Ok(false)) = changes.next().await {}
-    // Let a burst of changes settle into one redraw.
-    let _ = tokio::time::timeout(Duration::from_millis(200), async {
-        while changes.next().await.is_some() {}
-    })
-    .await;
     Ok(())
-}
-
-fn is_change<T>(e: &WatchEvent<T>) -> bool {
-    !matches!(e, WatchEvent::Bookmark(_))
 }
