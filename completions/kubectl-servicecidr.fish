@@ -29,7 +29,7 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l cluster -d 'The kubeconfig cluster to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l user -d 'The kubeconfig user to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l chunk-size -d 'Objects per list request (page size)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -l chunk-size -d 'Objects per list request (page size); pages are read as they arrive, so memory does not grow with it' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -s h -l help -d 'Print help'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -s V -l version -d 'Print version'
@@ -55,7 +55,7 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l cluster -d 'The kubeconfig cluster to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l user -d 'The kubeconfig user to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l chunk-size -d 'Objects per list request (page size)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l chunk-size -d 'Objects per list request (page size); pages are read as they arrive, so memory does not grow with it' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -s w -l watch -d 'Redraw as ServiceCIDRs and IPAddresses change, until Ctrl-C (tables only)'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l no-cross-cluster -d 'With several contexts: leave out the ranges that overlap between clusters'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand status" -l all-contexts -d 'Every context of the kubeconfig, read concurrently; one failing does not stop the others'
@@ -82,7 +82,7 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l cluster -d 'The kubeconfig cluster to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l user -d 'The kubeconfig user to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l chunk-size -d 'Objects per list request (page size)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l chunk-size -d 'Objects per list request (page size); pages are read as they arrive, so memory does not grow with it' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l include-recent -d 'Also report findings younger than the repair loop\'s 60 s grace'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l suggest-range -d 'Print a ServiceCIDR manifest covering the orphaned and at-risk IPs, ready for kubectl apply'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l all-contexts -d 'Every context of the kubeconfig, read concurrently; one failing does not stop the others'
@@ -108,7 +108,7 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l cluster -d 'The kubeconfig cluster to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l user -d 'The kubeconfig user to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l chunk-size -d 'Objects per list request (page size)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l chunk-size -d 'Objects per list request (page size); pages are read as they arrive, so memory does not grow with it' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l remove-finalizer -d 'Take over the controller\'s release as soon as the grace period has passed and it is provably safe, instead of waiting --controller-timeout for it'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l no-headers -d 'Leave out table headers'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
@@ -118,7 +118,7 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and not __fish_seen_subcommand_from plan run" -l cluster -d 'The kubeconfig cluster to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and not __fish_seen_subcommand_from plan run" -l user -d 'The kubeconfig user to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and not __fish_seen_subcommand_from plan run" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and not __fish_seen_subcommand_from plan run" -l chunk-size -d 'Objects per list request (page size)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and not __fish_seen_subcommand_from plan run" -l chunk-size -d 'Objects per list request (page size); pages are read as they arrive, so memory does not grow with it' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and not __fish_seen_subcommand_from plan run" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and not __fish_seen_subcommand_from plan run" -s h -l help -d 'Print help'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and not __fish_seen_subcommand_from plan run" -f -a "plan" -d 'Print the runbook: the new range, each Service\'s new ClusterIPs, what is skipped and why, and the manual steps; changes nothing'
@@ -138,7 +138,7 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and __fish_seen_subcommand_from plan" -l cluster -d 'The kubeconfig cluster to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and __fish_seen_subcommand_from plan" -l user -d 'The kubeconfig user to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and __fish_seen_subcommand_from plan" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and __fish_seen_subcommand_from plan" -l chunk-size -d 'Objects per list request (page size)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and __fish_seen_subcommand_from plan" -l chunk-size -d 'Objects per list request (page size); pages are read as they arrive, so memory does not grow with it' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and __fish_seen_subcommand_from plan" -l allow-overlap -d 'Let the new range share addresses with live ranges other than the old ones'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and __fish_seen_subcommand_from plan" -l no-headers -d 'Leave out table headers'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and __fish_seen_subcommand_from plan" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
@@ -163,7 +163,7 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and __fish_seen_subcommand_from run" -l cluster -d 'The kubeconfig cluster to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and __fish_seen_subcommand_from run" -l user -d 'The kubeconfig user to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and __fish_seen_subcommand_from run" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and __fish_seen_subcommand_from run" -l chunk-size -d 'Objects per list request (page size)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and __fish_seen_subcommand_from run" -l chunk-size -d 'Objects per list request (page size); pages are read as they arrive, so memory does not grow with it' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and __fish_seen_subcommand_from run" -l allow-overlap -d 'Let the new range share addresses with live ranges other than the old ones'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and __fish_seen_subcommand_from run" -s y -l yes -d 'Go ahead without asking (needed when stdin is not a terminal)'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand migrate; and __fish_seen_subcommand_from run" -l no-headers -d 'Leave out table headers'
@@ -175,7 +175,7 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand serve" -l cluster -d 'The kubeconfig cluster to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand serve" -l user -d 'The kubeconfig user to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand serve" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand serve" -l chunk-size -d 'Objects per list request (page size)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand serve" -l chunk-size -d 'Objects per list request (page size); pages are read as they arrive, so memory does not grow with it' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand serve" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)' -r -F
@@ -183,7 +183,7 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l cluster -d 'The kubeconfig cluster to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l user -d 'The kubeconfig user to use' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l chunk-size -d 'Objects per list request (page size)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l chunk-size -d 'Objects per list request (page size); pages are read as they arrive, so memory does not grow with it' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -s h -l help -d 'Print help'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete migrate serve completion help" -f -a "status" -d 'Every ServiceCIDR with its ranges, state and usage (allocated, free, percent)'

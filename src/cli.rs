@@ -52,8 +52,8 @@ pub struct Global {
     /// Log requests to stderr (-v: requests, -vv: more); credentials are never logged
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
-    /// Objects per list request (page size)
-    #[arg(long, global = true, default_value_t = 500, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    /// Objects per list request (page size); pages are read as they arrive, so memory does not grow with it
+    #[arg(long, global = true, default_value_t = crate::cluster::DEFAULT_CHUNK_SIZE, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub chunk_size: u32,
 }
 
