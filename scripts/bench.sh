@@ -6,12 +6,13 @@
 # Builds the plugin and the seed example (release), runs the criterion audit benchmarks (before the
 # control plane starts, on a quiet machine), starts a control plane in a temp dir (stopped on exit),
 # seeds N IPAddresses with `examples/seed.rs`, then measures against the same data:
-#   status   vs `kubectl get servicecidrs,ipaddresses -o json`            vs curl (loop and API time)
-#   orphans  vs `kubectl get servicecidrs,ipaddresses,services -A -o json` vs curl (loop and API time)
+#   status   vs `kubectl get servicecidrs,ipaddresses -o json`            vs the keep-alive floor
+#   orphans  vs `kubectl get servicecidrs,ipaddresses,services -A -o json` vs the keep-alive floor
+#   (`examples/floor.rs`), and curl (loop and API time)
 #   peak RSS of each (/usr/bin/time), server CPU per run (kube-apiserver + etcd, idle subtracted)
 #   delete --wait of an empty range, with the service-cidr controller and without it
 # and a profile of `status` (perf when usable, per-page timings, the -v request log, context
-# switches and syscalls), plus a what-if: the plugin with TCP_NODELAY forced by an LD_PRELOAD shim.
+# switches and syscalls).
 # Writes BENCHMARKS.md (or $BENCH_OUT); the section between the analysis markers is kept across runs.
 #
 # Environment: BENCH_RUNS (10), BENCH_WARMUP (2), BENCH_DELETE_RUNS (3), BENCH_RSS_RUNS (3),
@@ -71,8 +72,9 @@ fi
 cd "$repo"
 log "building (release): plugin and seed example"
 cargo build --release --quiet
-cargo build --release --quiet --example seed
-[ -x "$plugin" ] && [ -x "$seed" ] || die "build did not produce $plugin and $seed"
+cargo build --release --quiet --example seed --example floor
+floor=$target/release/examples/floor
+[ -x "$plugin" ] && [ -x "$seed" ] && [ -x "$floor" ] || die "build did not produce $plugin, $seed and $floor"
 profile_bin=""
 if [ "$perf_ok" = true ]; then
   # Same code and optimisation as release, with symbols (release strips them).
@@ -201,28 +203,6 @@ fi
 EOF
 chmod +x "$cp/mkrange.sh"
 
-# What-if: the plugin with TCP_NODELAY forced on its sockets (kube-rs's connector leaves Nagle's
-# algorithm on; kubectl and curl turn it off). Needs a C compiler; skipped without one.
-nodelay=""
-if command -v cc >/dev/null; then
-  cat >"$cp/nodelay.c" <<'EOF'
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-int setsockopt(int fd, int level, int name, const void *val, socklen_t len) {
-  static int (*real)(int, int, int, const void *, socklen_t);
-  static const int one = 1;
-  if (!real) real = (int (*)(int, int, int, const void *, socklen_t))dlsym(RTLD_NEXT, "setsockopt");
-  if (level == IPPROTO_TCP && name == TCP_NODELAY) val = &one;
-  return real(fd, level, name, val, len);
-}
-EOF
-  cc -shared -fPIC -O2 -o "$cp/nodelay.so" "$cp/nodelay.c" -ldl 2>/dev/null && nodelay=$cp/nodelay.so ||
-    log "could not build the TCP_NODELAY shim: skipping the what-if rows"
-fi
-
 # ---------------------------------------------------------------------------------------------
 # Measurement helpers
 
@@ -310,24 +290,40 @@ rss() {
   printf '%s\n' "${vals[@]}" | sort -n | awk -v k="$key" '{ v[NR] = $1 } END { printf "%s\t%.1f\n", k, v[int((NR + 1) / 2)] / 1024 }' >>"$res/rss.tsv"
 }
 
-# api_floor KEY RESOURCES...: what the apiserver itself needs for the same pages: per page, curl's
-# time from the end of the TLS handshake to the last byte, summed per resource; each resource
-# fetched alone (no contention), the longest counts (the resources go in parallel); median/min/max
-# over RUNS runs, appended like measure's rows.
-api_floor() {
-  local key=$1 i r vals=()
-  shift
-  log "measuring the API time for $* ($RUNS runs)"
-  for i in $(seq "$RUNS"); do
-    vals+=("$(for r in "$@"; do CURL_TIMING=1 "$cp/curl-floor.sh" "$r"; done |
-      awk '{ s[$1] += $4 - $2 } END { m = 0; for (p in s) if (s[p] > m) m = s[p]; printf "%.3f", m * 1000 }')")
-  done
-  printf '%s\n' "${vals[@]}" | sort -n | awk -v k="$key" -v l="${label[$key]}" '
+# summarize KEY: values (ms) on stdin, one per line, to a row like measure's (median, min, max, mean).
+summarize() {
+  sort -n | awk -v k="$1" -v l="${label[$1]}" '
     { v[NR] = $1; s += $1 }
     END {
       med = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
       printf "%s\t%s\t%f\t%f\t%f\t%f\t0\tnan\tnan\tnan\n", k, l, med, v[1], v[NR], s / NR
     }' >>"$res/rows.tsv"
+}
+
+# api_floor KEY RESOURCES...: what the apiserver itself needs for the same pages: per page, curl's
+# time from the end of the TLS handshake to the last byte, summed per resource; each resource
+# fetched alone (no contention), the longest counts (the resources go in parallel); over RUNS runs.
+api_floor() {
+  local key=$1 i r
+  shift
+  log "measuring the API time for $* ($RUNS runs)"
+  for i in $(seq "$RUNS"); do
+    for r in "$@"; do CURL_TIMING=1 "$cp/curl-floor.sh" "$r"; done |
+      awk '{ s[$1] += $4 - $2 } END { m = 0; for (p in s) if (s[p] > m) m = s[p]; printf "%.3f\n", m * 1000 }'
+  done | summarize "$key"
+}
+
+# keepalive KEY RESOURCES...: the floor a client is held to: examples/floor.rs fetches the same
+# JSON pages of 500 on one keep-alive connection per list (the plugin's HTTP stack, TCP_NODELAY),
+# the lists in parallel, each body read whole and never parsed; no process start-up counted.
+keepalive() {
+  local key=$1 r paths=()
+  shift
+  for r in "$@"; do
+    case $r in services) paths+=(/api/v1/services) ;; *) paths+=("/apis/networking.k8s.io/v1/$r") ;; esac
+  done
+  log "measuring ${label[$key]} ($RUNS runs)"
+  "$floor" "$KUBECONFIG" 500 "$RUNS" "${paths[@]}" | cut -f1 | summarize "$key"
 }
 
 col() { awk -F'\t' -v k="$1" -v c="$2" '$1 == k { print $c }' "$res/rows.tsv"; }
@@ -354,15 +350,10 @@ cmd[orphans_ours]="$P orphans >/dev/null || [ \$? -eq 3 ]";               label[
 cmd[orphans_kubectl]="$K get servicecidrs,ipaddresses,services -A -o json >/dev/null"; label[orphans_kubectl]='`kubectl get servicecidrs,ipaddresses,services -A -o json`'
 cmd[orphans_curl]="$CF servicecidrs ipaddresses services";                 label[orphans_curl]='curl loop, same lists'
 label[orphans_floor]='API time: the apiserver serving the same pages (curl -w)'
-read_keys=(status_ours status_ours_json status_kubectl status_curl status_curl_gzip orphans_ours orphans_kubectl orphans_curl)
-if [ -n "$nodelay" ]; then
-  cmd[status_ours_nodelay]="LD_PRELOAD=$(q "$nodelay") $P status >/dev/null"
-  label[status_ours_nodelay]='`kubectl-servicecidr status`, TCP_NODELAY forced (what-if)'
-  cmd[orphans_ours_nodelay]="LD_PRELOAD=$(q "$nodelay") $P orphans >/dev/null || [ \$? -eq 3 ]"
-  label[orphans_ours_nodelay]='`kubectl-servicecidr orphans`, TCP_NODELAY forced (what-if)'
-  read_keys=(status_ours status_ours_json status_ours_nodelay status_kubectl status_curl status_curl_gzip
-    orphans_ours orphans_ours_nodelay orphans_kubectl orphans_curl)
-fi
+cmd[status_ours_500]="$P status --chunk-size 500 >/dev/null";            label[status_ours_500]='`kubectl-servicecidr status --chunk-size 500` (kubectl'"'"'s page size)'
+label[status_keepalive]='keep-alive floor: the same JSON pages of 500, not parsed (`examples/floor.rs`)'
+label[orphans_keepalive]=${label[status_keepalive]}
+read_keys=(status_ours status_ours_json status_ours_500 status_kubectl status_curl status_curl_gzip orphans_ours orphans_kubectl orphans_curl)
 
 # Sanity: the data is what we think it is, and every command works.
 "$plugin" status >/dev/null || die "status failed"
@@ -384,6 +375,8 @@ done
 for key in "${read_keys[@]}"; do rss "$key" "${cmd[$key]}"; done
 api_floor status_floor servicecidrs ipaddresses
 api_floor orphans_floor servicecidrs ipaddresses services
+keepalive status_keepalive servicecidrs ipaddresses
+keepalive orphans_keepalive servicecidrs ipaddresses services
 
 echo
 echo "N=$N IPAddresses ($ip_count in the cluster)"
@@ -392,11 +385,8 @@ for key in "${read_keys[@]}"; do
 done
 printf '  %-62s median %10s  (min %s, max %s)\n' "${label[status_floor]} (status)" "$(ms "$(col status_floor 3)")" "$(ms "$(col status_floor 4)")" "$(ms "$(col status_floor 5)")"
 printf '  %-62s median %10s  (min %s, max %s)\n' "${label[orphans_floor]} (orphans)" "$(ms "$(col orphans_floor 3)")" "$(ms "$(col orphans_floor 4)")" "$(ms "$(col orphans_floor 5)")"
-echo "  status:  ours/kubectl $(ratio status_ours status_kubectl), ours/curl loop $(ratio status_ours status_curl), ours/API time $(ratio status_ours status_floor)"
-echo "  orphans: ours/kubectl $(ratio orphans_ours orphans_kubectl), ours/curl loop $(ratio orphans_ours orphans_curl), ours/API time $(ratio orphans_ours orphans_floor)"
-if [ -n "$nodelay" ]; then
-  echo "  what-if TCP_NODELAY: status $(ratio status_ours_nodelay status_ours) of today's, orphans $(ratio orphans_ours_nodelay orphans_ours)"
-fi
+echo "  status:  ours/kubectl $(ratio status_ours status_kubectl), ours/keep-alive floor $(ratio status_ours status_keepalive), ours/API time $(ratio status_ours status_floor)"
+echo "  orphans: ours/kubectl $(ratio orphans_ours orphans_kubectl), ours/keep-alive floor $(ratio orphans_ours orphans_keepalive), ours/API time $(ratio orphans_ours orphans_floor)"
 
 # ---------------------------------------------------------------------------------------------
 # Where the time goes
@@ -566,24 +556,19 @@ row() {
     "$(ms "$(col "$key" 10)")" "$(rss_of "$key")" "$rk" "$rc" "$rf"
 }
 
-nodelay_note=""
-[ -z "$nodelay" ] || nodelay_note="The *TCP_NODELAY forced* rows are a what-if, not the shipped plugin: the same binary with an
-\`LD_PRELOAD\` shim that turns Nagle's algorithm off on its sockets, as kubectl and curl do.
-
-"
 table_rows=""
 table_keys=()
 for key in "${read_keys[@]}"; do
   table_keys+=("$key")
-  case $key in status_curl_gzip | orphans_curl) table_keys+=("${key%%_*}_floor") ;; esac
+  case $key in status_curl_gzip | orphans_curl) table_keys+=("${key%%_*}_keepalive" "${key%%_*}_floor") ;; esac
 done
 for key in "${table_keys[@]}"; do
   group=${key%%_*}
   case $key in
     *_floor) table_rows+=$(row "$key" "" "" "") ;;
-    *_curl) table_rows+=$(row "$key" "" "" "${group}_floor") ;;
-    *_curl_gzip | *_kubectl) table_rows+=$(row "$key" "" "${group}_curl" "${group}_floor") ;;
-    *) table_rows+=$(row "$key" "${group}_kubectl" "${group}_curl" "${group}_floor") ;;
+    *_keepalive) table_rows+=$(row "$key" "" "" "${group}_floor") ;;
+    *_curl | *_curl_gzip | *_kubectl) table_rows+=$(row "$key" "" "${group}_keepalive" "${group}_floor") ;;
+    *) table_rows+=$(row "$key" "${group}_kubectl" "${group}_keepalive" "${group}_floor") ;;
   esac
   table_rows+=$'\n'
 done
@@ -617,13 +602,16 @@ Median wall time of one invocation. *Client CPU* is user and system time of the 
 *server CPU* is kube-apiserver + etcd CPU time per invocation (idle background of $idle ms/s
 subtracted). Ratios compare medians (below 1 is faster than the reference).
 
-| command | median | min – max | client CPU (user + sys) | server CPU | peak RSS | ÷ kubectl | ÷ curl loop | ÷ API time |
+| command | median | min – max | client CPU (user + sys) | server CPU | peak RSS | ÷ kubectl | ÷ keep-alive floor | ÷ API time |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|
 $table_rows
 
-${nodelay_note}All lists use pages of 500 (kubectl's default \`--chunk-size\`, the plugin's default
-\`--chunk-size\`, \`limit=500\` for curl). kubectl reads its discovery cache from a warm
-\`--cache-dir\`. The *curl loop* fetches the resources in parallel (as the plugin does), one curl
+kubectl, curl and the keep-alive floor use pages of 500 (kubectl's default \`--chunk-size\`,
+\`limit=500\`); the plugin uses its own default of 5,000 (\`cluster::DEFAULT_CHUNK_SIZE\`), except in
+the \`--chunk-size 500\` row, which shows what the page size alone is worth. The *keep-alive floor*
+is what any client that reads JSON pages of 500 one after another must wait for: one connection per
+list, the lists in parallel, each body read to its end and not parsed, timed inside the process.
+kubectl reads its discovery cache from a warm \`--cache-dir\`. The *curl loop* fetches the resources in parallel (as the plugin does), one curl
 process and one TLS handshake per page, no parsing (the continue token is cut out with bash
 builtins): the raw lists, though one process and one handshake per page make it slower than a
 keep-alive client. The *API time* is the apiserver's own share: per page, curl's time from the end

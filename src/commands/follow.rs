@@ -87,12 +87,12 @@ pub async fn follow<E: From<cluster::Error>>(
     cluster: &Cluster,
     lists: &[Inventory],
     rvs: &mut [String],
-    mut on: impl FnMut(Vec<Change>) -> Result<(), E>,
+    on: impl FnMut(Vec<Change>) -> Result<(), E>,
 ) -> Result<Ended, E> {
     let mut streams = Vec::new();
-    for (i, list) in lists.iter().enumerate() {
-        match cluster.follow(*list, &rvs[i]).await {
-            Ok(s) => streams.push(s.map(move |item| (i, item)).boxed()),
+    for list in lists {
+        match cluster.follow(*list, &rvs[streams.len()]).await {
+            Ok(s) => streams.push(s),
             // Too old to resume from: not a failure, the reason to list again.
             Err(e) if e.api_error().and_then(|a| a.code()) == Some(410) => {
                 return Ok(Ended::Relist);
@@ -100,15 +100,34 @@ pub async fn follow<E: From<cluster::Error>>(
             Err(e) => return Err(e.into()),
         }
     }
-    let mut events = futures::stream::select_all(streams);
+    drain(streams, rvs, on).await
+}
+
+/// The watches' events, batched, until one watch ends: every stream ends with a marker, so the end
+/// of one is seen at once, not at the next event of another.
+async fn drain<E: From<cluster::Error>>(
+    streams: Vec<cluster::Changes>,
+    rvs: &mut [String],
+    mut on: impl FnMut(Vec<Change>) -> Result<(), E>,
+) -> Result<Ended, E> {
+    let mut events = futures::stream::select_all(streams.into_iter().enumerate().map(|(i, s)| {
+        s.map(move |item| (i, Some(item)))
+            .chain(futures::stream::once(async move { (i, None) }))
+            .boxed()
+    }));
     while let Some(first) = events.next().await {
         let mut batch = Vec::new();
+        let mut ended = None;
         let mut next = Some(first);
         while let Some((i, item)) = next {
+            let Some(item) = item else {
+                ended = Some(Ended::Resume);
+                break;
+            };
             let (rv, change) = item?;
             if matches!(change, Change::Expired) {
-                on(batch)?;
-                return Ok(Ended::Relist);
+                ended = Some(Ended::Relist);
+                break;
             }
             if !rv.is_empty() {
                 rvs[i] = rv;
@@ -117,9 +136,8 @@ pub async fn follow<E: From<cluster::Error>>(
             next = events.next().now_or_never().flatten();
         }
         on(batch)?;
-        // The first stream to end ends the round: all are resumed together.
-        if events.len() < lists.len() {
-            break;
+        if let Some(ended) = ended {
+            return Ok(ended);
         }
     }
     Ok(Ended::Resume)
@@ -149,5 +167,47 @@ mod tests {
             ["b"]
         );
         assert_eq!(s.ips, [alloc("10.1.0.7")]);
+    }
+
+    fn events(changes: Vec<(&'static str, Change)>) -> cluster::Changes {
+        futures::stream::iter(changes.into_iter().map(|(rv, c)| Ok((rv.to_owned(), c)))).boxed()
+    }
+
+    /// One watch ends while another stays open and quiet: the round ends at once (all are resumed
+    /// together), with what came before it handed on and its resourceVersion kept.
+    #[test]
+    fn the_end_of_one_watch_ends_the_round_at_once() {
+        let quiet = futures::stream::pending::<cluster::Result<(String, Change)>>().boxed();
+        let ending = events(vec![("7", Change::PutIp(alloc("10.0.0.1")))]);
+        let mut rvs = ["1".to_owned(), "2".to_owned()];
+        let mut seen = Vec::new();
+        let ended = futures::executor::block_on(drain(vec![quiet, ending], &mut rvs, |b| {
+            seen.push(b.len());
+            Ok::<_, cluster::Error>(())
+        }));
+        assert_eq!(ended.unwrap(), Ended::Resume);
+        assert_eq!(rvs, ["1", "7"]);
+        assert_eq!(seen.iter().sum::<usize>(), 1);
+    }
+
+    /// A burst that has arrived is one batch; an event the server cannot resume after ends the
+    /// round asking for a list, after handing on what came before it.
+    #[test]
+    fn a_burst_is_one_batch_and_expired_asks_for_a_list() {
+        let burst = events(vec![
+            ("3", Change::PutIp(alloc("10.0.0.1"))),
+            ("4", Change::DeleteIp("10.0.0.1".parse().unwrap())),
+            ("", Change::Expired),
+            ("9", Change::PutIp(alloc("10.0.0.2"))),
+        ]);
+        let mut rvs = ["1".to_owned()];
+        let mut batches = Vec::new();
+        let ended = futures::executor::block_on(drain(vec![burst], &mut rvs, |b| {
+            batches.push(b.len());
+            Ok::<_, cluster::Error>(())
+        }));
+        assert_eq!(ended.unwrap(), Ended::Relist);
+        assert_eq!(batches, [2]);
+        assert_eq!(rvs, ["4"]);
     }
 }
