@@ -429,18 +429,19 @@ def first(pat):
 def last(pat):
     return next((t for t, r in reversed(ev) if re.search(pat, r)), None)
 end = (t1 - t0) / 1e6
-disc_req = first(r"/apis/networking.k8s.io/v1 .*requesting")
-disc_resp = first(r"/apis/networking.k8s.io/v1 .*status_code")
-ip_req = first(r"ipaddresses\?.*requesting")
-ip_resp = first(r"ipaddresses\?.*status_code")
-last_resp = last(r"ipaddresses\?.*status_code")
-n_pages = sum(1 for _, r in ev if re.search(r"ipaddresses\?.*requesting", r))
+# -v logs each request as it goes out, each answer read whole, and each list page read.
+disc_req = first(r"GET \S*/apis/networking\.k8s\.io/v1$")
+disc_resp = first(r"discover the networking\.k8s\.io API: ")
+ip_req = first(r"GET \S*/ipaddresses\?")
+ip_resp = first(r"list ipaddresses: page read")
+last_resp = last(r"list ipaddresses: page read")
+n_pages = sum(1 for _, r in ev if re.search(r"list ipaddresses: page read", r))
 def d(a, b):
     return "?" if a is None or b is None else f"{b - a:.0f} ms"
 print(f"| process start to the first request (config, client) | {d(0.0, disc_req)} |")
 print(f"| API discovery (`/apis/networking.k8s.io/v1`, new connection) | {d(disc_req, disc_resp)} |")
 print(f"| discovery done to the first IPAddress request | {d(disc_resp, ip_req)} |")
-print(f"| first IPAddress page (new connection) | {d(ip_req, ip_resp)} |")
+print(f"| first IPAddress page, read whole (new connection) | {d(ip_req, ip_resp)} |")
 print(f"| the other {n_pages - 1} IPAddress pages (ServiceCIDRs alongside) | {d(ip_resp, last_resp)} |")
 print(f"| after the last page: audit, render, exit | {d(last_resp, end)} |")
 print(f"| **total** | {d(0.0, end)} |")

@@ -256,6 +256,7 @@ impl Cluster {
             })??,
             None => exchange.await?,
         };
+        tracing::debug!("{what}: {status}, {} bytes", body.len());
         if !status.is_success() {
             return Err(self.failure(status, &body, what));
         }
@@ -425,6 +426,7 @@ impl Cluster {
                 })??,
                 None => read.await?,
             }
+            tracing::debug!("{doing}: page read, {} objects so far", items.len());
             if let Some(on_page) = &self.on_page {
                 on_page(what, items.len());
             }
