@@ -244,18 +244,7 @@ impl Cluster {
             let body = self.read_body(res.into_body(), MAX_BODY, &what).await?;
             Ok::<_, Error>((status, date, body))
         };
-        let (status, date, body) = match self.request_timeout {
-            Some(t) => tokio::time::timeout(t, exchange).await.map_err(|_| {
-                self.unreachable(
-                    what.clone(),
-                    format!(
-                        "no complete answer within --request-timeout {}",
-                        humantime::format_duration(t)
-                    ),
-                )
-            })??,
-            None => exchange.await?,
-        };
+        let (status, date, body) = self.bounded(&what, exchange).await?;
         tracing::debug!("{what}: {status}, {} bytes", body.len());
         if !status.is_success() {
             return Err(self.failure(status, &body, what));
@@ -265,6 +254,26 @@ impl Cluster {
             source: ApiError::Decode(e.to_string()),
         })?;
         Ok((value, date))
+    }
+
+    /// `work` (a request and its whole answer), bounded by --request-timeout when it is set.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match self.request_timeout {
+            Some(t) => tokio::time::timeout(t, work).await.map_err(|_| {
+                self.unreachable(
+                    what.to_owned(),
+                    format!(
+                        "no complete answer within --request-timeout {}",
+                        humantime::format_duration(t)
+                    ),
+                )
+            })?,
+            None => work.await,
+        }
     }
 
     /// An answer that is not a success: its Status, or a short text of what came instead.
@@ -414,18 +423,7 @@ impl Cluster {
             };
             // --request-timeout bounds each page from when it is waited for: while the page before
             // is read, its request runs ahead of the bound.
-            match self.request_timeout {
-                Some(t) => tokio::time::timeout(t, read).await.map_err(|_| {
-                    self.unreachable(
-                        doing.clone(),
-                        format!(
-                            "no complete answer within --request-timeout {}",
-                            humantime::format_duration(t)
-                        ),
-                    )
-                })??,
-                None => read.await?,
-            }
+            self.bounded(&doing, read).await?;
             tracing::debug!("{doing}: page read, {} objects so far", items.len());
             if let Some(on_page) = &self.on_page {
                 on_page(what, items.len());
