@@ -289,3 +289,130 @@ fn a_deleted_twin_reopens_a_terminating_range_to_the_allocator() {
     // Upstream reopens it. If this stops holding, the hazard is fixed: update README (Safety).
     cp.until_allocator(&ns, &block, host, true);
 }
+
+/// 11. The lists every check reads are asked for in protobuf, and each decodes to exactly what the
+///     server's own JSON of the same list at the same resourceVersion decodes to: a terminating
+///     dual-stack range blocked by the controller, managed and hand-made IPAddresses, and Services
+///     dual-stack, headless and ExternalName, among everything else on the shared cluster.
+#[tokio::test]
+async fn protobuf_lists_decode_as_the_servers_json_does() {
+    use kubectl_servicecidr::cluster::wire::{
+        InvalidObject, WireIpAddress, WireService, WireServiceCidr,
+    };
+    use kubectl_servicecidr::cluster::{Cluster, Connection};
+    use serde::de::DeserializeOwned;
+
+    let cp = ControlPlane::shared();
+    let ns = unique_name("upstream-proto");
+    let cidr = unique_name("upstream-proto");
+    let (v4, v6) = (cp.next_v4_block(), cp.next_v6_block());
+    cp.create_service_cidr(&cidr, &[&v4, &v6]);
+    let what = format!("servicecidr/{cidr}");
+    cp.wait_kubectl(&what, "condition=Ready", Duration::from_secs(30));
+    cp.ensure_namespace(&ns);
+    let (ip4, ip6) = (ip_in(&v4, 9), ip_in(&v6, 9));
+    for svc in [
+        serde_json::json!({"metadata": {"name": "dual", "labels": {"app": "proto"}}, "spec": {
+            "ipFamilyPolicy": "RequireDualStack", "clusterIP": ip4, "clusterIPs": [ip4, ip6], "ports": [{"port": 80}]}}),
+        serde_json::json!({"metadata": {"name": "headless"}, "spec": {"clusterIP": "None", "ports": [{"port": 80}]}}),
+        serde_json::json!({"metadata": {"name": "external"}, "spec": {"type": "ExternalName", "externalName": "proto.example"}}),
+    ] {
+        let mut svc = svc;
+        svc["apiVersion"] = "v1".into();
+        svc["kind"] = "Service".into();
+        svc["metadata"]["namespace"] = ns.clone().into();
+        cp.create(&svc);
+    }
+    cp.create_ipaddress(&ip_in(&v4, 10), &ns, "by-hand", false);
+    cp.delete("servicecidr", &cidr);
+    cp.wait_for(&what, Duration::from_secs(30), |o| {
+        o.and_then(ready_condition)
+            .is_some_and(|c| c["status"] == "False" && c["reason"] == "Terminating")
+    });
+
+    // Pages of 2, so that continue tokens are read from protobuf too.
+    let conn = Connection {
+        kubeconfig: Some(cp.kubeconfig.clone()),
+        ..Default::default()
+    };
+    let cluster = Cluster::connect(&conn, 2).await.unwrap();
+    let json = |path: &str, rv: &str| -> Vec<Value> {
+        let raw = cp.kubectl_ok(&[
+            "get",
+            "--raw",
+            &format!("{path}?resourceVersion={rv}&resourceVersionMatch=Exact"),
+        ]);
+        let list: Value = serde_json::from_str(&raw).unwrap();
+        list["items"].as_array().unwrap().clone()
+    };
+    fn decode<W: DeserializeOwned, M>(
+        items: Vec<Value>,
+        into: fn(W) -> Result<M, InvalidObject>,
+    ) -> Vec<M> {
+        items
+            .into_iter()
+            .map(|v| into(serde_json::from_value(v).unwrap()).unwrap())
+            .collect()
+    }
+    let group = format!("/apis/{}", cp.networking);
+
+    let ranges = cluster.list_service_cidrs().await.unwrap();
+    let mine = ranges.items.iter().find(|r| r.name == cidr).unwrap();
+    assert!(
+        mine.deleting.is_some()
+            && mine.finalizers.iter().any(|f| f == SERVICE_CIDR_FINALIZER)
+            && mine
+                .ready
+                .as_ref()
+                .is_some_and(|r| r.by_controller && r.since.is_some()),
+        "{mine:?}"
+    );
+    let from_json = decode(
+        json(&format!("{group}/servicecidrs"), &ranges.resource_version),
+        WireServiceCidr::into_model,
+    );
+    assert_eq!(ranges.items, from_json);
+
+    let ips = cluster.list_ip_addresses().await.unwrap();
+    assert!(
+        ips.items
+            .iter()
+            .any(|a| a.ip.to_string() == ip4 && a.managed)
+    );
+    assert!(
+        ips.items
+            .iter()
+            .any(|a| a.ip.to_string() == ip_in(&v4, 10) && !a.managed)
+    );
+    let from_json = decode(
+        json(&format!("{group}/ipaddresses"), &ips.resource_version),
+        WireIpAddress::into_model,
+    );
+    assert_eq!(ips.items, from_json);
+
+    let services = cluster.list_services().await.unwrap();
+    let dual = services
+        .items
+        .iter()
+        .find(|s| s.namespace == ns && s.name == "dual")
+        .unwrap();
+    assert_eq!(dual.cluster_ips.len(), 2, "{dual:?}");
+    let from_json = decode(
+        json("/api/v1/services", &services.resource_version),
+        WireService::into_model,
+    );
+    assert_eq!(services.items, from_json);
+
+    // And the plugin itself reads all three in protobuf.
+    let out = cp.plugin(&["orphans", "-v"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    for list in ["servicecidrs", "ipaddresses", "services"] {
+        assert!(
+            log.contains(&format!("list {list}: page read (protobuf)")),
+            "{list} not read in protobuf:\n{log}"
+        );
+    }
+
+    cp.delete_in(&ns, "service", "dual");
+    cp.delete("ipaddress", &ip_in(&v4, 10));
+}

@@ -1,33 +1,47 @@
-//! List pages as the server sends them (ServiceCIDRs, IPAddresses, Services), read as the plugin
-//! reads them, part by part: any bytes are either refused or converted into the model, never a
-//! panic.
+//! List pages as the server sends them (ServiceCIDRs, IPAddresses, Services), in JSON or protobuf,
+//! read as the plugin reads them, part by part: any bytes are either refused or converted into the
+//! model, never a panic.
 #![no_main]
 
-use kubectl_servicecidr::cluster::page::{PageReader, Part};
+use kubectl_servicecidr::cluster::page::{Part, Reader};
+use kubectl_servicecidr::cluster::proto::{FromProtobuf, MEDIA_TYPE};
 use kubectl_servicecidr::cluster::wire::{ListMeta, WireIpAddress, WireService, WireServiceCidr};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|json: &[u8]| {
-    // Cut where the first byte says, as the network cuts a page into frames.
-    let cut = json.first().map_or(0, |&b| usize::from(b)).min(json.len());
-    let mut reader = PageReader::default();
-    for chunk in [&json[..cut], &json[cut..]] {
+fn decode<W: FromProtobuf + serde::de::DeserializeOwned>(protobuf: bool, bytes: &[u8]) -> Option<W> {
+    if protobuf {
+        W::from_protobuf(bytes).ok()
+    } else {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    // The first byte picks the encoding and where the network cuts the page into frames.
+    let Some((&first, body)) = data.split_first() else {
+        return;
+    };
+    let protobuf = first & 1 == 1;
+    let cut = usize::from(first >> 1).min(body.len());
+    let mut reader =
+        Reader::for_content_type(if protobuf { MEDIA_TYPE } else { "application/json" });
+    for chunk in [&body[..cut], &body[cut..]] {
         reader.feed(chunk);
         while let Ok(Some(part)) = reader.next_part() {
             match part {
                 Part::Metadata(meta) => {
-                    let _ = serde_json::from_slice::<ListMeta>(meta);
+                    let _ = decode::<ListMeta>(protobuf, meta);
                 }
                 Part::Item(item) => {
-                    if let Ok(w) = serde_json::from_slice::<WireServiceCidr>(item)
+                    if let Some(w) = decode::<WireServiceCidr>(protobuf, item)
                         && let Ok(range) = w.into_model()
                     {
                         assert!(range.cidrs.iter().all(|c| c.trunc() == *c));
                     }
-                    if let Ok(w) = serde_json::from_slice::<WireIpAddress>(item) {
+                    if let Some(w) = decode::<WireIpAddress>(protobuf, item) {
                         let _ = w.into_model();
                     }
-                    if let Ok(w) = serde_json::from_slice::<WireService>(item) {
+                    if let Some(w) = decode::<WireService>(protobuf, item) {
                         let _ = w.into_model();
                     }
                 }

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod error;
 pub mod page;
+pub mod proto;
 pub mod retry;
 pub mod wire;
 
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::{Stream, StreamExt};
-use http::header::DATE;
+use http::header::{ACCEPT, CONTENT_TYPE, DATE};
 use http_body_util::BodyExt;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
@@ -28,6 +29,7 @@ use serde_json::json;
 
 pub use client::Connection;
 pub use error::ApiError;
+use proto::FromProtobuf;
 
 use crate::model::{
     GUARD_FINALIZER, IpAllocation, NodeNets, ServiceCidr, ServiceFacts, ServiceIps, Snapshot,
@@ -278,9 +280,12 @@ impl Cluster {
 
     /// An answer that is not a success: its Status, or a short text of what came instead.
     fn failure(&self, status: http::StatusCode, body: &[u8], what: String) -> Error {
-        let s = serde_json::from_slice::<kube::core::Status>(body).unwrap_or_else(|_| {
-            kube::core::Status::failure(&error_text(body), "").with_code(status.as_u16())
-        });
+        let s = serde_json::from_slice::<kube::core::Status>(body)
+            .ok()
+            .or_else(|| proto::status(body))
+            .unwrap_or_else(|| {
+                kube::core::Status::failure(&error_text(body), "").with_code(status.as_u16())
+            });
         self.wrap(what)(kube::Error::Api(s.boxed()))
     }
 
@@ -309,10 +314,20 @@ impl Cluster {
 
     /// Sends a page request on a task of its own, so the server works on it while the page before
     /// is still being read.
-    fn send_page(&self, req: &Request, lp: &ListParams, what: &str) -> Result<Pending> {
-        let page = req
+    fn send_page(
+        &self,
+        req: &Request,
+        lp: &ListParams,
+        what: &str,
+        protobuf: bool,
+    ) -> Result<Pending> {
+        let mut page = req
             .list(lp)
             .map_err(|e| request_error(what.to_owned(), e))?;
+        if protobuf {
+            page.headers_mut()
+                .insert(ACCEPT, http::HeaderValue::from_static(proto::ACCEPT));
+        }
         let client = self.client.clone();
         Ok(Pending {
             task: tokio::spawn(async move { client.send(page.map(Into::into)).await }),
@@ -322,11 +337,13 @@ impl Cluster {
     /// Lists every page. Each page is read as it arrives: every item becomes the model as soon as
     /// its bytes are in, so memory holds the model and one object of JSON, whatever the page size;
     /// and the next page is asked for as soon as this one's continue token is in (the server sends
-    /// it before the items). No resourceVersion: a consistent (quorum) read.
+    /// it before the items). No resourceVersion: a consistent (quorum) read. With `protobuf`, the
+    /// server may answer in protobuf, which that function decodes.
     async fn list_all<W, M>(
         &self,
         req: Request,
         what: &'static str,
+        protobuf: Option<proto::Decoder<W>>,
         convert: impl Fn(W) -> Result<M, InvalidObject>,
     ) -> Result<Listed<M>>
     where
@@ -342,7 +359,7 @@ impl Cluster {
         let mut tokens = std::collections::HashSet::new();
         // A real server needs about items / limit pages; far more means one that never ends.
         let max_pages = MAX_LIST_ITEMS / self.chunk_size as usize + 1_000;
-        let mut pending = Some(self.send_page(&req, &lp, &doing)?);
+        let mut pending = Some(self.send_page(&req, &lp, &doing, protobuf.is_some())?);
         let mut resource_version = String::new();
         while let Some(mut page) = pending.take() {
             if tokens.len() > max_pages {
@@ -361,8 +378,20 @@ impl Cluster {
                     let body = self.read_body(res.into_body(), MAX_BODY, &doing).await?;
                     return Err(self.failure(status, &body, doing.clone()));
                 }
+                let content_type = res
+                    .headers()
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let mut reader = page::Reader::for_content_type(content_type);
+                let from_protobuf = match (&reader, protobuf) {
+                    (page::Reader::Json(_), _) => None,
+                    (page::Reader::Protobuf(_), Some(f)) => Some(f),
+                    (page::Reader::Protobuf(_), None) => {
+                        return Err(decode("protobuf, which was not asked for".into()));
+                    }
+                };
                 let mut body = res.into_body();
-                let mut reader = page::PageReader::default();
                 let mut skipped = Vec::new();
                 let mut read = 0;
                 while let Some(frame) = body.frame().await {
@@ -379,9 +408,13 @@ impl Cluster {
                     reader.feed(&data);
                     while let Some(part) = reader.next_part().map_err(decode)? {
                         match part {
-                            page::Part::Metadata(json) => {
-                                let meta: wire::ListMeta = serde_json::from_slice(json)
-                                    .map_err(|e| decode(e.to_string()))?;
+                            page::Part::Metadata(bytes) => {
+                                let meta = match from_protobuf {
+                                    Some(_) => wire::ListMeta::from_protobuf(bytes)
+                                        .map_err(|e| decode(e.to_string()))?,
+                                    None => serde_json::from_slice::<wire::ListMeta>(bytes)
+                                        .map_err(|e| decode(e.to_string()))?,
+                                };
                                 resource_version = meta.resource_version;
                                 match meta.continue_token.filter(|c| !c.is_empty()) {
                                     Some(c) if !tokens.insert(c.clone()) => {
@@ -392,14 +425,22 @@ impl Cluster {
                                     }
                                     Some(c) => {
                                         lp.continue_token = Some(c);
-                                        pending = Some(self.send_page(&req, &lp, &doing)?);
+                                        pending = Some(self.send_page(
+                                            &req,
+                                            &lp,
+                                            &doing,
+                                            protobuf.is_some(),
+                                        )?);
                                     }
                                     None => {}
                                 }
                             }
-                            page::Part::Item(json) => {
-                                let w: W = serde_json::from_slice(json)
-                                    .map_err(|e| decode(e.to_string()))?;
+                            page::Part::Item(bytes) => {
+                                let w: W = match from_protobuf {
+                                    Some(f) => f(bytes).map_err(|e| decode(e.to_string()))?,
+                                    None => serde_json::from_slice(bytes)
+                                        .map_err(|e| decode(e.to_string()))?,
+                                };
                                 match convert(w) {
                                     Ok(m) => items.push(m),
                                     Err(e) => skipped.push(e),
@@ -419,12 +460,19 @@ impl Cluster {
                 for e in skipped {
                     tracing::warn!("skipping {e}");
                 }
-                Ok(())
+                Ok(if from_protobuf.is_some() {
+                    "protobuf"
+                } else {
+                    "JSON"
+                })
             };
             // --request-timeout bounds each page from when it is waited for: while the page before
             // is read, its request runs ahead of the bound.
-            self.bounded(&doing, read).await?;
-            tracing::debug!("{doing}: page read, {} objects so far", items.len());
+            let encoding = self.bounded(&doing, read).await?;
+            tracing::debug!(
+                "{doing}: page read ({encoding}), {} objects so far",
+                items.len()
+            );
             if let Some(on_page) = &self.on_page {
                 on_page(what, items.len());
             }
@@ -439,6 +487,7 @@ impl Cluster {
         self.list_all(
             self.service_cidrs(),
             "servicecidrs",
+            Some(WireServiceCidr::from_protobuf),
             WireServiceCidr::into_model,
         )
         .await
@@ -448,6 +497,7 @@ impl Cluster {
         self.list_all(
             self.ip_addresses(),
             "ipaddresses",
+            Some(WireIpAddress::from_protobuf),
             WireIpAddress::into_model,
         )
         .await
@@ -457,6 +507,7 @@ impl Cluster {
         self.list_all(
             Request::new("/api/v1/services"),
             "services",
+            Some(WireService::from_protobuf),
             WireService::into_model,
         )
         .await
@@ -467,6 +518,7 @@ impl Cluster {
         self.list_all(
             Request::new("/api/v1/services"),
             "services",
+            None,
             ServiceObject::new,
         )
         .await
@@ -474,9 +526,14 @@ impl Cluster {
     }
 
     pub async fn list_nodes(&self) -> Result<Vec<NodeNets>> {
-        self.list_all(Request::new("/api/v1/nodes"), "nodes", WireNode::into_model)
-            .await
-            .map(|l| l.items)
+        self.list_all(
+            Request::new("/api/v1/nodes"),
+            "nodes",
+            None,
+            WireNode::into_model,
+        )
+        .await
+        .map(|l| l.items)
     }
 
     fn services_in(namespace: &str) -> Request {

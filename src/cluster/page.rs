@@ -3,7 +3,47 @@
 //! continue token (kube-apiserver writes `metadata` before `items`) is known while the items are
 //! still on the wire. Only the list's own structure is checked here; serde decodes each part.
 
-/// A complete part of the page, as JSON bytes.
+use super::proto::{self, ProtoReader};
+
+/// A page in the encoding the server chose.
+#[derive(Debug)]
+pub enum Reader {
+    Json(PageReader),
+    Protobuf(ProtoReader),
+}
+
+impl Reader {
+    pub fn for_content_type(content_type: &str) -> Self {
+        if proto::is_protobuf(content_type) {
+            Reader::Protobuf(ProtoReader::default())
+        } else {
+            Reader::Json(PageReader::default())
+        }
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) {
+        match self {
+            Reader::Json(r) => r.feed(chunk),
+            Reader::Protobuf(r) => r.feed(chunk),
+        }
+    }
+
+    pub fn next_part(&mut self) -> Result<Option<Part<'_>>, String> {
+        match self {
+            Reader::Json(r) => r.next_part(),
+            Reader::Protobuf(r) => r.next_part(),
+        }
+    }
+
+    pub fn finish(&self) -> Result<(), String> {
+        match self {
+            Reader::Json(r) => r.finish(),
+            Reader::Protobuf(r) => r.finish(),
+        }
+    }
+}
+
+/// A complete part of the page: JSON bytes, or a protobuf message.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Part<'a> {
     Metadata(&'a [u8]),

@@ -2,7 +2,7 @@
 //! the model. networking.k8s.io v1 and v1beta1 share these shapes.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
@@ -24,14 +24,28 @@ pub struct Meta {
     pub uid: String,
     #[serde(default)]
     pub resource_version: String,
-    pub creation_timestamp: Option<String>,
-    pub deletion_timestamp: Option<String>,
+    pub creation_timestamp: Option<Stamp>,
+    pub deletion_timestamp: Option<Stamp>,
     #[serde(default)]
     pub finalizers: Vec<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub managed_fields: Vec<ManagedFields>,
+}
+
+/// A time as the answer gave it: RFC 3339 text in JSON, whole seconds since 1970 in protobuf.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub enum Stamp {
+    Text(String),
+    Seconds(i64),
+}
+
+impl From<String> for Stamp {
+    fn from(s: String) -> Self {
+        Stamp::Text(s)
+    }
 }
 
 /// Only who wrote, and to which subresource; the field sets are not needed.
@@ -62,7 +76,7 @@ pub struct Condition {
     #[serde(default)]
     pub message: String,
     #[serde(rename = "lastTransitionTime")]
-    pub last_transition_time: Option<String>,
+    pub last_transition_time: Option<Stamp>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -142,16 +156,21 @@ fn time(
     kind: &'static str,
     name: &str,
     field: &'static str,
-    t: &Option<String>,
+    t: &Option<Stamp>,
 ) -> Result<Option<SystemTime>, InvalidObject> {
-    t.as_deref()
-        .map(|s| {
-            humantime::parse_rfc3339(s).map_err(|e| InvalidObject {
-                kind,
-                name: name.into(),
-                field,
-                reason: e.to_string(),
-            })
+    let invalid = |reason: String| InvalidObject {
+        kind,
+        name: name.into(),
+        field,
+        reason,
+    };
+    t.as_ref()
+        .map(|t| match t {
+            Stamp::Text(s) => humantime::parse_rfc3339(s).map_err(|e| invalid(e.to_string())),
+            Stamp::Seconds(s) => u64::try_from(*s)
+                .ok()
+                .and_then(|s| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+                .ok_or_else(|| invalid(format!("{s} seconds since 1970 is not a time"))),
         })
         .transpose()
 }
