@@ -151,10 +151,30 @@ fn a_server_that_serves_only_v1beta1() {
         log.contains("/apis/networking.k8s.io/v1beta1/servicecidrs"),
         "{log}"
     );
-    assert!(
-        !log.contains("/apis/networking.k8s.io/v1/servicecidrs"),
+    // The first lists go out at v1 beside discovery, once each, and are not found; every other
+    // request is discovery or at v1beta1.
+    let gets: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once("DEBUG GET ").map(|(_, url)| url))
+        .collect();
+    let at_v1 = |what: &str| {
+        gets.iter()
+            .filter(|u| u.contains(&format!("/networking.k8s.io/v1/{what}?")))
+            .count()
+    };
+    assert_eq!(
+        (at_v1("servicecidrs"), at_v1("ipaddresses")),
+        (1, 1),
         "{log}"
     );
+    let others = gets
+        .iter()
+        .filter(|u| {
+            u.contains("/networking.k8s.io/v1beta1") || u.ends_with("/networking.k8s.io/v1")
+        })
+        .count();
+    assert_eq!(gets.len(), others + 2, "{log}");
+    assert_eq!(code(&plugin_sees), 0, "{log}");
     let log = smoke(&cp, &second);
     assert!(
         log.contains("/apis/networking.k8s.io/v1beta1/ipaddresses"),

@@ -25,7 +25,7 @@ pub struct Connection {
     pub request_timeout: Option<Duration>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ConfigError {
     #[error(
         "no kubeconfig found: pass --kubeconfig or set KUBECONFIG (and not running in a cluster)"

@@ -3,7 +3,7 @@
 use std::error::Error as _;
 
 /// A failed request, reduced to what a user can act on.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// The server answered with a Status: its message names the object and the cause.
     #[error("{message}")]

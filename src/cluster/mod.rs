@@ -41,7 +41,7 @@ pub const FIELD_MANAGER: &str = "kubectl-servicecidr";
 /// Served versions we understand, preferred first.
 pub const VERSIONS: [&str; 2] = ["v1", "v1beta1"];
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Config(#[from] client::ConfigError),
@@ -73,13 +73,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Told after each page of a list: what is listed, and how many objects so far.
 pub type OnPage = Arc<dyn Fn(&'static str, usize) + Send + Sync>;
 
-/// A connected client that knows which ServiceCIDR API version the server serves.
+/// A client that learns, with its first request, which ServiceCIDR API version the server serves.
 #[derive(Clone)]
 pub struct Cluster {
     client: Client,
     on_page: Option<OnPage>,
     url: String,
-    version: &'static str,
+    /// Settled by discovery, once for every clone: a failure too, so that no caller asks again
+    /// and the time spent stays within one request's bound.
+    version: Arc<tokio::sync::OnceCell<Result<&'static str>>>,
     chunk_size: u32,
     /// Bounds the whole of each request, body included (--request-timeout).
     request_timeout: Option<Duration>,
@@ -121,17 +123,15 @@ pub struct Listed<T> {
 impl Cluster {
     pub async fn connect(conn: &Connection, chunk_size: u32) -> Result<Cluster> {
         let (client, url) = conn.client().await?;
-        let mut cluster = Cluster {
+        Ok(Cluster {
             client,
             on_page: None,
             url,
-            version: VERSIONS[0],
+            version: Arc::default(),
             chunk_size,
             request_timeout: conn.request_timeout(),
             connect_timeout: conn.connect_timeout(),
-        };
-        cluster.version = cluster.discover().await?;
-        Ok(cluster)
+        })
     }
 
     /// Reports the progress of every list to `on_page`.
@@ -145,8 +145,9 @@ impl Cluster {
         &self.url
     }
 
-    pub fn version(&self) -> &'static str {
-        self.version
+    /// The served version, from discovery the first time; callers at the same time share it.
+    pub async fn version(&self) -> Result<&'static str> {
+        self.version.get_or_init(|| self.discover()).await.clone()
     }
 
     fn wrap(&self, what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error + '_ {
@@ -215,12 +216,20 @@ impl Cluster {
         })
     }
 
-    fn service_cidrs(&self) -> Request {
-        Request::new(format!("/apis/{GROUP}/{}/servicecidrs", self.version))
+    fn service_cidrs_at(version: &str) -> Request {
+        Request::new(format!("/apis/{GROUP}/{version}/servicecidrs"))
     }
 
-    fn ip_addresses(&self) -> Request {
-        Request::new(format!("/apis/{GROUP}/{}/ipaddresses", self.version))
+    fn ip_addresses_at(version: &str) -> Request {
+        Request::new(format!("/apis/{GROUP}/{version}/ipaddresses"))
+    }
+
+    async fn service_cidrs(&self) -> Result<Request> {
+        Ok(Self::service_cidrs_at(self.version().await?))
+    }
+
+    async fn ip_addresses(&self) -> Result<Request> {
+        Ok(Self::ip_addresses_at(self.version().await?))
     }
 
     /// Sends a request and returns the decoded body with the server's Date (for clock skew). The
@@ -339,12 +348,12 @@ impl Cluster {
     /// and the next page is asked for as soon as this one's continue token is in (the server sends
     /// it before the items). No resourceVersion: a consistent (quorum) read. With `protobuf`, the
     /// server may answer in protobuf, which that function decodes.
-    async fn list_all<W, M>(
+    async fn list_pages<W, M>(
         &self,
         req: Request,
         what: &'static str,
         protobuf: Option<proto::Decoder<W>>,
-        convert: impl Fn(W) -> Result<M, InvalidObject>,
+        convert: &impl Fn(W) -> Result<M, InvalidObject>,
     ) -> Result<Listed<M>>
     where
         W: DeserializeOwned,
@@ -483,9 +492,40 @@ impl Cluster {
         })
     }
 
+    /// Lists at the served version. Before discovery has answered, the list goes out at v1 beside
+    /// it, which saves a command's first read a round trip. Discovery decides: its error comes
+    /// first, so a failing server gets one message whichever list notices, and a server without
+    /// v1 is asked again at its version.
+    async fn list_all<W, M>(
+        &self,
+        path: impl Fn(&'static str) -> Request,
+        what: &'static str,
+        protobuf: Option<proto::Decoder<W>>,
+        convert: impl Fn(W) -> Result<M, InvalidObject>,
+    ) -> Result<Listed<M>>
+    where
+        W: DeserializeOwned,
+    {
+        if let Some(v) = self.version.get() {
+            return self
+                .list_pages(path(v.clone()?), what, protobuf, &convert)
+                .await;
+        }
+        let (settled, optimistic) = tokio::join!(
+            self.version(),
+            self.list_pages(path(VERSIONS[0]), what, protobuf, &convert)
+        );
+        let v = settled?;
+        if path(v).url_path == path(VERSIONS[0]).url_path {
+            optimistic
+        } else {
+            self.list_pages(path(v), what, protobuf, &convert).await
+        }
+    }
+
     pub async fn list_service_cidrs(&self) -> Result<Listed<ServiceCidr>> {
         self.list_all(
-            self.service_cidrs(),
+            Self::service_cidrs_at,
             "servicecidrs",
             Some(WireServiceCidr::from_protobuf),
             WireServiceCidr::into_model,
@@ -495,7 +535,7 @@ impl Cluster {
 
     pub async fn list_ip_addresses(&self) -> Result<Listed<IpAllocation>> {
         self.list_all(
-            self.ip_addresses(),
+            Self::ip_addresses_at,
             "ipaddresses",
             Some(WireIpAddress::from_protobuf),
             WireIpAddress::into_model,
@@ -505,7 +545,7 @@ impl Cluster {
 
     pub async fn list_services(&self) -> Result<Listed<ServiceIps>> {
         self.list_all(
-            Request::new("/api/v1/services"),
+            |_| Request::new("/api/v1/services"),
             "services",
             Some(WireService::from_protobuf),
             WireService::into_model,
@@ -516,7 +556,7 @@ impl Cluster {
     /// Every Service as a whole object, with its facts.
     pub async fn list_service_objects(&self) -> Result<Vec<ServiceObject>> {
         self.list_all(
-            Request::new("/api/v1/services"),
+            |_| Request::new("/api/v1/services"),
             "services",
             None,
             ServiceObject::new,
@@ -527,7 +567,7 @@ impl Cluster {
 
     pub async fn list_nodes(&self) -> Result<Vec<NodeNets>> {
         self.list_all(
-            Request::new("/api/v1/nodes"),
+            |_| Request::new("/api/v1/nodes"),
             "nodes",
             None,
             WireNode::into_model,
@@ -660,7 +700,7 @@ impl Cluster {
         server_dry_run: bool,
     ) -> Result<ServiceCidr> {
         let body = json!({
-            "apiVersion": format!("{GROUP}/{}", self.version),
+            "apiVersion": format!("{GROUP}/{}", self.version().await?),
             "kind": "ServiceCIDR",
             "metadata": {"name": name},
             "spec": {"cidrs": cidrs.iter().map(ToString::to_string).collect::<Vec<_>>()},
@@ -672,6 +712,7 @@ impl Cluster {
         })?;
         let req = self
             .service_cidrs()
+            .await?
             .create(&post_params(server_dry_run), body)
             .map_err(|e| request_error(what.clone(), e))?;
         let (w, _) = self.call::<WireServiceCidr>(req, what).await?;
@@ -710,6 +751,7 @@ impl Cluster {
     ) -> Result<Option<(ServiceCidr, Option<SystemTime>)>> {
         let req = self
             .service_cidrs()
+            .await?
             .get(name, &Default::default())
             .map_err(|e| request_error(format!("get servicecidr {name:?}"), e))?;
         match self
@@ -740,6 +782,7 @@ impl Cluster {
         let what = format!("delete servicecidr {:?}", range.name);
         let req = self
             .service_cidrs()
+            .await?
             .delete(&range.name, &dp)
             .map_err(|e| request_error(what.clone(), e))?;
         self.call::<serde_json::Value>(req, what).await.map(|_| ())
@@ -753,6 +796,7 @@ impl Cluster {
         let what = format!("guard servicecidr {:?}", range.name);
         let req = self
             .service_cidrs()
+            .await?
             .patch(&range.name, &patch_params(), &Patch::Strategic(&patch))
             .map_err(|e| request_error(what.clone(), e))?;
         let (w, _) = self.call::<WireServiceCidr>(req, what).await?;
@@ -771,6 +815,7 @@ impl Cluster {
         let what = format!("remove finalizers of servicecidr {:?}", range.name);
         let req = self
             .service_cidrs()
+            .await?
             .patch(&range.name, &patch_params(), &Patch::Merge(&patch))
             .map_err(|e| request_error(what.clone(), e))?;
         self.call::<serde_json::Value>(req, what).await.map(|_| ())
@@ -879,7 +924,7 @@ impl Cluster {
     ) -> Result<impl Stream<Item = Result<WatchEvent<WireServiceCidr>>> + use<>> {
         let selector = name.map(|n| format!("metadata.name={n}"));
         self.watch(
-            self.service_cidrs(),
+            self.service_cidrs().await?,
             "servicecidrs",
             selector,
             resource_version,
@@ -910,8 +955,13 @@ impl Cluster {
         &self,
         resource_version: &str,
     ) -> Result<impl Stream<Item = Result<WatchEvent<WireIpAddress>>> + use<>> {
-        self.watch(self.ip_addresses(), "ipaddresses", None, resource_version)
-            .await
+        self.watch(
+            self.ip_addresses().await?,
+            "ipaddresses",
+            None,
+            resource_version,
+        )
+        .await
     }
 
     /// The changes to one of the lists a snapshot holds, from a resourceVersion, each with the
@@ -919,15 +969,25 @@ impl Cluster {
     pub async fn follow(&self, list: Inventory, resource_version: &str) -> Result<Changes> {
         Ok(match list {
             Inventory::Ranges => changes(
-                self.watch(self.service_cidrs(), "servicecidrs", None, resource_version)
-                    .await?,
+                self.watch(
+                    self.service_cidrs().await?,
+                    "servicecidrs",
+                    None,
+                    resource_version,
+                )
+                .await?,
                 |w: WireServiceCidr| w.into_model().ok().map(Change::PutRange),
                 |w| Some(Change::DeleteRange(w.metadata.name)),
                 |w| &w.metadata,
             ),
             Inventory::Ips => changes(
-                self.watch(self.ip_addresses(), "ipaddresses", None, resource_version)
-                    .await?,
+                self.watch(
+                    self.ip_addresses().await?,
+                    "ipaddresses",
+                    None,
+                    resource_version,
+                )
+                .await?,
                 |w: WireIpAddress| w.into_model().ok().map(Change::PutIp),
                 |w| w.into_model().ok().map(|m| Change::DeleteIp(m.ip)),
                 |w| &w.metadata,

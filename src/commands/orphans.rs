@@ -44,7 +44,8 @@ pub async fn run(
         if suggested.is_empty() {
             render::to_stderr("nothing to cover: no orphaned or at-risk IPAddresses\n");
         } else {
-            print(|out| render::orphans::write_manifest(out, cluster.version(), &suggested))?;
+            let version = cluster.version().await?;
+            print(|out| render::orphans::write_manifest(out, version, &suggested))?;
         }
     } else {
         print_streamed(|out| render::orphans::write(out, style, &findings, left_out, &suggested))?;
