@@ -438,9 +438,9 @@ last_resp = last(r"list ipaddresses: page read")
 n_pages = sum(1 for _, r in ev if re.search(r"list ipaddresses: page read", r))
 def d(a, b):
     return "?" if a is None or b is None else f"{b - a:.0f} ms"
-print(f"| process start to the first request (config, client) | {d(0.0, disc_req)} |")
-print(f"| API discovery (`/apis/networking.k8s.io/v1`, new connection) | {d(disc_req, disc_resp)} |")
-print(f"| discovery done to the first IPAddress request | {d(disc_resp, ip_req)} |")
+first_req = min((t for t in (disc_req, ip_req) if t is not None), default=None)
+print(f"| process start to the first request (config, client) | {d(0.0, first_req)} |")
+print(f"| API discovery (`/apis/networking.k8s.io/v1`), beside the first lists | {d(disc_req, disc_resp)} |")
 print(f"| first IPAddress page, read whole (new connection) | {d(ip_req, ip_resp)} |")
 print(f"| the other {n_pages - 1} IPAddress pages (ServiceCIDRs alongside) | {d(ip_resp, last_resp)} |")
 print(f"| after the last page: audit, render, exit | {d(last_resp, end)} |")
