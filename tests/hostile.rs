@@ -287,6 +287,7 @@ fn kubeconfig_lists_skip_missing_files_as_kubectl_does_and_name_a_missing_creden
         .arg(&exec)
         .output()
         .unwrap();
+    std::fs::remove_file(&exec).unwrap();
     one_line_error(
         &out,
         "the credential plugin \"no-such-credential-helper\" of kubeconfig user \"e\" was not found",

@@ -189,7 +189,9 @@ fn the_view_applies_each_change_and_ends_where_a_fresh_list_does() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let log = std::fs::read_to_string(&log).unwrap();
+    let path = log;
+    let log = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
     let lists = log
         .lines()
         .filter(|l| l.contains("/ipaddresses?") && !l.contains("watch="))

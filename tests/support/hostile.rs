@@ -132,6 +132,12 @@ impl Hostile {
     }
 }
 
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.kubeconfig);
+    }
+}
+
 fn serve(mut stream: TcpStream, mode: &Misbehaviour, n: usize) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
