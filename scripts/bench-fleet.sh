@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Many clusters: `status --contexts c1,c2,c3` against three real control planes, beside each
-# context alone and the sum of the three, with hyperfine (warm-up, runs, median). c2 and c3 are
+# context alone and the sum of the three, timed by `examples/measure.rs` (2 warm-up runs, median). c2 and c3 are
 # reached through a small TCP proxy that delays every chunk by BENCH_DELAY_MS (default 50) each
 # way, as remote clusters are: on loopback alone the three would only compete for two cores. Writes the
 # "Many clusters" section of BENCHMARKS.md (between the fleet markers, which scripts/bench.sh keeps).
@@ -16,9 +16,11 @@ RUNS=${BENCH_RUNS:-10}
 DELAY_MS=${BENCH_DELAY_MS:-50}
 log() { echo "bench-fleet: $*" >&2; }
 
-command -v hyperfine >/dev/null || apt-get install -y -qq hyperfine >/dev/null
-(cd "$repo" && cargo build --release --locked --bin kubectl-servicecidr >&2)
+(cd "$repo" && cargo build --release --locked --bin kubectl-servicecidr --example measure >&2)
 plugin=${CARGO_TARGET_DIR:-$repo/target}/release/kubectl-servicecidr
+meter=${CARGO_TARGET_DIR:-$repo/target}/release/examples/measure
+# shellcheck source=scripts/bench-sections.sh
+. "$repo/scripts/bench-sections.sh"
 bin=${CONTROLPLANE_BIN:-$(bash "$repo/scripts/build-controlplane.sh" | tail -n 1)}
 export CONTROLPLANE_BIN=$bin
 kubectl=$bin/kubectl
@@ -68,24 +70,18 @@ done
 "$kubectl" --kubeconfig "$merged" config use-context c1 >/dev/null
 
 export KUBECONFIG=$merged
-json=$work/hyperfine.json
-hyperfine --warmup 2 --runs "$RUNS" --export-json "$json" --style none \
-  -n c1 "$plugin status --context c1" \
-  -n c2 "$plugin status --context c2" \
-  -n c3 "$plugin status --context c3" \
-  -n fleet "$plugin status --contexts c1,c2,c3" \
-  -n fleet-serial "$plugin status --contexts c1,c2,c3 --concurrency 1" >&2
-
-median() { jq -r --arg n "$1" '.results[] | select(.command == $n) | .median * 1000' "$json"; }
+# median ARGS...: median wall time (ms) of `status ARGS`.
+median() { log "status $*"; "$meter" --runs "$RUNS" --warmup 2 -- "$plugin" status "$@" | cut -f1; }
 ms() { awk -v x="$1" 'BEGIN { printf "%.0f ms", x }'; }
-c1=$(median c1) c2=$(median c2) c3=$(median c3) fleet=$(median fleet) serial=$(median fleet-serial)
+c1=$(median --context c1) c2=$(median --context c2) c3=$(median --context c3)
+fleet=$(median --contexts c1,c2,c3) serial=$(median --contexts c1,c2,c3 --concurrency 1)
 sum=$(awk -v a="$c1" -v b="$c2" -v c="$c3" 'BEGIN { print a + b + c }')
 slowest=$(awk -v a="$c1" -v b="$c2" -v c="$c3" 'BEGIN { m = a; if (b > m) m = b; if (c > m) m = c; print m }')
 
-section=$(cat <<EOF
+text=$(cat <<EOF
 Measured $(date -u +%Y-%m-%d) by \`scripts/bench-fleet.sh\`: three real control planes
 ($("$plugin" --version), $($kubectl version -o json 2>/dev/null | jq -r '.serverVersion.gitVersion'),
-$(nproc) cores, hyperfine, median of $RUNS runs), \`status\` on each; c2 and c3 are behind a proxy adding
+$(nproc) cores, median of $RUNS runs), \`status\` on each; c2 and c3 are behind a proxy adding
 $DELAY_MS ms each way to every chunk, as remote clusters would be.
 
 | run | median |
@@ -104,14 +100,5 @@ slowest one alone and $(awk -v f="$fleet" -v s="$sum" 'BEGIN { printf "%.2f×", 
 EOF
 )
 
-tmp=$(mktemp)
-if grep -q '<!-- fleet:start -->' "$OUT"; then
-  awk -v s="$section" '
-    /<!-- fleet:start -->/ { print; print s; skip = 1; next }
-    /<!-- fleet:end -->/ { skip = 0 }
-    !skip { print }' "$OUT" >"$tmp"
-else
-  { cat "$OUT"; printf '\n## Many clusters\n\n<!-- fleet:start -->\n%s\n<!-- fleet:end -->\n' "$section"; } >"$tmp"
-fi
-mv "$tmp" "$OUT"
+write_section fleet "Many clusters" "$text"
 log "wrote the Many clusters section of $OUT"

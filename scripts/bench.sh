@@ -9,17 +9,17 @@
 #   status   vs `kubectl get servicecidrs,ipaddresses -o json`            vs the keep-alive floor
 #   orphans  vs `kubectl get servicecidrs,ipaddresses,services -A -o json` vs the keep-alive floor
 #   (`examples/floor.rs`), and curl (loop and API time)
-#   peak RSS of each (/usr/bin/time), server CPU per run (kube-apiserver + etcd, idle subtracted)
+#   client CPU and peak RSS of each, server CPU per run (kube-apiserver + etcd, idle subtracted),
+#   all from the same runs of `examples/measure.rs`
 #   delete --wait of an empty range, with the service-cidr controller and without it
 # and a profile of `status` (perf when usable, per-page timings, the -v request log, context
 # switches and syscalls).
 # Writes BENCHMARKS.md (or $BENCH_OUT); the section between the analysis markers is kept across runs.
 #
-# Environment: BENCH_RUNS (10), BENCH_WARMUP (2), BENCH_DELETE_RUNS (3), BENCH_RSS_RUNS (3),
+# Environment: BENCH_RUNS (10), BENCH_WARMUP (2), BENCH_DELETE_RUNS (3),
 # BENCH_OUT, BENCH_CRITERION=0 (skip cargo bench), BENCH_PERF=0 (skip the perf profile; it needs an
 # unstripped build, made once in target/profiling), CONTROLPLANE_BIN (see scripts/controlplane.sh).
-# Installs hyperfine, time and jq with apt-get when missing (as root); without hyperfine it falls
-# back to a hand-made loop (warm-up, runs, median/min/max).
+# Installs jq with apt-get when missing (as root).
 set -euo pipefail
 
 N=${1:-10000}
@@ -27,7 +27,6 @@ N=${1:-10000}
 RUNS=${BENCH_RUNS:-10}
 WARMUP=${BENCH_WARMUP:-2}
 DELETE_RUNS=${BENCH_DELETE_RUNS:-3}
-RSS_RUNS=${BENCH_RSS_RUNS:-3}
 GRACE_S=10 # the plugin's default --grace-period
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -52,10 +51,6 @@ apt_install() {
 
 command -v jq >/dev/null || apt_install jq || die "jq is needed"
 command -v python3 >/dev/null || die "python3 is needed (scripts/controlplane.sh needs it too)"
-[ -x /usr/bin/time ] || apt_install time || die "/usr/bin/time is needed (package: time)"
-command -v hyperfine >/dev/null || apt_install hyperfine || log "no hyperfine: using a hand-made loop"
-have_hyperfine=false
-command -v hyperfine >/dev/null && have_hyperfine=true
 perf_ok=false
 if [ "${BENCH_PERF:-1}" != 0 ]; then
   command -v perf >/dev/null || apt_install linux-perf || true
@@ -70,11 +65,12 @@ fi
 # Build
 
 cd "$repo"
-log "building (release): plugin and seed example"
+log "building (release): plugin, seed, floor and measure examples"
 cargo build --release --quiet
-cargo build --release --quiet --example seed --example floor
+cargo build --release --quiet --example seed --example floor --example measure
 floor=$target/release/examples/floor
-[ -x "$plugin" ] && [ -x "$seed" ] && [ -x "$floor" ] || die "build did not produce $plugin, $seed and $floor"
+meter=$target/release/examples/measure
+for b in "$plugin" "$seed" "$floor" "$meter"; do [ -x "$b" ] || die "the build did not produce $b"; done
 profile_bin=""
 if [ "$perf_ok" = true ]; then
   # Same code and optimisation as release, with symbols (release strips them).
@@ -207,6 +203,7 @@ chmod +x "$cp/mkrange.sh"
 # Measurement helpers
 
 clk_tck=$(getconf CLK_TCK)
+server_pids="$(cat "$cp/pids/kube-apiserver"),$(cat "$cp/pids/etcd")"
 # CPU time (ms) used so far by kube-apiserver and etcd.
 server_ms() {
   local t=0 c p
@@ -240,54 +237,18 @@ idle_rate() {
   awk -v d=$((b - a)) -v s=$((t1 - t0)) 'BEGIN { printf "%.2f", d / (s / 1e9) }'
 }
 
-# measure KEY LABEL RUNS WARMUP PREPARE CMD
-# Appends to $res/rows.tsv: key label median min max mean stddev user sys server_ms_per_run (ms).
+# measure KEY RUNS WARMUP [examples/measure.rs options] -- WORDS: WORDS is a string of
+# shell-quoted words (no shell runs it). Appends to $res/rows.tsv: key label median min max mean
+# stddev user sys server_ms_per_run (ms) peak_rss (MiB).
 measure() {
-  local key=$1 label=$2 runs=$3 warmup=$4 prepare=$5 cmd=$6
-  local s0 s1 t0 t1 line
-  log "measuring $label ($runs runs)"
-  s0=$(server_ms); t0=$(now_ns)
-  if [ "$have_hyperfine" = true ]; then
-    local args=(--shell=bash --style none --runs "$runs" --warmup "$warmup" --export-json "$res/$key.json" -n "$label")
-    [ -n "$prepare" ] && args+=(--prepare "$prepare")
-    hyperfine "${args[@]}" "$cmd" >/dev/null
-    line=$(jq -r '.results[0] | [.median, .min, .max, .mean, (.stddev // 0), .user, .system] | map(. * 1000) | @tsv' "$res/$key.json")
-  else
-    local i a b times=()
-    for i in $(seq "$warmup"); do
-      [ -z "$prepare" ] || bash -c "$prepare"
-      bash -c "$cmd"
-    done
-    for i in $(seq "$runs"); do
-      [ -z "$prepare" ] || bash -c "$prepare"
-      a=$(now_ns); bash -c "$cmd"; b=$(now_ns)
-      times+=("$(( (b - a) / 1000 ))")
-    done
-    line=$(printf '%s\n' "${times[@]}" | sort -n | awk '
-      { v[NR] = $1 / 1000; s += v[NR]; q += v[NR] * v[NR] }
-      END {
-        med = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-        mean = s / NR; sd = NR > 1 ? sqrt((q - NR * mean * mean) / (NR - 1)) : 0
-        printf "%f\t%f\t%f\t%f\t%f\tnan\tnan", med, v[1], v[NR], mean, sd
-      }')
-  fi
-  s1=$(server_ms); t1=$(now_ns)
-  local server="nan"
-  if [ -z "$prepare" ]; then
-    server=$(awk -v d=$((s1 - s0)) -v w=$((t1 - t0)) -v idle="$idle" -v n=$((runs + warmup)) \
-      'BEGIN { x = (d - idle * w / 1e9) / n; printf "%.0f", x < 0 ? 0 : x }')
-  fi
-  printf '%s\t%s\t%s\t%s\n' "$key" "$label" "$line" "$server" >>"$res/rows.tsv"
-}
-
-# rss KEY CMD: median peak RSS (MiB) over RSS_RUNS runs; the largest process of the command.
-rss() {
-  local key=$1 cmd=$2 i vals=()
-  for i in $(seq "$RSS_RUNS"); do
-    /usr/bin/time -f %M -o "$res/rss.tmp" bash -c "$cmd" || true
-    vals+=("$(tail -n 1 "$res/rss.tmp")")
-  done
-  printf '%s\n' "${vals[@]}" | sort -n | awk -v k="$key" '{ v[NR] = $1 } END { printf "%s\t%.1f\n", k, v[int((NR + 1) / 2)] / 1024 }' >>"$res/rss.tsv"
+  local key=$1 runs=$2 warmup=$3 line
+  shift 3
+  local -a opts=() words
+  while [ "$1" != -- ]; do opts+=("$1"); shift; done
+  eval "words=($2)"
+  log "measuring ${label[$key]} ($runs runs)"
+  line=$("$meter" --runs "$runs" --warmup "$warmup" --server "$server_pids" --idle "$idle" "${opts[@]}" -- "${words[@]}")
+  printf '%s\t%s\t%s\n' "$key" "${label[$key]}" "$line" >>"$res/rows.tsv"
 }
 
 # summarize KEY: values (ms) on stdin, one per line, to a row like measure's (median, min, max, mean).
@@ -296,7 +257,7 @@ summarize() {
     { v[NR] = $1; s += $1 }
     END {
       med = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-      printf "%s\t%s\t%f\t%f\t%f\t%f\t0\tnan\tnan\tnan\n", k, l, med, v[1], v[NR], s / NR
+      printf "%s\t%s\t%f\t%f\t%f\t%f\t0\tnan\tnan\tnan\tnan\n", k, l, med, v[1], v[NR], s / NR
     }' >>"$res/rows.tsv"
 }
 
@@ -329,7 +290,7 @@ keepalive() {
 col() { awk -F'\t' -v k="$1" -v c="$2" '$1 == k { print $c }' "$res/rows.tsv"; }
 ms() { awk -v x="$1" 'BEGIN { if (x == "nan" || x == "") print "—"; else if (x >= 100) printf "%.0f ms", x; else printf "%.1f ms", x }'; }
 ratio() { awk -v a="$(col "$1" 3)" -v b="$(col "$2" 3)" 'BEGIN { printf "%.2f×", a / b }'; }
-rss_of() { awk -F'\t' -v k="$1" '$1 == k { r = $2 " MiB" } END { print r == "" ? "—" : r }' "$res/rss.tsv"; }
+rss_of() { awk -v x="$(col "$1" 11)" 'BEGIN { print (x == "nan" || x == "") ? "—" : x " MiB" }'; }
 
 # ---------------------------------------------------------------------------------------------
 # Read benchmarks
@@ -339,20 +300,30 @@ P=$(q "$plugin")
 K="$(q "$kubectl") --cache-dir $(q "$kcache")"
 CF=$(q "$cp/curl-floor.sh")
 declare -A cmd label
-cmd[status_ours]="$P status >/dev/null";                                   label[status_ours]='`kubectl-servicecidr status`'
-cmd[status_ours_json]="$P status -o json >/dev/null";                      label[status_ours_json]='`kubectl-servicecidr status -o json`'
-cmd[status_kubectl]="$K get servicecidrs,ipaddresses -o json >/dev/null";  label[status_kubectl]='`kubectl get servicecidrs,ipaddresses -o json`'
-cmd[status_curl]="$CF servicecidrs ipaddresses";                           label[status_curl]='curl loop, same lists'
+# Each command is a string of shell-quoted words for `measure` (stdout is thrown away).
+declare -A cmd label ok
+cmd[status_ours]="$P status";                                   label[status_ours]='`kubectl-servicecidr status`'
+cmd[status_ours_json]="$P status -o json";                      label[status_ours_json]='`kubectl-servicecidr status -o json`'
+cmd[status_kubectl]="$K get servicecidrs,ipaddresses -o json";  label[status_kubectl]='`kubectl get servicecidrs,ipaddresses -o json`'
+cmd[status_curl]="$CF servicecidrs ipaddresses";                label[status_curl]='curl loop, same lists'
 label[status_floor]='API time: the apiserver serving the same pages (curl -w)'
-cmd[status_curl_gzip]="CURL_GZIP=1 $CF servicecidrs ipaddresses";          label[status_curl_gzip]='curl --compressed (gzip, as kubectl)'
+cmd[status_curl_gzip]="env CURL_GZIP=1 $CF servicecidrs ipaddresses"; label[status_curl_gzip]='curl --compressed (gzip, as kubectl)'
 # orphans exits 3 when it finds anything: that is success here, any other failure is not.
-cmd[orphans_ours]="$P orphans >/dev/null || [ \$? -eq 3 ]";               label[orphans_ours]='`kubectl-servicecidr orphans`'
-cmd[orphans_kubectl]="$K get servicecidrs,ipaddresses,services -A -o json >/dev/null"; label[orphans_kubectl]='`kubectl get servicecidrs,ipaddresses,services -A -o json`'
-cmd[orphans_curl]="$CF servicecidrs ipaddresses services";                 label[orphans_curl]='curl loop, same lists'
+cmd[orphans_ours]="$P orphans";                                 label[orphans_ours]='`kubectl-servicecidr orphans`'; ok[orphans_ours]=3
+cmd[orphans_kubectl]="$K get servicecidrs,ipaddresses,services -A -o json"; label[orphans_kubectl]='`kubectl get servicecidrs,ipaddresses,services -A -o json`'
+cmd[orphans_curl]="$CF servicecidrs ipaddresses services";      label[orphans_curl]='curl loop, same lists'
 label[orphans_floor]='API time: the apiserver serving the same pages (curl -w)'
-cmd[status_ours_500]="$P status --chunk-size 500 >/dev/null";            label[status_ours_500]='`kubectl-servicecidr status --chunk-size 500` (kubectl'"'"'s page size)'
+cmd[status_ours_500]="$P status --chunk-size 500";              label[status_ours_500]='`kubectl-servicecidr status --chunk-size 500` (kubectl'"'"'s page size)'
 label[status_keepalive]='keep-alive floor: the same JSON pages of 500, not parsed (`examples/floor.rs`)'
 label[orphans_keepalive]=${label[status_keepalive]}
+# The floor as one process per run (start-up, kubeconfig, connections, TLS handshakes): what a
+# command pays before its first byte, timed as the commands are.
+F="$(q "$floor") $(q "$KUBECONFIG") 500 0"
+N1=/apis/networking.k8s.io/v1
+cmd[status_keepalive_new]="$F $N1/servicecidrs $N1/ipaddresses"
+cmd[orphans_keepalive_new]="$F $N1/servicecidrs $N1/ipaddresses /api/v1/services"
+label[status_keepalive_new]='the same floor as a process per run (start-up, kubeconfig, TLS handshakes), as a command pays'
+label[orphans_keepalive_new]=${label[status_keepalive_new]}
 read_keys=(status_ours status_ours_json status_ours_500 status_kubectl status_curl status_curl_gzip orphans_ours orphans_kubectl orphans_curl)
 
 # Sanity: the data is what we think it is, and every command works.
@@ -361,22 +332,20 @@ rc=0; "$plugin" orphans >"$res/orphans.txt" || rc=$?
 [ "$rc" -eq 3 ] || die "orphans exited $rc (expected 3: the seed leaves orphans)"
 orphan_summary=$(awk 'NF == 0 { exit } { print }' "$res/orphans.txt")
 ip_count=$("$kubectl" get ipaddresses --no-headers 2>/dev/null | wc -l)
-for key in "${read_keys[@]}"; do bash -c "${cmd[$key]}" >/dev/null || die "${label[$key]} failed"; done
 
 log "letting the server settle after seeding"
 settle
 idle=$(idle_rate)
 log "idle server CPU: $idle ms/s"
 : >"$res/rows.tsv"
-: >"$res/rss.tsv"
 for key in "${read_keys[@]}"; do
-  measure "$key" "${label[$key]}" "$RUNS" "$WARMUP" "" "${cmd[$key]}"
+  measure "$key" "$RUNS" "$WARMUP" --ok "${ok[$key]:-0}" -- "${cmd[$key]}"
 done
-for key in "${read_keys[@]}"; do rss "$key" "${cmd[$key]}"; done
 api_floor status_floor servicecidrs ipaddresses
 api_floor orphans_floor servicecidrs ipaddresses services
 keepalive status_keepalive servicecidrs ipaddresses
 keepalive orphans_keepalive servicecidrs ipaddresses services
+for key in status_keepalive_new orphans_keepalive_new; do measure "$key" "$RUNS" "$WARMUP" -- "${cmd[$key]}"; done
 
 echo
 echo "N=$N IPAddresses ($ip_count in the cluster)"
@@ -385,8 +354,9 @@ for key in "${read_keys[@]}"; do
 done
 printf '  %-62s median %10s  (min %s, max %s)\n' "${label[status_floor]} (status)" "$(ms "$(col status_floor 3)")" "$(ms "$(col status_floor 4)")" "$(ms "$(col status_floor 5)")"
 printf '  %-62s median %10s  (min %s, max %s)\n' "${label[orphans_floor]} (orphans)" "$(ms "$(col orphans_floor 3)")" "$(ms "$(col orphans_floor 4)")" "$(ms "$(col orphans_floor 5)")"
-echo "  status:  ours/kubectl $(ratio status_ours status_kubectl), ours/keep-alive floor $(ratio status_ours status_keepalive), ours/API time $(ratio status_ours status_floor)"
-echo "  orphans: ours/kubectl $(ratio orphans_ours orphans_kubectl), ours/keep-alive floor $(ratio orphans_ours orphans_keepalive), ours/API time $(ratio orphans_ours orphans_floor)"
+for g in status orphans; do
+  echo "  $g: ours/kubectl $(ratio ${g}_ours ${g}_kubectl), ours/keep-alive floor $(ratio ${g}_ours ${g}_keepalive) ($(ratio ${g}_ours ${g}_keepalive_new) as a process), ours/API time $(ratio ${g}_ours ${g}_floor)"
+done
 
 # ---------------------------------------------------------------------------------------------
 # Where the time goes
@@ -513,11 +483,10 @@ fi
 label[delete_ctrl]='`delete --wait` (controller running)'
 label[delete_noctrl]='`delete --wait --remove-finalizer` (controller stopped)'
 log "delete --wait of an empty range, with the controller ($DELETE_RUNS runs)"
-measure delete_ctrl "${label[delete_ctrl]}" "$DELETE_RUNS" 0 \
-  "$(q "$cp/mkrange.sh") bench-empty" "$P delete bench-empty --wait >/dev/null"
+measure delete_ctrl "$DELETE_RUNS" 0 --prepare "$(q "$cp/mkrange.sh") bench-empty" -- "$P delete bench-empty --wait"
 log "delete --wait --remove-finalizer of an empty range, without the controller ($DELETE_RUNS runs)"
-measure delete_noctrl "${label[delete_noctrl]}" "$DELETE_RUNS" 0 \
-  "$(q "$cp/mkrange.sh") bench-empty nocontroller" "$P delete bench-empty --wait --remove-finalizer >/dev/null"
+measure delete_noctrl "$DELETE_RUNS" 0 --prepare "$(q "$cp/mkrange.sh") bench-empty nocontroller" \
+  -- "$P delete bench-empty --wait --remove-finalizer"
 bash "$repo/scripts/controlplane.sh" start-controller "$cp" 2>/dev/null
 over() { awk -v x="$(col "$1" "$2")" -v g="$GRACE_S" 'BEGIN { printf "%.2f s", x / 1000 - g }'; }
 echo "  delete --wait, controller:    $(over delete_ctrl 3) over the ${GRACE_S} s grace (median)"
@@ -533,43 +502,43 @@ etcd_v=$("$CONTROLPLANE_BIN/etcd" --version 2>/dev/null | awk '/etcd Version/ { 
 plugin_v=$("$plugin" --version)
 cpu_model=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 mem_gib=$(awk '/MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
-timer=$([ "$have_hyperfine" = true ] && hyperfine --version || echo "hand-made loop")
 
-analysis="(Reading of the numbers: edit this section by hand; scripts/bench.sh keeps it when it rewrites the file.)"
-if [ -f "$OUT" ] && grep -q '<!-- analysis:start -->' "$OUT"; then
-  analysis=$(awk '/<!-- analysis:end -->/ { p = 0 } p { print } /<!-- analysis:start -->/ { p = 1 }' "$OUT")
-fi
-# scripts/bench-fleet.sh writes this section; kept as it is here.
-fleet="(Run scripts/bench-fleet.sh.)"
-if [ -f "$OUT" ] && grep -q '<!-- fleet:start -->' "$OUT"; then
-  fleet=$(awk '/<!-- fleet:end -->/ { p = 0 } p { print } /<!-- fleet:start -->/ { p = 1 }' "$OUT")
-fi
+# shellcheck source=scripts/bench-sections.sh
+. "$repo/scripts/bench-sections.sh"
+analysis=$(section analysis "(Reading of the numbers: edit this section by hand; scripts/bench.sh keeps it when it rewrites the file.)")
+# scripts/bench-scale.sh and scripts/bench-fleet.sh write these; kept as they are here.
+scale=$(section scale "(Run scripts/bench-scale.sh.)")
+fleet=$(section fleet "(Run scripts/bench-fleet.sh.)")
 
+# row KEY BASES...: the row of KEY with its ratio to each base (kubectl, keep-alive floor, the
+# floor as a process, API time); an empty base leaves a dash.
 row() {
-  local key=$1 base_k=$2 base_c=$3 base_f=$4
-  local rk="—" rc="—" rf="—"
-  [ -z "$base_k" ] || rk=$(ratio "$key" "$base_k")
-  [ -z "$base_c" ] || rc=$(ratio "$key" "$base_c")
-  [ -z "$base_f" ] || rf=$(ratio "$key" "$base_f")
-  printf '| %s | %s | %s – %s | %s | %s | %s | %s | %s | %s |\n' "${label[$key]}" \
+  local key=$1 base r ratios=""
+  shift
+  for base in "$@"; do
+    r="—"
+    [ -z "$base" ] || r=$(ratio "$key" "$base")
+    ratios+=" | $r"
+  done
+  printf '| %s | %s | %s – %s | %s | %s | %s%s |\n' "${label[$key]}" \
     "$(ms "$(col "$key" 3)")" "$(ms "$(col "$key" 4)")" "$(ms "$(col "$key" 5)")" \
     "$(awk -v u="$(col "$key" 8)" -v s="$(col "$key" 9)" 'BEGIN { if (u == "nan") print "—"; else printf "%.0f + %.0f ms", u, s }')" \
-    "$(ms "$(col "$key" 10)")" "$(rss_of "$key")" "$rk" "$rc" "$rf"
+    "$(ms "$(col "$key" 10)")" "$(rss_of "$key")" "$ratios"
 }
 
 table_rows=""
 table_keys=()
 for key in "${read_keys[@]}"; do
   table_keys+=("$key")
-  case $key in status_curl_gzip | orphans_curl) table_keys+=("${key%%_*}_keepalive" "${key%%_*}_floor") ;; esac
+  case $key in status_curl_gzip | orphans_curl) table_keys+=("${key%%_*}_keepalive" "${key%%_*}_keepalive_new" "${key%%_*}_floor") ;; esac
 done
 for key in "${table_keys[@]}"; do
   group=${key%%_*}
   case $key in
-    *_floor) table_rows+=$(row "$key" "" "" "") ;;
-    *_keepalive) table_rows+=$(row "$key" "" "" "${group}_floor") ;;
-    *_curl | *_curl_gzip | *_kubectl) table_rows+=$(row "$key" "" "${group}_keepalive" "${group}_floor") ;;
-    *) table_rows+=$(row "$key" "${group}_kubectl" "${group}_keepalive" "${group}_floor") ;;
+    *_floor) table_rows+=$(row "$key" "" "" "" "") ;;
+    *_keepalive | *_keepalive_new) table_rows+=$(row "$key" "" "" "" "${group}_floor") ;;
+    *_curl | *_curl_gzip | *_kubectl) table_rows+=$(row "$key" "" "${group}_keepalive" "${group}_keepalive_new" "${group}_floor") ;;
+    *) table_rows+=$(row "$key" "${group}_kubectl" "${group}_keepalive" "${group}_keepalive_new" "${group}_floor") ;;
   esac
   table_rows+=$'\n'
 done
@@ -586,8 +555,9 @@ here; only the *Analysis* section is written by hand.
 - **Cluster:** local control plane from \`scripts/controlplane.sh\` (everything on 127.0.0.1, etcd
   with \`--unsafe-no-fsync\`): kube-apiserver $server_v, etcd $etcd_v, kubectl $kubectl_v
 - **Plugin:** $plugin_v (release build), $(rustc -V)
-- **Timer:** $timer; $RUNS runs after $WARMUP warm-up runs per command; peak RSS is the median of
-  $RSS_RUNS runs of \`/usr/bin/time -f %M\` (the largest single process of the command)
+- **Timer:** \`examples/measure.rs\` (no shell; CPU and peak RSS from \`wait4\`, as \`/usr/bin/time\`
+  gets them); $RUNS runs after $WARMUP warm-up runs per command; every column comes from the same
+  runs; peak RSS is the median of the largest single process of the command
 - **Data:** N = $N IPAddresses ($ip_count objects in the cluster, with the default
   \`kubernetes\` Service's), seeded by \`examples/seed.rs\`: 20 ServiceCIDRs (10 dual-stack), Services
   with explicit clusterIPs (one in three in dual-stack ranges is dual-stack), 1% orphaned
@@ -603,8 +573,8 @@ Median wall time of one invocation. *Client CPU* is user and system time of the 
 *server CPU* is kube-apiserver + etcd CPU time per invocation (idle background of $idle ms/s
 subtracted). Ratios compare medians (below 1 is faster than the reference).
 
-| command | median | min – max | client CPU (user + sys) | server CPU | peak RSS | ÷ kubectl | ÷ keep-alive floor | ÷ API time |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|
+| command | median | min – max | client CPU (user + sys) | server CPU | peak RSS | ÷ kubectl | ÷ keep-alive floor | ÷ floor as a process | ÷ API time |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 $table_rows
 
 kubectl, curl and the keep-alive floor use pages of 500 (kubectl's default \`--chunk-size\`,
@@ -612,6 +582,8 @@ kubectl, curl and the keep-alive floor use pages of 500 (kubectl's default \`--c
 the \`--chunk-size 500\` row, which shows what the page size alone is worth. The *keep-alive floor*
 is what any client that reads JSON pages of 500 one after another must wait for: one connection per
 list, the lists in parallel, each body read to its end and not parsed, timed inside the process.
+The *floor as a process* is that client run once per process and timed as the commands are: process
+start, kubeconfig, connections and TLS handshakes, then the same pages.
 kubectl reads its discovery cache from a warm \`--cache-dir\`. The *curl loop* fetches the resources in parallel (as the plugin does), one curl
 process and one TLS handshake per page, no parsing (the continue token is cut out with bash
 builtins): the raw lists, though one process and one handshake per page make it slower than a
@@ -678,6 +650,12 @@ $perf_section
 <!-- analysis:start -->
 $analysis
 <!-- analysis:end -->
+
+## The scale curve
+
+<!-- scale:start -->
+$scale
+<!-- scale:end -->
 
 ## Many clusters
 
