@@ -17,7 +17,8 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz
 fi
 
-# The corpus grows in target/ (not committed); fuzz/seeds/ holds hand-written starting points.
+# The corpus grows in target/ (not committed); fuzz/seeds/ holds the starting points, hand-written
+# or captured from a real kube-apiserver.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for t in "${targets[@]}"; do

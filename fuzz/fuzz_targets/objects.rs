@@ -1,6 +1,8 @@
 //! List pages as the server sends them (ServiceCIDRs, IPAddresses, Services), in JSON or protobuf,
 //! read as the plugin reads them, part by part: any bytes are either refused or converted into the
-//! model, never a panic.
+//! model, never a panic. The first byte of an input picks the encoding (odd: protobuf) and where the
+//! page is cut in two, so the seeds in fuzz/seeds/objects start with one: `@` (JSON, cut at 32) or
+//! 0x81 (protobuf, cut at 64).
 #![no_main]
 
 use kubectl_servicecidr::cluster::page::{Part, Reader};
