@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 use support::{
     ControlPlane, LABEL_IP_FAMILY, LABEL_MANAGED_BY, MANAGED_BY_ALLOCATOR, SERVICE_CIDR_FINALIZER,
-    ip_in, unique_name,
+    code, ip_in, unique_name,
 };
 
 /// Ready condition message written by the service-cidr controller while IPAddresses block deletion.
@@ -293,7 +293,9 @@ fn a_deleted_twin_reopens_a_terminating_range_to_the_allocator() {
 /// 11. The lists every check reads are asked for in protobuf, and each decodes to exactly what the
 ///     server's own JSON of the same list at the same resourceVersion decodes to: a terminating
 ///     dual-stack range blocked by the controller, managed and hand-made IPAddresses, and Services
-///     dual-stack, headless and ExternalName, among everything else on the shared cluster.
+///     dual-stack, headless and ExternalName, among everything else on the shared cluster; and an
+///     IPAddress written in protobuf with bytes that are not UTF-8 where the server does not check
+///     (`parentRef.name`), which its JSON writes as U+FFFD and must not make the list fail.
 #[tokio::test]
 async fn protobuf_lists_decode_as_the_servers_json_does() {
     use kubectl_servicecidr::cluster::wire::{
@@ -330,11 +332,30 @@ async fn protobuf_lists_decode_as_the_servers_json_does() {
             .is_some_and(|c| c["status"] == "False" && c["reason"] == "Terminating")
     });
 
+    let group = format!("/apis/{}", cp.networking);
     // Pages of 2, so that continue tokens are read from protobuf too.
     let conn = Connection {
         kubeconfig: Some(cp.kubeconfig.clone()),
         ..Default::default()
     };
+    let odd_ip = ip_in(&v4, 11);
+    let (client, _) = conn.client().await.unwrap();
+    let created = client
+        .send(
+            http::Request::post(format!("{group}/ipaddresses"))
+                .header(
+                    http::header::CONTENT_TYPE,
+                    "application/vnd.kubernetes.protobuf",
+                )
+                .body(
+                    ip_address_protobuf(&cp.networking, &odd_ip, &ns, b"by-\xffhand\xe2\x82")
+                        .into(),
+                )
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.status(), http::StatusCode::CREATED);
     let cluster = Cluster::connect(&conn, 2).await.unwrap();
     let json = |path: &str, rv: &str| -> Vec<Value> {
         let raw = cp.kubectl_ok(&[
@@ -354,7 +375,6 @@ async fn protobuf_lists_decode_as_the_servers_json_does() {
             .map(|v| into(serde_json::from_value(v).unwrap()).unwrap())
             .collect()
     }
-    let group = format!("/apis/{}", cp.networking);
 
     let ranges = cluster.list_service_cidrs().await.unwrap();
     let mine = ranges.items.iter().find(|r| r.name == cidr).unwrap();
@@ -384,6 +404,7 @@ async fn protobuf_lists_decode_as_the_servers_json_does() {
             .iter()
             .any(|a| a.ip.to_string() == ip_in(&v4, 10) && !a.managed)
     );
+    assert!(ips.items.iter().any(|a| a.ip.to_string() == odd_ip));
     let from_json = decode(
         json(&format!("{group}/ipaddresses"), &ips.resource_version),
         WireIpAddress::into_model,
@@ -406,6 +427,7 @@ async fn protobuf_lists_decode_as_the_servers_json_does() {
     // And the plugin itself reads all three in protobuf.
     let out = cp.plugin(&["orphans", "-v"]);
     let log = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(code(&out), 0 | 3), "{log}");
     for list in ["servicecidrs", "ipaddresses", "services"] {
         assert!(
             log.contains(&format!("list {list}: page read (protobuf)")),
@@ -415,4 +437,39 @@ async fn protobuf_lists_decode_as_the_servers_json_does() {
 
     cp.delete_in(&ns, "service", "dual");
     cp.delete("ipaddress", &ip_in(&v4, 10));
+    cp.delete("ipaddress", &odd_ip);
+}
+
+/// An IPAddress as a protobuf request body (`k8s\0`, then `runtime.Unknown` around the object),
+/// with a parentRef to a Service whose name is any bytes.
+fn ip_address_protobuf(api_version: &str, ip: &str, namespace: &str, parent: &[u8]) -> Vec<u8> {
+    fn field(number: u8, value: &[u8]) -> Vec<u8> {
+        let mut out = vec![(number << 3) | 2];
+        let mut len = value.len();
+        while len >= 0x80 {
+            out.push((len as u8) | 0x80);
+            len >>= 7;
+        }
+        out.push(len as u8);
+        out.extend_from_slice(value);
+        out
+    }
+    let parent_ref = [
+        field(2, b"services"),
+        field(3, namespace.as_bytes()),
+        field(4, parent),
+    ]
+    .concat();
+    let object = [
+        field(1, &field(1, ip.as_bytes())),
+        field(2, &field(1, &parent_ref)),
+    ]
+    .concat();
+    let type_meta = [field(1, api_version.as_bytes()), field(2, b"IPAddress")].concat();
+    [
+        b"k8s\0".as_slice(),
+        &field(1, &type_meta),
+        &field(2, &object),
+    ]
+    .concat()
 }

@@ -27,42 +27,76 @@ pub fn is_protobuf(content_type: &str) -> bool {
 
 #[derive(Clone, PartialEq, Message)]
 struct Time {
-    #[prost(int64, tag = "1")]
-    seconds: i64,
+    #[prost(int64, optional, tag = "1")]
+    seconds: Option<i64>,
 }
 
-/// Kubernetes writes a zero time as an empty message, and reads back whole seconds only.
+/// Kubernetes writes a zero time as an empty message and any other, the epoch too, with its
+/// seconds (it reads back whole seconds only).
 fn stamp(t: Option<Time>) -> Option<wire::Stamp> {
-    t.filter(|t| t.seconds != 0)
-        .map(|t| wire::Stamp::Seconds(t.seconds))
+    t.and_then(|t| t.seconds).map(wire::Stamp::Seconds)
+}
+
+/// Text as the server's JSON gives it. Go strings are bytes, and a protobuf request can store any
+/// in a field the server does not validate (an IPAddress's `parentRef.name`, a condition's
+/// message); Go's JSON encoder writes each byte that is not UTF-8 as U+FFFD, and so does this,
+/// where prost would refuse the whole list.
+fn text(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            let mut rest = e.as_bytes();
+            let mut out = String::with_capacity(rest.len() + 8);
+            loop {
+                match std::str::from_utf8(rest) {
+                    Ok(valid) => {
+                        out.push_str(valid);
+                        return out;
+                    }
+                    Err(e) => {
+                        let (valid, after) = rest.split_at(e.valid_up_to());
+                        out.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                        let bad = e.error_len().unwrap_or(after.len());
+                        out.extend(std::iter::repeat_n(char::REPLACEMENT_CHARACTER, bad));
+                        rest = &after[bad..];
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn texts(list: Vec<Vec<u8>>) -> Vec<String> {
+    list.into_iter().map(text).collect()
 }
 
 #[derive(Clone, PartialEq, Message)]
 struct ManagedFieldsEntry {
-    #[prost(string, tag = "1")]
-    manager: String,
-    #[prost(string, tag = "8")]
-    subresource: String,
+    #[prost(bytes = "vec", tag = "1")]
+    manager: Vec<u8>,
+    #[prost(bytes = "vec", tag = "8")]
+    subresource: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
 struct ObjectMeta {
-    #[prost(string, tag = "1")]
-    name: String,
-    #[prost(string, tag = "3")]
-    namespace: String,
-    #[prost(string, tag = "5")]
-    uid: String,
-    #[prost(string, tag = "6")]
-    resource_version: String,
+    #[prost(bytes = "vec", tag = "1")]
+    name: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    namespace: Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    uid: Vec<u8>,
+    #[prost(bytes = "vec", tag = "6")]
+    resource_version: Vec<u8>,
     #[prost(message, optional, tag = "8")]
     creation_timestamp: Option<Time>,
     #[prost(message, optional, tag = "9")]
     deletion_timestamp: Option<Time>,
+    /// Label keys and values are validated by every write, so they are always UTF-8.
     #[prost(btree_map = "string, string", tag = "11")]
     labels: BTreeMap<String, String>,
-    #[prost(string, repeated, tag = "14")]
-    finalizers: Vec<String>,
+    #[prost(bytes = "vec", repeated, tag = "14")]
+    finalizers: Vec<Vec<u8>>,
     #[prost(message, repeated, tag = "17")]
     managed_fields: Vec<ManagedFieldsEntry>,
 }
@@ -71,20 +105,20 @@ impl From<Option<ObjectMeta>> for wire::Meta {
     fn from(m: Option<ObjectMeta>) -> Self {
         let m = m.unwrap_or_default();
         wire::Meta {
-            name: m.name,
-            namespace: m.namespace,
-            uid: m.uid,
-            resource_version: m.resource_version,
+            name: text(m.name),
+            namespace: text(m.namespace),
+            uid: text(m.uid),
+            resource_version: text(m.resource_version),
             creation_timestamp: stamp(m.creation_timestamp),
             deletion_timestamp: stamp(m.deletion_timestamp),
-            finalizers: m.finalizers,
+            finalizers: texts(m.finalizers),
             labels: m.labels,
             managed_fields: m
                 .managed_fields
                 .into_iter()
                 .map(|f| wire::ManagedFields {
-                    manager: f.manager,
-                    subresource: f.subresource,
+                    manager: text(f.manager),
+                    subresource: text(f.subresource),
                 })
                 .collect(),
         }
@@ -93,30 +127,30 @@ impl From<Option<ObjectMeta>> for wire::Meta {
 
 #[derive(Clone, PartialEq, Message)]
 struct ListMeta {
-    #[prost(string, tag = "2")]
-    resource_version: String,
-    #[prost(string, tag = "3")]
-    continue_token: String,
+    #[prost(bytes = "vec", tag = "2")]
+    resource_version: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    continue_token: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
 struct Condition {
-    #[prost(string, tag = "1")]
-    type_: String,
-    #[prost(string, tag = "2")]
-    status: String,
+    #[prost(bytes = "vec", tag = "1")]
+    type_: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    status: Vec<u8>,
     #[prost(message, optional, tag = "4")]
     last_transition_time: Option<Time>,
-    #[prost(string, tag = "5")]
-    reason: String,
-    #[prost(string, tag = "6")]
-    message: String,
+    #[prost(bytes = "vec", tag = "5")]
+    reason: Vec<u8>,
+    #[prost(bytes = "vec", tag = "6")]
+    message: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
 struct ServiceCidrSpec {
-    #[prost(string, repeated, tag = "1")]
-    cidrs: Vec<String>,
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    cidrs: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -137,14 +171,14 @@ struct ServiceCidr {
 
 #[derive(Clone, PartialEq, Message)]
 struct ParentReference {
-    #[prost(string, tag = "1")]
-    group: String,
-    #[prost(string, tag = "2")]
-    resource: String,
-    #[prost(string, tag = "3")]
-    namespace: String,
-    #[prost(string, tag = "4")]
-    name: String,
+    #[prost(bytes = "vec", tag = "1")]
+    group: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    resource: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    namespace: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    name: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -163,10 +197,10 @@ struct IpAddress {
 
 #[derive(Clone, PartialEq, Message)]
 struct ServiceSpec {
-    #[prost(string, tag = "3")]
-    cluster_ip: String,
-    #[prost(string, repeated, tag = "18")]
-    cluster_ips: Vec<String>,
+    #[prost(bytes = "vec", tag = "3")]
+    cluster_ip: Vec<u8>,
+    #[prost(bytes = "vec", repeated, tag = "18")]
+    cluster_ips: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -179,10 +213,10 @@ struct Service {
 
 #[derive(Clone, PartialEq, Message)]
 struct Status {
-    #[prost(string, tag = "3")]
-    message: String,
-    #[prost(string, tag = "4")]
-    reason: String,
+    #[prost(bytes = "vec", tag = "3")]
+    message: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    reason: Vec<u8>,
     #[prost(int32, tag = "6")]
     code: i32,
 }
@@ -199,8 +233,8 @@ impl FromProtobuf for wire::ListMeta {
     fn from_protobuf(bytes: &[u8]) -> Result<Self, prost::DecodeError> {
         let m = ListMeta::decode(bytes)?;
         Ok(wire::ListMeta {
-            continue_token: Some(m.continue_token),
-            resource_version: m.resource_version,
+            continue_token: Some(text(m.continue_token)),
+            resource_version: text(m.resource_version),
         })
     }
 }
@@ -211,7 +245,7 @@ impl FromProtobuf for wire::WireServiceCidr {
         Ok(wire::WireServiceCidr {
             metadata: r.metadata.into(),
             spec: wire::ServiceCidrSpec {
-                cidrs: r.spec.unwrap_or_default().cidrs,
+                cidrs: texts(r.spec.unwrap_or_default().cidrs),
             },
             status: wire::ServiceCidrStatus {
                 conditions: r
@@ -220,10 +254,10 @@ impl FromProtobuf for wire::WireServiceCidr {
                     .conditions
                     .into_iter()
                     .map(|c| wire::Condition {
-                        type_: c.type_,
-                        status: c.status,
-                        reason: c.reason,
-                        message: c.message,
+                        type_: text(c.type_),
+                        status: text(c.status),
+                        reason: text(c.reason),
+                        message: text(c.message),
                         last_transition_time: stamp(c.last_transition_time),
                     })
                     .collect(),
@@ -242,10 +276,10 @@ impl FromProtobuf for wire::WireIpAddress {
                     .spec
                     .and_then(|s| s.parent_ref)
                     .map(|p| wire::WireParentRef {
-                        group: p.group,
-                        resource: p.resource,
-                        namespace: p.namespace,
-                        name: p.name,
+                        group: text(p.group),
+                        resource: text(p.resource),
+                        namespace: text(p.namespace),
+                        name: text(p.name),
                     }),
             },
         })
@@ -259,8 +293,8 @@ impl FromProtobuf for wire::WireService {
         Ok(wire::WireService {
             metadata: s.metadata.into(),
             spec: wire::ServiceSpec {
-                cluster_ip: Some(spec.cluster_ip),
-                cluster_ips: spec.cluster_ips,
+                cluster_ip: Some(text(spec.cluster_ip)),
+                cluster_ips: texts(spec.cluster_ips),
             },
         })
     }
@@ -270,7 +304,7 @@ impl FromProtobuf for wire::WireService {
 pub fn status(body: &[u8]) -> Option<kube::core::Status> {
     let s = Status::decode(unwrap(body)?.ok()?).ok()?;
     let code = u16::try_from(s.code).ok().filter(|&c| c != 0)?;
-    Some(kube::core::Status::failure(&s.message, &s.reason).with_code(code))
+    Some(kube::core::Status::failure(&text(s.message), &text(s.reason)).with_code(code))
 }
 
 /// The object inside a whole answer: its `runtime.Unknown` envelope's `raw` field. None when the
@@ -279,8 +313,8 @@ fn unwrap(body: &[u8]) -> Option<Result<&[u8], String>> {
     let mut rest = body.strip_prefix(MAGIC)?;
     loop {
         match field(rest) {
-            Ok(Some((2, start, end))) => return Some(Ok(&rest[start..end])),
-            Ok(Some((_, _, end))) => rest = &rest[end..],
+            Ok(Some(f)) if f.number == 2 && f.delimited => return Some(Ok(&rest[f.start..f.end])),
+            Ok(Some(f)) => rest = &rest[f.end..],
             Ok(None) if rest.is_empty() => return Some(Err("the answer holds no object".into())),
             Ok(None) => return Some(Err("the answer ended inside a field".into())),
             Err(e) => return Some(Err(e)),
@@ -288,16 +322,32 @@ fn unwrap(body: &[u8]) -> Option<Result<&[u8], String>> {
     }
 }
 
-/// One field at the start of `buf`: (field number, start of its value, end of its value), or
-/// None when `buf` ends before the field does. Only varints and length-delimited values occur in
-/// Kubernetes' messages.
-fn field(buf: &[u8]) -> Result<Option<(u64, usize, usize)>, String> {
+/// One field at the start of a buffer: its number, whether it is length-delimited, and where its
+/// value starts and ends.
+struct Field {
+    number: u64,
+    delimited: bool,
+    start: usize,
+    end: usize,
+}
+
+/// The field at the start of `buf`, or None when `buf` ends before the field does. Only varints
+/// and length-delimited values occur in Kubernetes' messages.
+fn field(buf: &[u8]) -> Result<Option<Field>, String> {
     let Some((key, at)) = varint(buf)? else {
         return Ok(None);
     };
     let (number, kind) = (key >> 3, key & 7);
+    if number == 0 {
+        return Err("a field numbered 0".into());
+    }
     match kind {
-        0 => Ok(varint(&buf[at..])?.map(|(_, n)| (number, at, at + n))),
+        0 => Ok(varint(&buf[at..])?.map(|(_, n)| Field {
+            number,
+            delimited: false,
+            start: at,
+            end: at + n,
+        })),
         2 => {
             let Some((len, n)) = varint(&buf[at..])? else {
                 return Ok(None);
@@ -307,7 +357,12 @@ fn field(buf: &[u8]) -> Result<Option<(u64, usize, usize)>, String> {
                 .ok()
                 .and_then(|l| start.checked_add(l))
                 .ok_or("a field longer than memory")?;
-            Ok((end <= buf.len()).then_some((number, start, end)))
+            Ok((end <= buf.len()).then_some(Field {
+                number,
+                delimited: true,
+                start,
+                end,
+            }))
         }
         k => Err(format!(
             "a field of wire type {k}, which Kubernetes does not write"
@@ -318,17 +373,17 @@ fn field(buf: &[u8]) -> Result<Option<(u64, usize, usize)>, String> {
 /// A varint at the start of `buf` and its length, or None when `buf` ends inside it.
 fn varint(buf: &[u8]) -> Result<Option<(u64, usize)>, String> {
     let mut v = 0u64;
-    for (i, b) in buf.iter().enumerate().take(10) {
+    for (i, &b) in buf.iter().enumerate().take(10) {
+        // The tenth byte holds the 64th bit only, as prost and Go read it.
+        if i == 9 && b > 1 {
+            return Err("a varint beyond 64 bits".into());
+        }
         v |= u64::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
             return Ok(Some((v, i + 1)));
         }
     }
-    if buf.len() >= 10 {
-        Err("a varint longer than ten bytes".into())
-    } else {
-        Ok(None)
-    }
+    Ok(None)
 }
 
 /// Where the reader is in the answer.
@@ -395,27 +450,30 @@ impl ProtoReader {
                         self.at = At::List(usize::try_from(len).map_err(|e| e.to_string())?);
                         continue;
                     }
-                    let Some((_, _, end)) = field(rest)? else {
+                    let Some(f) = field(rest)? else {
                         return Ok(None);
                     };
-                    self.pos += end;
+                    self.pos += f.end;
                 }
                 At::List(0) => self.at = At::Envelope,
                 At::List(left) => {
-                    let Some((number, start, end)) = field(rest)? else {
+                    let Some(f) = field(rest)? else {
                         if rest.len() >= left {
                             return Err("a field of the list goes past the list's end".into());
                         }
                         return Ok(None);
                     };
-                    if end > left {
+                    if f.end > left {
                         return Err("a field of the list goes past the list's end".into());
                     }
+                    if matches!(f.number, 1 | 2) && !f.delimited {
+                        return Err("the list's metadata or an item is not a message".into());
+                    }
                     let at = self.pos;
-                    self.pos += end;
-                    self.at = At::List(left - end);
-                    let value = &self.buf[at + start..at + end];
-                    match number {
+                    self.pos += f.end;
+                    self.at = At::List(left - f.end);
+                    let value = &self.buf[at + f.start..at + f.end];
+                    match f.number {
                         1 => return Ok(Some(Part::Metadata(value))),
                         2 => return Ok(Some(Part::Item(value))),
                         _ => {}
@@ -441,10 +499,10 @@ mod tests {
 
     #[derive(Clone, PartialEq, Message)]
     struct TypeMeta {
-        #[prost(string, tag = "1")]
-        api_version: String,
-        #[prost(string, tag = "2")]
-        kind: String,
+        #[prost(bytes = "vec", tag = "1")]
+        api_version: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        kind: Vec<u8>,
     }
 
     /// `runtime.Unknown`, as the server writes it around every object.
@@ -454,10 +512,10 @@ mod tests {
         type_meta: Option<TypeMeta>,
         #[prost(bytes = "vec", tag = "2")]
         raw: Vec<u8>,
-        #[prost(string, tag = "3")]
-        content_encoding: String,
-        #[prost(string, tag = "4")]
-        content_type: String,
+        #[prost(bytes = "vec", tag = "3")]
+        content_encoding: Vec<u8>,
+        #[prost(bytes = "vec", tag = "4")]
+        content_type: Vec<u8>,
     }
 
     #[derive(Clone, PartialEq, Message)]
@@ -475,13 +533,14 @@ mod tests {
                 kind: "IPAddressList".into(),
             }),
             raw: list.encode_to_vec(),
-            content_encoding: String::new(),
+            content_encoding: Vec::new(),
             content_type: MEDIA_TYPE.into(),
         };
         [MAGIC, &unknown.encode_to_vec()].concat()
     }
 
-    fn ip_address(name: &str, parent: Option<&str>, created: i64) -> IpAddress {
+    /// `created: None` is how Kubernetes writes the zero time: an empty message.
+    fn ip_address(name: &str, parent: Option<&[u8]>, created: Option<i64>) -> IpAddress {
         IpAddress {
             metadata: Some(ObjectMeta {
                 name: name.into(),
@@ -523,7 +582,7 @@ mod tests {
 
     #[test]
     fn converts_an_ip_address_as_its_json_would() {
-        let bytes = ip_address("10.0.0.1", Some("web"), 1_764_000_000).encode_to_vec();
+        let bytes = ip_address("10.0.0.1", Some(b"web"), Some(1_764_000_000)).encode_to_vec();
         let w = wire::WireIpAddress::from_protobuf(&bytes).unwrap();
         let from_json: wire::WireIpAddress = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "10.0.0.1", "creationTimestamp": "2025-11-24T16:00:00Z",
@@ -532,13 +591,54 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(w.into_model().unwrap(), from_json.into_model().unwrap());
-        // A zero time is how Kubernetes writes "no time".
-        let none = ip_address("10.0.0.2", None, 0).encode_to_vec();
-        let m = wire::WireIpAddress::from_protobuf(&none)
+        // An empty time is how Kubernetes writes "no time"; the epoch is a time like any other.
+        let model = |created| {
+            let bytes = ip_address("10.0.0.2", None, created).encode_to_vec();
+            wire::WireIpAddress::from_protobuf(&bytes)
+                .unwrap()
+                .into_model()
+                .unwrap()
+        };
+        assert_eq!((model(None).created, model(None).parent), (None, None));
+        assert_eq!(model(Some(0)).created, Some(std::time::UNIX_EPOCH));
+        assert_eq!(Time { seconds: Some(0) }.encode_to_vec(), [0x08, 0x00]);
+    }
+
+    /// Go's JSON encoder writes each byte that is not UTF-8 as U+FFFD (`encodeState.string`), and
+    /// the server's JSON is the oracle: tests/upstream.rs checks the same against a real one.
+    #[test]
+    fn reads_text_that_is_not_utf8_as_the_servers_json_writes_it() {
+        let bytes = ip_address("10.0.0.3", Some(b"by-\xffhand\xe2\x82"), Some(1)).encode_to_vec();
+        let parent = wire::WireIpAddress::from_protobuf(&bytes)
             .unwrap()
-            .into_model()
+            .spec
+            .parent_ref
             .unwrap();
-        assert_eq!((m.created, m.parent), (None, None));
+        assert_eq!(parent.name, "by-\u{fffd}hand\u{fffd}\u{fffd}");
+        assert_eq!(text(b"\xf0\x9f\x92\x96 ok".to_vec()), "\u{1f496} ok");
+        assert_eq!(text(b"\xc3".to_vec()), "\u{fffd}");
+    }
+
+    #[test]
+    fn refuses_malformed_fields() {
+        // A tenth varint byte above 1 would be bits past the 64th.
+        assert!(varint(&[[0x80; 9].as_slice(), &[0x02]].concat()).is_err());
+        assert_eq!(
+            varint(&[[0xff; 9].as_slice(), &[0x01]].concat()),
+            Ok(Some((u64::MAX, 10)))
+        );
+        let list = |raw: &[u8]| {
+            let unknown = Unknown {
+                raw: raw.to_vec(),
+                ..Default::default()
+            };
+            read(&[MAGIC, &unknown.encode_to_vec()].concat(), &[])
+        };
+        assert_eq!(list(&[0x02, 0x00]).unwrap_err(), "a field numbered 0");
+        assert_eq!(
+            list(&[0x10, 0x05]).unwrap_err(),
+            "the list's metadata or an item is not a message"
+        );
     }
 
     #[test]
@@ -549,7 +649,7 @@ mod tests {
             code: 410,
         };
         let list = IpAddressList {
-            items: vec![ip_address("10.0.0.1", None, 1)],
+            items: vec![ip_address("10.0.0.1", None, Some(1))],
             ..Default::default()
         };
         assert!(super::status(&answer(&list)).is_none());
@@ -569,7 +669,7 @@ mod tests {
     fn refuses_what_is_not_a_whole_list() {
         let list = IpAddressList {
             metadata: Some(ListMeta::default()),
-            items: vec![ip_address("10.0.0.1", None, 1)],
+            items: vec![ip_address("10.0.0.1", None, Some(1))],
         };
         let body = answer(&list);
         assert!(read(&body, &[]).is_ok());
@@ -607,10 +707,10 @@ mod tests {
             mut cuts in proptest::collection::vec(0usize..4000, 0..12),
         ) {
             cuts.sort_unstable();
-            let meta = ListMeta { resource_version: "7".into(), continue_token: token };
+            let meta = ListMeta { resource_version: "7".into(), continue_token: token.into_bytes() };
             let list = IpAddressList {
                 metadata: Some(meta.clone()),
-                items: names.iter().map(|n| ip_address(n, Some(n), 1)).collect(),
+                items: names.iter().map(|n| ip_address(n, Some(n.as_bytes()), Some(1))).collect(),
             };
             let (metas, items) = read(&answer(&list), &cuts).unwrap();
             prop_assert_eq!(metas, vec![meta.encode_to_vec()]);
