@@ -42,28 +42,17 @@ fn stamp(t: Option<Time>) -> Option<wire::Stamp> {
 /// message); Go's JSON encoder writes each byte that is not UTF-8 as U+FFFD, and so does this,
 /// where prost would refuse the whole list.
 fn text(bytes: Vec<u8>) -> String {
-    match String::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => {
-            let mut rest = e.as_bytes();
-            let mut out = String::with_capacity(rest.len() + 8);
-            loop {
-                match std::str::from_utf8(rest) {
-                    Ok(valid) => {
-                        out.push_str(valid);
-                        return out;
-                    }
-                    Err(e) => {
-                        let (valid, after) = rest.split_at(e.valid_up_to());
-                        out.push_str(std::str::from_utf8(valid).unwrap_or_default());
-                        let bad = e.error_len().unwrap_or(after.len());
-                        out.extend(std::iter::repeat_n(char::REPLACEMENT_CHARACTER, bad));
-                        rest = &after[bad..];
-                    }
-                }
-            }
+    String::from_utf8(bytes).unwrap_or_else(|e| {
+        let mut out = String::with_capacity(e.as_bytes().len() + 8);
+        for chunk in e.as_bytes().utf8_chunks() {
+            out.push_str(chunk.valid());
+            out.extend(std::iter::repeat_n(
+                char::REPLACEMENT_CHARACTER,
+                chunk.invalid().len(),
+            ));
         }
-    }
+        out
+    })
 }
 
 fn texts(list: Vec<Vec<u8>>) -> Vec<String> {
