@@ -17,6 +17,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${BENCH_OUT:-$repo/BENCHMARKS.md}
 read -ra sizes <<<"${BENCH_SCALE:-1000 10000 100000 300000}"
 log() { echo "bench-scale: $*" >&2; }
+command -v jq >/dev/null || { log "jq is needed"; exit 1; }
 
 (cd "$repo" && cargo build --release --locked --quiet --bin kubectl-servicecidr \
   --example seed --example floor --example measure >&2)

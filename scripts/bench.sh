@@ -299,7 +299,6 @@ q() { printf %q "$1"; }
 P=$(q "$plugin")
 K="$(q "$kubectl") --cache-dir $(q "$kcache")"
 CF=$(q "$cp/curl-floor.sh")
-declare -A cmd label
 # Each command is a string of shell-quoted words for `measure` (stdout is thrown away).
 declare -A cmd label ok
 cmd[status_ours]="$P status";                                   label[status_ours]='`kubectl-servicecidr status`'
