@@ -765,12 +765,13 @@ impl Cluster {
     }
 
     /// Deletes exactly the object that was checked: a range recreated meanwhile has another uid,
-    /// and one changed meanwhile another resourceVersion; both fail with a conflict.
+    /// and one changed meanwhile another resourceVersion; both fail with a conflict. Returns the
+    /// range as the answer holds it (terminating), with the server's clock, when it does.
     pub async fn delete_service_cidr(
         &self,
         range: &ServiceCidr,
         server_dry_run: bool,
-    ) -> Result<()> {
+    ) -> Result<Option<(ServiceCidr, Option<SystemTime>)>> {
         let dp = DeleteParams {
             dry_run: server_dry_run,
             preconditions: Some(Preconditions {
@@ -785,7 +786,13 @@ impl Cluster {
             .await?
             .delete(&range.name, &dp)
             .map_err(|e| request_error(what.clone(), e))?;
-        self.call::<serde_json::Value>(req, what).await.map(|_| ())
+        let (answer, date) = self.call::<serde_json::Value>(req, what).await?;
+        // The deleted object, or a Status from servers that answer so: only the object is used.
+        let range = (answer.get("kind").and_then(|k| k.as_str()) == Some("ServiceCIDR"))
+            .then(|| serde_json::from_value::<WireServiceCidr>(answer).ok())
+            .flatten()
+            .and_then(|w| w.into_model().ok());
+        Ok(range.map(|r| (r, date)))
     }
 
     /// Puts the plugin's guard finalizer on the range, as read in `range`: a strategic merge adds

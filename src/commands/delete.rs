@@ -27,6 +27,9 @@ use crate::settings::{DeleteTask, DryRun, Environment};
 /// Rounds of check-guard-delete for a range that changes under us.
 const ATTEMPTS: usize = 3;
 
+/// A range as read, with the server's clock at the read.
+type Read = (ServiceCidr, Option<std::time::SystemTime>);
+
 pub async fn run(
     cluster: &Cluster,
     style: &Style,
@@ -180,8 +183,8 @@ impl Job<'_> {
                 ),
             );
         }
-        let follow = deleted.into_iter().map(|(name, uid)| async move {
-            let r = self.follow(name, uid).await;
+        let follow = deleted.into_iter().map(|(name, uid, answer)| async move {
+            let r = self.follow(name, uid, answer).await;
             self.finish(r);
         });
         futures::future::join_all(follow).await;
@@ -193,11 +196,21 @@ impl Job<'_> {
         &self,
         pending: &[&'n str],
         retry: &mut Vec<&'n str>,
-    ) -> Result<Vec<(&'n str, String)>, cluster::Error> {
+    ) -> Result<Vec<(&'n str, String, Option<Read>)>, cluster::Error> {
         pending
             .iter()
             .for_each(|n| self.set_phase(n, Phase::Checking));
-        let (snapshot, _) = self.cluster.snapshot(true).await?;
+        // The access reviews only read, so they go beside the read rather than after it.
+        let (snapshot, rights) = tokio::join!(self.cluster.snapshot(true), async {
+            if self.args.dry_run == DryRun::Client {
+                return HashMap::new();
+            }
+            let asks = pending
+                .iter()
+                .map(|&n| async move { (n, self.missing_rights(n).await) });
+            futures::future::join_all(asks).await.into_iter().collect()
+        });
+        let (snapshot, _) = snapshot?;
         let set: Vec<&str> = self.names.iter().map(String::as_str).collect();
         let blockers = set_blockers(&snapshot, &set);
         let dry = self.args.dry_run != DryRun::None;
@@ -225,7 +238,7 @@ impl Job<'_> {
                         ..self.result(name, outcome)
                     });
                 } else {
-                    deleted.push((name, range.uid.clone()));
+                    deleted.push((name, range.uid.clone(), None));
                 }
                 continue;
             }
@@ -247,7 +260,7 @@ impl Job<'_> {
                 self.finish(self.result(name, Outcome::DryRun));
                 continue;
             }
-            let missing = self.missing_rights(name).await;
+            let missing = rights.get(name).map_or(&[][..], Vec::as_slice);
             if !missing.is_empty() {
                 self.fail(name, format!(
                     "not deleted: not allowed to {} servicecidr {name:?}; the servicecidr-operator ClusterRole (deploy/rbac) grants what delete needs",
@@ -257,7 +270,7 @@ impl Job<'_> {
             }
             if self.args.dry_run == DryRun::Server {
                 match self.cluster.delete_service_cidr(range, true).await {
-                    Ok(()) => {
+                    Ok(_) => {
                         self.set_phase(name, Phase::Deleted);
                         self.finish(self.result(name, Outcome::DryRun));
                     }
@@ -271,7 +284,7 @@ impl Job<'_> {
                 ));
             }
             match self.guard_and_delete(range).await {
-                Ok(uid) if self.args.wait => deleted.push((name, uid)),
+                Ok((uid, answer)) if self.args.wait => deleted.push((name, uid, answer)),
                 Ok(_) => self.finish(self.result(name, Outcome::Terminating)),
                 // Changed or recreated since the check: check again.
                 Err(e)
@@ -287,16 +300,20 @@ impl Job<'_> {
     }
 
     /// The guard first, so that the range outlives the controller's release until our own final
-    /// check; then the delete, of exactly the object guarded.
-    async fn guard_and_delete(&self, range: &ServiceCidr) -> Result<String, cluster::Error> {
+    /// check; then the delete, of exactly the object guarded. Returns its uid and the delete's
+    /// answer, the first observation of its retirement.
+    async fn guard_and_delete(
+        &self,
+        range: &ServiceCidr,
+    ) -> Result<(String, Option<Read>), cluster::Error> {
         let guarded = if range.has_guard() {
             range.clone()
         } else {
             self.cluster.add_guard(range).await?
         };
-        self.cluster.delete_service_cidr(&guarded, false).await?;
+        let answer = self.cluster.delete_service_cidr(&guarded, false).await?;
         self.set_phase(&range.name, Phase::Deleted);
-        Ok(guarded.uid)
+        Ok((guarded.uid, answer))
     }
 
     /// The verbs delete needs that RBAC denies, each with what needs it; asked before any write.
@@ -306,17 +323,22 @@ impl Job<'_> {
             ("patch", "patch (to guard and release it)", true),
             ("watch", "watch (to wait)", self.args.wait),
         ];
-        let mut missing = Vec::new();
-        for (verb, words, _) in needed.into_iter().filter(|n| n.2) {
-            if self.cluster.may(verb, name).await == Some(false) {
-                missing.push(words);
-            }
-        }
-        missing
+        let asks = needed
+            .into_iter()
+            .filter(|n| n.2)
+            .map(|(verb, words, _)| async move {
+                (self.cluster.may(verb, name).await == Some(false)).then_some(words)
+            });
+        futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Observe, ask the core for the next step, act; until the range is gone or a step ends it.
-    async fn follow(&self, name: &str, uid: String) -> DeleteResult {
+    /// `first` is an observation already made (the delete's answer).
+    async fn follow(&self, name: &str, uid: String, mut first: Option<Read>) -> DeleteResult {
         let opts = RetireOptions {
             grace: self.args.grace_period,
             controller_timeout: self.args.controller_timeout,
@@ -326,7 +348,11 @@ impl Job<'_> {
         let mut released_by = ReleasedBy::Controller;
         let mut cidrs = Vec::new();
         loop {
-            let read = match self.cluster.get_service_cidr(name).await {
+            let got = match first.take() {
+                Some(read) => Ok(Some(read)),
+                None => self.cluster.get_service_cidr(name).await,
+            };
+            let read = match got {
                 Ok(read) => read,
                 Err(e) => {
                     return DeleteResult {
