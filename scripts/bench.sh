@@ -8,7 +8,7 @@
 # seeds N IPAddresses with `examples/seed.rs`, then measures against the same data:
 #   status   vs `kubectl get servicecidrs,ipaddresses -o json`            vs the keep-alive floor
 #   orphans  vs `kubectl get servicecidrs,ipaddresses,services -A -o json` vs the keep-alive floor
-#   (`examples/floor.rs`), and curl (loop and API time)
+#   (`examples/floor.rs`: warm, as a process per run, and the API time it waits for)
 #   client CPU and peak RSS of each, server CPU per run (kube-apiserver + etcd, idle subtracted),
 #   all from the same runs of `examples/measure.rs`
 #   delete --wait of an empty range, with the service-cidr controller and without it
@@ -131,48 +131,6 @@ seed_summary=$(cat "$res/seed.out")
 seed_rate=$(grep -o 'bulk rate [0-9]* IPAddresses/s' "$res/seed.out" | grep -o '[0-9]*' || echo "?")
 log "$seed_summary"
 
-# The floor: the same lists with curl, 500 per page, following continue tokens; resources in
-# parallel like the plugin's. CURL_GZIP=1 asks for gzip like kubectl; CURL_TIMING=1 prints one
-# line per page: path, TLS connected, first byte, total (seconds from the start), bytes.
-cat >"$cp/curl-floor.sh" <<'EOF'
-#!/usr/bin/env bash
-# Only curl runs per page: the continue token is parsed with bash builtins.
-set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-. "$here/env"
-ca=""
-while read -r k v; do
-  if [ "$k" = certificate-authority: ]; then ca=$v; break; fi
-done <"$here/kubeconfig"
-list() {
-  local path=$1 cont="" body hdr re='"continue": *"([^"]+)"'
-  body=$here/floor.$BASHPID
-  while :; do
-    # Not curl's own User-Agent: the apiserver pretty-prints JSON for curl and wget.
-    curl -sS --fail ${CURL_GZIP:+--compressed} --cacert "$ca" -A servicecidr-bench-floor \
-      -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Accept: application/json' -o "$body" \
-      ${CURL_TIMING:+-w "$path %{time_appconnect} %{time_starttransfer} %{time_total} %{size_download}\n"} \
-      "$APISERVER_URL$path?limit=500${cont:+&continue=$cont}"
-    hdr=""
-    IFS= read -r -N 4096 hdr <"$body" || true
-    cont=""
-    if [[ $hdr =~ $re ]]; then cont=${BASH_REMATCH[1]}; fi
-    [ -n "$cont" ] || break
-  done
-  rm -f "$body"
-}
-pids=()
-for r in "$@"; do
-  case $r in
-    services) list /api/v1/services & ;;
-    *) list "/apis/networking.k8s.io/v1/$r" & ;;
-  esac
-  pids+=($!)
-done
-for p in "${pids[@]}"; do wait "$p"; done
-EOF
-chmod +x "$cp/curl-floor.sh"
-
 # A ServiceCIDR for the delete benchmark, created with the controller running (so it carries the
 # finalizer and Ready=True); `nocontroller` then stops the controller.
 cat >"$cp/mkrange.sh" <<EOF
@@ -261,22 +219,11 @@ summarize() {
     }' >>"$res/rows.tsv"
 }
 
-# api_floor KEY RESOURCES...: what the apiserver itself needs for the same pages: per page, curl's
-# time from the end of the TLS handshake to the last byte, summed per resource; each resource
-# fetched alone (no contention), the longest counts (the resources go in parallel); over RUNS runs.
-api_floor() {
-  local key=$1 i r
-  shift
-  log "measuring the API time for $* ($RUNS runs)"
-  for i in $(seq "$RUNS"); do
-    for r in "$@"; do CURL_TIMING=1 "$cp/curl-floor.sh" "$r"; done |
-      awk '{ s[$1] += $4 - $2 } END { m = 0; for (p in s) if (s[p] > m) m = s[p]; printf "%.3f\n", m * 1000 }'
-  done | summarize "$key"
-}
-
 # keepalive KEY RESOURCES...: the floor a client is held to: examples/floor.rs fetches the same
 # JSON pages of 500 on one keep-alive connection per list (the plugin's HTTP stack, TCP_NODELAY),
-# the lists in parallel, each body read whole and never parsed; no process start-up counted.
+# the lists in parallel, each body read whole and never parsed; no process start-up counted. The
+# same runs give the API time (row KEY with _keepalive replaced by _floor): the longest list's sum
+# of request-to-last-byte over its pages, what the client waits on the server for.
 keepalive() {
   local key=$1 r paths=()
   shift
@@ -284,7 +231,9 @@ keepalive() {
     case $r in services) paths+=(/api/v1/services) ;; *) paths+=("/apis/networking.k8s.io/v1/$r") ;; esac
   done
   log "measuring ${label[$key]} ($RUNS runs)"
-  "$floor" "$KUBECONFIG" 500 "$RUNS" "${paths[@]}" | cut -f1 | summarize "$key"
+  "$floor" "$KUBECONFIG" 500 "$RUNS" "${paths[@]}" >"$res/floor.tsv"
+  cut -f1 "$res/floor.tsv" | summarize "$key"
+  cut -f4 "$res/floor.tsv" | summarize "${key%_keepalive}_floor"
 }
 
 col() { awk -F'\t' -v k="$1" -v c="$2" '$1 == k { print $c }' "$res/rows.tsv"; }
@@ -298,20 +247,16 @@ rss_of() { awk -v x="$(col "$1" 11)" 'BEGIN { print (x == "nan" || x == "") ? "�
 q() { printf %q "$1"; }
 P=$(q "$plugin")
 K="$(q "$kubectl") --cache-dir $(q "$kcache")"
-CF=$(q "$cp/curl-floor.sh")
 # Each command is a string of shell-quoted words for `measure` (stdout is thrown away).
 declare -A cmd label ok
 cmd[status_ours]="$P status";                                   label[status_ours]='`kubectl-servicecidr status`'
 cmd[status_ours_json]="$P status -o json";                      label[status_ours_json]='`kubectl-servicecidr status -o json`'
 cmd[status_kubectl]="$K get servicecidrs,ipaddresses -o json";  label[status_kubectl]='`kubectl get servicecidrs,ipaddresses -o json`'
-cmd[status_curl]="$CF servicecidrs ipaddresses";                label[status_curl]='curl loop, same lists'
-label[status_floor]='API time: the apiserver serving the same pages (curl -w)'
-cmd[status_curl_gzip]="env CURL_GZIP=1 $CF servicecidrs ipaddresses"; label[status_curl_gzip]='curl --compressed (gzip, as kubectl)'
+label[status_floor]='API time: the floor waiting on the server (request to last byte, per page)'
 # orphans exits 3 when it finds anything: that is success here, any other failure is not.
 cmd[orphans_ours]="$P orphans";                                 label[orphans_ours]='`kubectl-servicecidr orphans`'; ok[orphans_ours]=3
 cmd[orphans_kubectl]="$K get servicecidrs,ipaddresses,services -A -o json"; label[orphans_kubectl]='`kubectl get servicecidrs,ipaddresses,services -A -o json`'
-cmd[orphans_curl]="$CF servicecidrs ipaddresses services";      label[orphans_curl]='curl loop, same lists'
-label[orphans_floor]='API time: the apiserver serving the same pages (curl -w)'
+label[orphans_floor]=${label[status_floor]}
 cmd[status_ours_500]="$P status --chunk-size 500";              label[status_ours_500]='`kubectl-servicecidr status --chunk-size 500` (kubectl'"'"'s page size)'
 label[status_keepalive]='keep-alive floor: the same JSON pages of 500, not parsed (`examples/floor.rs`)'
 label[orphans_keepalive]=${label[status_keepalive]}
@@ -323,7 +268,7 @@ cmd[status_keepalive_new]="$F $N1/servicecidrs $N1/ipaddresses"
 cmd[orphans_keepalive_new]="$F $N1/servicecidrs $N1/ipaddresses /api/v1/services"
 label[status_keepalive_new]='the same floor as a process per run (start-up, kubeconfig, TLS handshakes), as a command pays'
 label[orphans_keepalive_new]=${label[status_keepalive_new]}
-read_keys=(status_ours status_ours_json status_ours_500 status_kubectl status_curl status_curl_gzip orphans_ours orphans_kubectl orphans_curl)
+read_keys=(status_ours status_ours_json status_ours_500 status_kubectl orphans_ours orphans_kubectl)
 
 # Sanity: the data is what we think it is, and every command works.
 "$plugin" status >/dev/null || die "status failed"
@@ -340,8 +285,6 @@ log "idle server CPU: $idle ms/s"
 for key in "${read_keys[@]}"; do
   measure "$key" "$RUNS" "$WARMUP" --ok "${ok[$key]:-0}" -- "${cmd[$key]}"
 done
-api_floor status_floor servicecidrs ipaddresses
-api_floor orphans_floor servicecidrs ipaddresses services
 keepalive status_keepalive servicecidrs ipaddresses
 keepalive orphans_keepalive servicecidrs ipaddresses services
 for key in status_keepalive_new orphans_keepalive_new; do measure "$key" "$RUNS" "$WARMUP" -- "${cmd[$key]}"; done
@@ -361,14 +304,11 @@ done
 # Where the time goes
 
 log "profiling status"
-# Per-page timings of the curl loop, one resource at a time: TLS setup, TLS done to first byte,
-# first byte to last (the apiserver streams list pages: it encodes while it sends).
-for r in servicecidrs ipaddresses services; do CURL_TIMING=1 "$cp/curl-floor.sh" "$r"; done >"$res/pages.txt"
-pages=$(awk '{ n[$1]++; tls[$1] += $2; wait[$1] += $3 - $2; xfer[$1] += $4 - $3; b[$1] += $5 }
-  END {
-    for (p in n) printf "| `%s` | %d | %.1f MiB | %.0f ms | %.0f ms | %.0f ms | %.1f ms |\n", p, n[p], b[p] / 1048576,
-      tls[p] * 1000, wait[p] * 1000, xfer[p] * 1000, (wait[p] + xfer[p]) * 1000 / n[p]
-  }' "$res/pages.txt" | sort)
+# Per-list timings of one run of the warm floor: to first byte, then the rest of each body (the
+# apiserver streams list pages: it encodes while it sends).
+pages=$("$floor" --lists "$KUBECONFIG" 500 1 /apis/networking.k8s.io/v1/servicecidrs \
+  /apis/networking.k8s.io/v1/ipaddresses /api/v1/services |
+  awk -F'\t' '$1 == "list" { printf "| `%s` | %d | %.1f MiB | %.0f ms | %.0f ms | %.1f ms |\n", $2, $3, $4 / 1048576, $5, $6, ($5 + $6) / $3 }')
 
 # The plugin's own request log (-v), time-stamped as lines arrive. The reader is up before the
 # plugin starts (opening the FIFO for writing waits for it), so the clock starts at the launch.
@@ -529,14 +469,14 @@ table_rows=""
 table_keys=()
 for key in "${read_keys[@]}"; do
   table_keys+=("$key")
-  case $key in status_curl_gzip | orphans_curl) table_keys+=("${key%%_*}_keepalive" "${key%%_*}_keepalive_new" "${key%%_*}_floor") ;; esac
+  case $key in *_kubectl) table_keys+=("${key%%_*}_keepalive" "${key%%_*}_keepalive_new" "${key%%_*}_floor") ;; esac
 done
 for key in "${table_keys[@]}"; do
   group=${key%%_*}
   case $key in
     *_floor) table_rows+=$(row "$key" "" "" "" "") ;;
     *_keepalive | *_keepalive_new) table_rows+=$(row "$key" "" "" "" "${group}_floor") ;;
-    *_curl | *_curl_gzip | *_kubectl) table_rows+=$(row "$key" "" "${group}_keepalive" "${group}_keepalive_new" "${group}_floor") ;;
+    *_kubectl) table_rows+=$(row "$key" "" "${group}_keepalive" "${group}_keepalive_new" "${group}_floor") ;;
     *) table_rows+=$(row "$key" "${group}_kubectl" "${group}_keepalive" "${group}_keepalive_new" "${group}_floor") ;;
   esac
   table_rows+=$'\n'
@@ -576,21 +516,17 @@ subtracted). Ratios compare medians (below 1 is faster than the reference).
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 $table_rows
 
-kubectl, curl and the keep-alive floor use pages of 500 (kubectl's default \`--chunk-size\`,
+kubectl and the keep-alive floor use pages of 500 (kubectl's default \`--chunk-size\`,
 \`limit=500\`); the plugin uses its own default of 5,000 (\`cluster::DEFAULT_CHUNK_SIZE\`), except in
 the \`--chunk-size 500\` row, which shows what the page size alone is worth. The *keep-alive floor*
 is what any client that reads JSON pages of 500 one after another must wait for: one connection per
 list, the lists in parallel, each body read to its end and not parsed, timed inside the process.
 The *floor as a process* is that client run once per process and timed as the commands are: process
 start, kubeconfig, connections and TLS handshakes, then the same pages.
-kubectl reads its discovery cache from a warm \`--cache-dir\`. The *curl loop* fetches the resources in parallel (as the plugin does), one curl
-process and one TLS handshake per page, no parsing (the continue token is cut out with bash
-builtins): the raw lists, though one process and one handshake per page make it slower than a
-keep-alive client. The *API time* is the apiserver's own share: per page, curl's time from the end
-of the TLS handshake to the last byte, summed per resource with each resource fetched alone, the
-longest resource counting (clients fetch them in parallel); median of $RUNS runs. It is close to a
-floor, not a strict one: each of curl's pages also pays the server's per-connection costs, which a
-keep-alive client avoids.
+kubectl reads its discovery cache from a warm \`--cache-dir\`. The *API time* comes from the
+keep-alive floor's runs: per page, the time from the request to the last byte, summed per list, the
+longest list counting (the lists go in parallel, as the plugin's do). It is what the floor waits on
+the server for, and the rest of its time is its own.
 
 ## delete --wait of an empty range
 
@@ -619,13 +555,13 @@ ${criterion_rows:-| (skipped: BENCH_CRITERION=0) | | | | |}
 
 ## Where the time goes (\`status\`, N = $N)
 
-Per-page timings of one run of the curl loop, one resource at a time (each page on a new
-connection). The apiserver streams list pages, encoding items as it sends them, so its work is
+Per-list timings of one run of the warm keep-alive floor (JSON pages of 500, the three lists in
+parallel). The apiserver streams list pages, encoding items as it sends them, so its work is
 *to first byte* plus most of *rest of the body*; the sum of those two is what the *API time*
 above adds up:
 
-| list | pages | bytes | Σ TLS setup | Σ to first byte | Σ rest of the body | per page (first byte + rest) |
-|---|---:|---:|---:|---:|---:|---:|
+| list | pages | bytes | Σ to first byte | Σ rest of the body | per page (first byte + rest) |
+|---|---:|---:|---:|---:|---:|
 $pages
 
 Phases of one \`kubectl-servicecidr status -v\` run, from its request log (lines time-stamped as
