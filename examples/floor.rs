@@ -6,10 +6,8 @@
 //!   cargo run --release --example floor -- [--lists] KUBECONFIG LIMIT RUNS PATH...
 //!
 //! e.g. `floor kubeconfig 500 10 /apis/networking.k8s.io/v1/servicecidrs
-//! /apis/networking.k8s.io/v1/ipaddresses`. Prints one line per run: wall time in ms, pages,
-//! bytes, and the API time in ms: the longest list's sum, over its pages, of the time from the
-//! request to the last byte (what the client waits on the server for). The first run (which
-//! connects) is a warm-up and not printed. `--lists` adds, after each run, a line per list:
+//! /apis/networking.k8s.io/v1/ipaddresses`. Prints one line per run: wall time in ms, pages and
+//! bytes; the first run (which connects) is a warm-up and not printed. `--lists` adds, after each run, a line per list:
 //! `list`, its path, pages, bytes, and the sums of time to the first byte and from there to the
 //! last, in ms. With RUNS 0 it makes only that first run: timed from outside, one process per run,
 //! it is the floor a command pays (process start, kubeconfig, connections, TLS handshakes), and
@@ -188,11 +186,7 @@ async fn main() -> Result<()> {
         }
         let pages: usize = fetched.iter().map(|f| f.pages).sum();
         let bytes: usize = fetched.iter().map(|f| f.bytes).sum();
-        let api = fetched
-            .iter()
-            .map(|f| ms(f.to_first_byte + f.rest))
-            .fold(0.0, f64::max);
-        println!("{wall:.1}\t{pages}\t{bytes}\t{api:.1}");
+        println!("{wall:.1}\t{pages}\t{bytes}");
         if lists {
             for (path, f) in paths.iter().zip(&fetched) {
                 let (first, rest) = (ms(f.to_first_byte), ms(f.rest));

@@ -8,7 +8,7 @@
 # seeds N IPAddresses with `examples/seed.rs`, then measures against the same data:
 #   status   vs `kubectl get servicecidrs,ipaddresses -o json`            vs the keep-alive floor
 #   orphans  vs `kubectl get servicecidrs,ipaddresses,services -A -o json` vs the keep-alive floor
-#   (`examples/floor.rs`: warm, as a process per run, and the API time it waits for)
+#   (`examples/floor.rs`: warm, and as a process per run)
 #   client CPU and peak RSS of each, server CPU per run (kube-apiserver + etcd, idle subtracted),
 #   all from the same runs of `examples/measure.rs`
 #   delete --wait of an empty range, with the service-cidr controller and without it
@@ -221,9 +221,7 @@ summarize() {
 
 # keepalive KEY RESOURCES...: the floor a client is held to: examples/floor.rs fetches the same
 # JSON pages of 500 on one keep-alive connection per list (the plugin's HTTP stack, TCP_NODELAY),
-# the lists in parallel, each body read whole and never parsed; no process start-up counted. The
-# same runs give the API time (row KEY with _keepalive replaced by _floor): the longest list's sum
-# of request-to-last-byte over its pages, what the client waits on the server for.
+# the lists in parallel, each body read whole and never parsed; no process start-up counted.
 keepalive() {
   local key=$1 r paths=()
   shift
@@ -231,9 +229,7 @@ keepalive() {
     case $r in services) paths+=(/api/v1/services) ;; *) paths+=("/apis/networking.k8s.io/v1/$r") ;; esac
   done
   log "measuring ${label[$key]} ($RUNS runs)"
-  "$floor" "$KUBECONFIG" 500 "$RUNS" "${paths[@]}" >"$res/floor.tsv"
-  cut -f1 "$res/floor.tsv" | summarize "$key"
-  cut -f4 "$res/floor.tsv" | summarize "${key%_keepalive}_floor"
+  "$floor" "$KUBECONFIG" 500 "$RUNS" "${paths[@]}" | cut -f1 | summarize "$key"
 }
 
 col() { awk -F'\t' -v k="$1" -v c="$2" '$1 == k { print $c }' "$res/rows.tsv"; }
@@ -252,11 +248,9 @@ declare -A cmd label ok
 cmd[status_ours]="$P status";                                   label[status_ours]='`kubectl-servicecidr status`'
 cmd[status_ours_json]="$P status -o json";                      label[status_ours_json]='`kubectl-servicecidr status -o json`'
 cmd[status_kubectl]="$K get servicecidrs,ipaddresses -o json";  label[status_kubectl]='`kubectl get servicecidrs,ipaddresses -o json`'
-label[status_floor]='API time: the floor waiting on the server (request to last byte, per page)'
 # orphans exits 3 when it finds anything: that is success here, any other failure is not.
 cmd[orphans_ours]="$P orphans";                                 label[orphans_ours]='`kubectl-servicecidr orphans`'; ok[orphans_ours]=3
 cmd[orphans_kubectl]="$K get servicecidrs,ipaddresses,services -A -o json"; label[orphans_kubectl]='`kubectl get servicecidrs,ipaddresses,services -A -o json`'
-label[orphans_floor]=${label[status_floor]}
 cmd[status_ours_500]="$P status --chunk-size 500";              label[status_ours_500]='`kubectl-servicecidr status --chunk-size 500` (kubectl'"'"'s page size)'
 label[status_keepalive]='keep-alive floor: the same JSON pages of 500, not parsed (`examples/floor.rs`)'
 label[orphans_keepalive]=${label[status_keepalive]}
@@ -294,10 +288,8 @@ echo "N=$N IPAddresses ($ip_count in the cluster)"
 for key in "${read_keys[@]}"; do
   printf '  %-62s median %10s  (min %s, max %s)\n' "${label[$key]}" "$(ms "$(col "$key" 3)")" "$(ms "$(col "$key" 4)")" "$(ms "$(col "$key" 5)")"
 done
-printf '  %-62s median %10s  (min %s, max %s)\n' "${label[status_floor]} (status)" "$(ms "$(col status_floor 3)")" "$(ms "$(col status_floor 4)")" "$(ms "$(col status_floor 5)")"
-printf '  %-62s median %10s  (min %s, max %s)\n' "${label[orphans_floor]} (orphans)" "$(ms "$(col orphans_floor 3)")" "$(ms "$(col orphans_floor 4)")" "$(ms "$(col orphans_floor 5)")"
 for g in status orphans; do
-  echo "  $g: ours/kubectl $(ratio ${g}_ours ${g}_kubectl), ours/keep-alive floor $(ratio ${g}_ours ${g}_keepalive) ($(ratio ${g}_ours ${g}_keepalive_new) as a process), ours/API time $(ratio ${g}_ours ${g}_floor)"
+  echo "  $g: ours/kubectl $(ratio ${g}_ours ${g}_kubectl), ours/keep-alive floor $(ratio ${g}_ours ${g}_keepalive) ($(ratio ${g}_ours ${g}_keepalive_new) as a process)"
 done
 
 # ---------------------------------------------------------------------------------------------
@@ -450,7 +442,7 @@ scale=$(section scale "(Run scripts/bench-scale.sh.)")
 fleet=$(section fleet "(Run scripts/bench-fleet.sh.)")
 
 # row KEY BASES...: the row of KEY with its ratio to each base (kubectl, keep-alive floor, the
-# floor as a process, API time); an empty base leaves a dash.
+# floor as a process); an empty base leaves a dash.
 row() {
   local key=$1 base r ratios=""
   shift
@@ -469,15 +461,14 @@ table_rows=""
 table_keys=()
 for key in "${read_keys[@]}"; do
   table_keys+=("$key")
-  case $key in *_kubectl) table_keys+=("${key%%_*}_keepalive" "${key%%_*}_keepalive_new" "${key%%_*}_floor") ;; esac
+  case $key in *_kubectl) table_keys+=("${key%%_*}_keepalive" "${key%%_*}_keepalive_new") ;; esac
 done
 for key in "${table_keys[@]}"; do
   group=${key%%_*}
   case $key in
-    *_floor) table_rows+=$(row "$key" "" "" "" "") ;;
-    *_keepalive | *_keepalive_new) table_rows+=$(row "$key" "" "" "" "${group}_floor") ;;
-    *_kubectl) table_rows+=$(row "$key" "" "${group}_keepalive" "${group}_keepalive_new" "${group}_floor") ;;
-    *) table_rows+=$(row "$key" "${group}_kubectl" "${group}_keepalive" "${group}_keepalive_new" "${group}_floor") ;;
+    *_keepalive | *_keepalive_new) table_rows+=$(row "$key" "" "" "") ;;
+    *_kubectl) table_rows+=$(row "$key" "" "${group}_keepalive" "${group}_keepalive_new") ;;
+    *) table_rows+=$(row "$key" "${group}_kubectl" "${group}_keepalive" "${group}_keepalive_new") ;;
   esac
   table_rows+=$'\n'
 done
@@ -512,8 +503,8 @@ Median wall time of one invocation. *Client CPU* is user and system time of the 
 *server CPU* is kube-apiserver + etcd CPU time per invocation (idle background of $idle ms/s
 subtracted). Ratios compare medians (below 1 is faster than the reference).
 
-| command | median | min – max | client CPU (user + sys) | server CPU | peak RSS | ÷ kubectl | ÷ keep-alive floor | ÷ floor as a process | ÷ API time |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| command | median | min – max | client CPU (user + sys) | server CPU | peak RSS | ÷ kubectl | ÷ keep-alive floor | ÷ floor as a process |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|
 $table_rows
 
 kubectl and the keep-alive floor use pages of 500 (kubectl's default \`--chunk-size\`,
@@ -523,10 +514,8 @@ is what any client that reads JSON pages of 500 one after another must wait for:
 list, the lists in parallel, each body read to its end and not parsed, timed inside the process.
 The *floor as a process* is that client run once per process and timed as the commands are: process
 start, kubeconfig, connections and TLS handshakes, then the same pages.
-kubectl reads its discovery cache from a warm \`--cache-dir\`. The *API time* comes from the
-keep-alive floor's runs: per page, the time from the request to the last byte, summed per list, the
-longest list counting (the lists go in parallel, as the plugin's do). It is what the floor waits on
-the server for, and the rest of its time is its own.
+kubectl reads its discovery cache from a warm \`--cache-dir\`. The floor parses nothing, so its
+time is the server's answer; *server CPU* shows what the server spends on each command.
 
 ## delete --wait of an empty range
 
@@ -557,8 +546,7 @@ ${criterion_rows:-| (skipped: BENCH_CRITERION=0) | | | | |}
 
 Per-list timings of one run of the warm keep-alive floor (JSON pages of 500, the three lists in
 parallel). The apiserver streams list pages, encoding items as it sends them, so its work is
-*to first byte* plus most of *rest of the body*; the sum of those two is what the *API time*
-above adds up:
+*to first byte* plus most of *rest of the body*:
 
 | list | pages | bytes | Σ to first byte | Σ rest of the body | per page (first byte + rest) |
 |---|---:|---:|---:|---:|---:|

@@ -313,6 +313,8 @@ impl Job<'_> {
         };
         let answer = self.cluster.delete_service_cidr(&guarded, false).await?;
         self.set_phase(&range.name, Phase::Deleted);
+        // An answer that does not show it terminating says nothing: it is read again.
+        let answer = answer.filter(|(r, _)| r.is_terminating());
         Ok((guarded.uid, answer))
     }
 
