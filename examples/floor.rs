@@ -7,9 +7,9 @@
 //!
 //! e.g. `floor kubeconfig 500 10 /apis/networking.k8s.io/v1/servicecidrs
 //! /apis/networking.k8s.io/v1/ipaddresses`. Prints one line per run: wall time in ms, pages and
-//! bytes; the first run (which connects) is a warm-up and not printed. `--lists` adds, after each run, a line per list:
-//! `list`, its path, pages, bytes, and the sums of time to the first byte and from there to the
-//! last, in ms. With RUNS 0 it makes only that first run: timed from outside, one process per run,
+//! bytes; the first run (which connects) is a warm-up and not printed. `--lists` adds, after each
+//! run, a line per list: `list`, its path, pages, bytes, and the sums of time to the first byte
+//! and from there to the last, in ms. With RUNS 0 it makes only that first run: timed from outside, one process per run,
 //! it is the floor a command pays (process start, kubeconfig, connections, TLS handshakes), and
 //! `scripts/bench.sh` times it so.
 //!

@@ -73,6 +73,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Told after each page of a list: what is listed, and how many objects so far.
 pub type OnPage = Arc<dyn Fn(&'static str, usize) + Send + Sync>;
 
+/// A ServiceCIDR as an answer held it, with the server's clock (its Date) at that answer.
+pub type RangeRead = (ServiceCidr, Option<SystemTime>);
+
 /// A client that learns, with its first request, which ServiceCIDR API version the server serves.
 #[derive(Clone)]
 pub struct Cluster {
@@ -745,10 +748,7 @@ impl Cluster {
     }
 
     /// The ServiceCIDR and the server's clock at the time of the read; None when it is gone.
-    pub async fn get_service_cidr(
-        &self,
-        name: &str,
-    ) -> Result<Option<(ServiceCidr, Option<SystemTime>)>> {
+    pub async fn get_service_cidr(&self, name: &str) -> Result<Option<RangeRead>> {
         let req = self
             .service_cidrs()
             .await?
@@ -771,7 +771,7 @@ impl Cluster {
         &self,
         range: &ServiceCidr,
         server_dry_run: bool,
-    ) -> Result<Option<(ServiceCidr, Option<SystemTime>)>> {
+    ) -> Result<Option<RangeRead>> {
         let dp = DeleteParams {
             dry_run: server_dry_run,
             preconditions: Some(Preconditions {

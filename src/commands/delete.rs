@@ -16,7 +16,7 @@ use crate::audit::retire::{
     Waiting,
 };
 use crate::audit::safety::{Blocker, controller_blockers, left_outside, set_blockers};
-use crate::cluster::{self, Cluster};
+use crate::cluster::{self, Cluster, RangeRead};
 use crate::commands::print;
 use crate::exit::Exit;
 use crate::model::{DEFAULT_SERVICE_CIDR, GUARD_FINALIZER, ServiceCidr};
@@ -26,9 +26,6 @@ use crate::settings::{DeleteTask, DryRun, Environment};
 
 /// Rounds of check-guard-delete for a range that changes under us.
 const ATTEMPTS: usize = 3;
-
-/// A range as read, with the server's clock at the read.
-type Read = (ServiceCidr, Option<std::time::SystemTime>);
 
 pub async fn run(
     cluster: &Cluster,
@@ -196,7 +193,7 @@ impl Job<'_> {
         &self,
         pending: &[&'n str],
         retry: &mut Vec<&'n str>,
-    ) -> Result<Vec<(&'n str, String, Option<Read>)>, cluster::Error> {
+    ) -> Result<Vec<(&'n str, String, Option<RangeRead>)>, cluster::Error> {
         pending
             .iter()
             .for_each(|n| self.set_phase(n, Phase::Checking));
@@ -305,7 +302,7 @@ impl Job<'_> {
     async fn guard_and_delete(
         &self,
         range: &ServiceCidr,
-    ) -> Result<(String, Option<Read>), cluster::Error> {
+    ) -> Result<(String, Option<RangeRead>), cluster::Error> {
         let guarded = if range.has_guard() {
             range.clone()
         } else {
@@ -340,7 +337,7 @@ impl Job<'_> {
 
     /// Observe, ask the core for the next step, act; until the range is gone or a step ends it.
     /// `first` is an observation already made (the delete's answer).
-    async fn follow(&self, name: &str, uid: String, mut first: Option<Read>) -> DeleteResult {
+    async fn follow(&self, name: &str, uid: String, mut first: Option<RangeRead>) -> DeleteResult {
         let opts = RetireOptions {
             grace: self.args.grace_period,
             controller_timeout: self.args.controller_timeout,
