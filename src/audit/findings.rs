@@ -1,7 +1,6 @@
 //! The orphan audit: every inconsistency between Services, IPAddresses and ServiceCIDRs, each with
 //! the safe remedy (worded by `render::orphans`).
 
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -9,7 +8,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::audit::index::RangeIndex;
-use crate::model::{ParentRef, ServiceIps, Snapshot};
+use crate::model::{IpAllocation, ParentRef, ServiceIps, Snapshot};
+use foldhash::{HashMap, HashSet};
 
 /// The apiserver's repair loop leaves IPAddresses younger than this alone.
 pub const REPAIR_GRACE: Duration = Duration::from_secs(60);
@@ -105,12 +105,12 @@ pub struct AuditOptions {
     pub include_recent: bool,
 }
 
-/// Which Services hold each ClusterIP.
-fn holders(services: &[ServiceIps]) -> HashMap<IpAddr, Vec<&ServiceIps>> {
-    let mut map: HashMap<IpAddr, Vec<&ServiceIps>> = HashMap::new();
+/// The first Service holding each ClusterIP.
+fn holders(services: &[ServiceIps]) -> HashMap<IpAddr, &ServiceIps> {
+    let mut map = HashMap::with_capacity_and_hasher(services.len(), Default::default());
     for svc in services {
         for ip in &svc.cluster_ips {
-            map.entry(*ip).or_default().push(svc);
+            map.entry(*ip).or_insert(svc);
         }
     }
     map
@@ -122,6 +122,34 @@ fn key(svc: &ServiceIps) -> Arc<str> {
 
 fn parent_key(p: &ParentRef) -> Arc<str> {
     format!("{}/{}", p.namespace, p.name).into()
+}
+
+/// The names a finding about one IPAddress carries: built only for IPs that have a finding, since
+/// most have none.
+struct Names {
+    service: Option<Arc<str>>,
+    holder: Option<Arc<str>>,
+    parent: Option<Arc<str>>,
+}
+
+impl Names {
+    fn of(alloc: &IpAllocation, holder: Option<&ServiceIps>) -> Names {
+        let holder = holder.map(key);
+        let parent = alloc
+            .parent
+            .as_ref()
+            .filter(|p| p.is_service())
+            .map(parent_key);
+        let service = holder.clone().or_else(|| match &alloc.parent {
+            Some(p) if p.is_service() => parent.clone(),
+            p => p.as_ref().map(parent_key),
+        });
+        Names {
+            service,
+            holder,
+            parent,
+        }
+    }
 }
 
 pub fn audit(snapshot: &Snapshot, opts: &AuditOptions) -> Vec<Finding> {
@@ -136,26 +164,16 @@ pub fn audit(snapshot: &Snapshot, opts: &AuditOptions) -> Vec<Finding> {
     let mut findings = Vec::new();
 
     for alloc in &snapshot.ips {
-        let holder = holders
-            .get(&alloc.ip)
-            .and_then(|h| h.first())
-            .map(|s| key(s));
-        let parent = alloc
-            .parent
-            .as_ref()
-            .filter(|p| p.is_service())
-            .map(parent_key);
-        let svc_label = holder.clone().or_else(|| match &alloc.parent {
-            Some(p) if p.is_service() => parent.clone(),
-            p => p.as_ref().map(parent_key),
-        });
+        let holder = holders.get(&alloc.ip).copied();
+        let mut names: Option<Names> = None;
         let mut push = |kind: FindingKind, ranges: Vec<String>, self_healing: bool, remedy| {
+            let names = names.get_or_insert_with(|| Names::of(alloc, holder));
             findings.push(Finding {
                 kind,
                 ip: alloc.ip,
-                service: svc_label.clone(),
-                holder: holder.clone(),
-                parent: parent.clone(),
+                service: names.service.clone(),
+                holder: names.holder.clone(),
+                parent: names.parent.clone(),
                 ranges,
                 age: age(alloc.created),
                 self_healing,
@@ -163,16 +181,13 @@ pub fn audit(snapshot: &Snapshot, opts: &AuditOptions) -> Vec<Finding> {
             })
         };
 
-        let containing: Vec<usize> = index.containing(alloc.ip).map(|e| e.range).collect();
-        if containing.is_empty() {
+        let mut containing = index.containing(alloc.ip).peekable();
+        if containing.peek().is_none() {
             push(FindingKind::Orphaned, vec![], false, Remedy::Cover);
-        } else if containing
-            .iter()
-            .all(|&r| snapshot.ranges[r].is_terminating())
-        {
-            let mut names: Vec<String> = containing
-                .iter()
-                .map(|&r| snapshot.ranges[r].name.clone())
+        } else if containing.all(|e| snapshot.ranges[e.range].is_terminating()) {
+            let mut names: Vec<String> = index
+                .containing(alloc.ip)
+                .map(|e| snapshot.ranges[e.range].name.clone())
                 .collect();
             names.dedup();
             push(FindingKind::AtRisk, names, false, Remedy::Cover);
@@ -215,8 +230,9 @@ pub fn audit(snapshot: &Snapshot, opts: &AuditOptions) -> Vec<Finding> {
     let recorded: HashSet<IpAddr> = snapshot.ips.iter().map(|a| a.ip).collect();
     for svc in &snapshot.services {
         let svc_age = age(svc.created);
-        let name = key(svc);
+        let mut name = None;
         for ip in svc.cluster_ips.iter().filter(|ip| !recorded.contains(ip)) {
+            let name: Arc<str> = name.get_or_insert_with(|| key(svc)).clone();
             // Outside every range the repair loop never records it (isIPOutOfRange comes first
             // in syncService): an orphan, never hidden.
             if index.containing(*ip).next().is_none() {
@@ -224,7 +240,7 @@ pub fn audit(snapshot: &Snapshot, opts: &AuditOptions) -> Vec<Finding> {
                     kind: FindingKind::Orphaned,
                     ip: *ip,
                     service: Some(name.clone()),
-                    holder: Some(name.clone()),
+                    holder: Some(name),
                     parent: None,
                     ranges: vec![],
                     age: svc_age,
@@ -240,7 +256,7 @@ pub fn audit(snapshot: &Snapshot, opts: &AuditOptions) -> Vec<Finding> {
                 kind: FindingKind::Unrecorded,
                 ip: *ip,
                 service: Some(name.clone()),
-                holder: Some(name.clone()),
+                holder: Some(name),
                 parent: None,
                 ranges: vec![],
                 age: svc_age,
@@ -279,7 +295,6 @@ pub fn counts(findings: &[Finding]) -> Vec<(FindingKind, usize)> {
 mod tests {
     use super::*;
     use crate::audit::index::tests::range;
-    use crate::model::IpAllocation;
     use proptest::prelude::*;
 
     const NOW: Duration = Duration::from_secs(10_000);

@@ -3,8 +3,9 @@
 //! "Contain" is Kubernetes' `PrefixContainsIP` (`range::contains_ip`): never a range's own network
 //! or IPv4 broadcast address.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+
+use foldhash::HashMap;
 
 use crate::audit::range::{bits, contains_ip, mask};
 use crate::model::{Family, ServiceCidr};

@@ -24,8 +24,9 @@ pub struct InUse {
     pub recorded: bool,
 }
 
-/// Every IP in use, once each, in address order.
-pub fn in_use(snapshot: &Snapshot) -> Vec<InUse> {
+/// Every IP in use that `keep` accepts, once each, in address order. `keep` sees every IPAddress
+/// and every Service ClusterIP before anything is built for it: most IPs are dropped there.
+pub fn in_use(snapshot: &Snapshot, keep: impl Fn(IpAddr) -> bool) -> Vec<InUse> {
     fn entry(map: &mut BTreeMap<IpAddr, InUse>, ip: IpAddr) -> &mut InUse {
         map.entry(ip).or_insert_with(|| InUse {
             ip,
@@ -34,7 +35,7 @@ pub fn in_use(snapshot: &Snapshot) -> Vec<InUse> {
         })
     }
     let mut map: BTreeMap<IpAddr, InUse> = BTreeMap::new();
-    for a in &snapshot.ips {
+    for a in snapshot.ips.iter().filter(|a| keep(a.ip)) {
         let e = entry(&mut map, a.ip);
         e.recorded = true;
         if let Some(p) = a.parent.as_ref().filter(|p| p.is_service()) {
@@ -42,7 +43,7 @@ pub fn in_use(snapshot: &Snapshot) -> Vec<InUse> {
         }
     }
     for svc in &snapshot.services {
-        for ip in &svc.cluster_ips {
+        for ip in svc.cluster_ips.iter().filter(|ip| keep(**ip)) {
             entry(&mut map, *ip)
                 .services
                 .push(format!("{}/{}", svc.namespace, svc.name));
@@ -71,14 +72,19 @@ pub struct Blocker {
 /// outside it.
 pub fn uncovered(
     index: &RangeIndex,
-    containing: &[Entry],
+    containing: impl IntoIterator<Item = Entry>,
     in_set: impl Fn(&ServiceCidr) -> bool,
 ) -> bool {
-    let ranges = index.ranges();
-    containing.iter().any(|e| in_set(&ranges[e.range]))
-        && !containing
-            .iter()
-            .any(|e| !in_set(&ranges[e.range]) && ranges[e.range].is_usable())
+    let mut inside = false;
+    for e in containing {
+        let range = &index.ranges()[e.range];
+        if in_set(range) {
+            inside = true;
+        } else if range.is_usable() {
+            return false;
+        }
+    }
+    inside
 }
 
 /// The IPs that make deleting every range named in `set` together unsafe. Empty: safe. The verdict
@@ -86,41 +92,36 @@ pub fn uncovered(
 pub fn set_blockers(snapshot: &Snapshot, set: &[&str]) -> Vec<Blocker> {
     let index = RangeIndex::new(&snapshot.ranges);
     let in_set = |r: &ServiceCidr| set.contains(&r.name.as_str());
-    let mut containing = Vec::new();
-    let mut blockers = Vec::new();
-    for u in in_use(snapshot) {
-        containing.clear();
-        containing.extend(index.containing(u.ip));
-        if uncovered(&index, &containing, in_set) {
-            let mut ranges: Vec<(String, IpNet)> = containing
-                .iter()
-                .map(|e| &snapshot.ranges[e.range])
-                .zip(containing.iter())
-                .filter(|(r, _)| in_set(r))
-                .map(|(r, e)| (r.name.clone(), r.cidrs[e.cidr]))
-                .collect();
-            ranges.sort();
-            ranges.dedup();
-            blockers.push(Blocker {
-                ip: u.ip,
-                ranges,
-                services: u.services,
-                recorded: u.recorded,
-            });
+    in_use(snapshot, |ip| {
+        uncovered(&index, index.containing(ip), in_set)
+    })
+    .into_iter()
+    .map(|u| {
+        let mut ranges: Vec<(String, IpNet)> = index
+            .containing(u.ip)
+            .map(|e| (&snapshot.ranges[e.range], e.cidr))
+            .filter(|(r, _)| in_set(r))
+            .map(|(r, cidr)| (r.name.clone(), r.cidrs[cidr]))
+            .collect();
+        ranges.sort();
+        ranges.dedup();
+        Blocker {
+            ip: u.ip,
+            ranges,
+            services: u.services,
+            recorded: u.recorded,
         }
-    }
-    blockers
+    })
+    .collect()
 }
 
 /// IPs in use inside any of `cidrs` (ranges that are gone now) and inside no existing range: what a
 /// release left behind.
 pub fn left_outside(snapshot: &Snapshot, cidrs: &[IpNet]) -> Vec<InUse> {
     let index = RangeIndex::new(&snapshot.ranges);
-    in_use(snapshot)
-        .into_iter()
-        .filter(|u| cidrs.iter().any(|c| contains_ip(c, u.ip)))
-        .filter(|u| index.containing(u.ip).next().is_none())
-        .collect()
+    in_use(snapshot, |ip| {
+        cidrs.iter().any(|c| contains_ip(c, ip)) && index.containing(ip).next().is_none()
+    })
 }
 
 /// The IPAddresses that keep the service-cidr controller from releasing `target`, by its own rule

@@ -128,7 +128,9 @@ pub fn status_report(
         for e in &containing {
             allocated[e.range][e.cidr] += 1;
             if ranges[e.range].is_terminating()
-                && uncovered(&index, &containing, |r| r.name == ranges[e.range].name)
+                && uncovered(&index, containing.iter().copied(), |r| {
+                    r.name == ranges[e.range].name
+                })
             {
                 blocking[e.range] += 1;
             }
