@@ -414,26 +414,26 @@ impl Run {
                 rows.push(format!("| {} | {} {} |", f[2], f[0], f[1]));
             }
         }
+        // strace -c: a header, a line of dashes, one row per syscall (the slowest first), dashes,
+        // the total. A row is `% time, seconds, usecs/call, calls, [errors,] syscall`.
         let strace = self.file("strace.txt").unwrap_or_default();
-        let mut separators = 0;
-        for line in strace.lines() {
-            if line.starts_with('-') {
-                separators += 1;
-                continue;
-            }
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if separators == 1 && f.len() >= 5 {
-                rows.push(format!(
+        let syscalls = strace
+            .lines()
+            .skip_while(|l| !l.starts_with('-'))
+            .skip(1)
+            .take_while(|l| !l.starts_with('-'))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| f.len() >= 5)
+            .take(6)
+            .map(|f| {
+                format!(
                     "| syscall `{}` | {} calls, {:.0} ms |",
                     f[f.len() - 1],
                     f[3],
                     num(f[1]) * 1000.0
-                ));
-                if rows.iter().filter(|r| r.starts_with("| syscall")).count() == 6 {
-                    break;
-                }
-            }
-        }
+                )
+            });
+        rows.extend(syscalls);
         if rows.is_empty() {
             return "| (neither perf nor strace available) | |".into();
         }
@@ -478,13 +478,14 @@ impl Run {
         let by_sym: Vec<String> = report
             .lines()
             .filter_map(|line| {
-                let mut f = line.split_whitespace();
-                let share = f
-                    .next()
-                    .filter(|s| s.ends_with('%') && !num(&s[..s.len() - 1]).is_nan())?;
+                // Entries are indented and start with their share; comments and headers do not.
                 if !line.starts_with(' ') {
                     return None;
                 }
+                let mut f = line.split_whitespace();
+                let share = f
+                    .next()
+                    .filter(|s| s.strip_suffix('%').is_some_and(|n| !num(n).is_nan()))?;
                 let dso = f.next()?;
                 let rest: Vec<&str> = f.collect();
                 let rest = rest.join(" ");
