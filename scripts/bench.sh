@@ -308,9 +308,11 @@ if [ -n "$profile_bin" ]; then
     fact apiserver_pid "$(cat "$cp/pids/kube-apiserver")"
     fact etcd_pid "$(cat "$cp/pids/etcd")"
     fact kcm_pid "$(cat "$cp/pids/kube-controller-manager" 2>/dev/null)"
-    perf script -i "$res/perf.data" -F pid >"$res/perf-script.txt" 2>/dev/null
+    # A file missing here makes the report say perf was not usable.
+    perf script -i "$res/perf.data" -F pid >"$res/perf-script.txt" 2>/dev/null || rm -f "$res/perf-script.txt"
     perf report -i "$res/perf.data" --stdio --no-children --pid "$(paste -sd, "$res/perf.pids")" \
-      --percentage relative --sort dso,sym --percent-limit 1.5 >"$res/perf-report.txt" 2>/dev/null
+      --percentage relative --sort dso,sym --percent-limit 1.5 >"$res/perf-report.txt" 2>/dev/null ||
+      rm -f "$res/perf-report.txt"
     mv "$res/perf.pids" "$res/perf-pids.txt"
   fi
 fi
