@@ -58,7 +58,6 @@ const DELETES: [(&str, &str); 2] = [
 ];
 
 /// One timed command: wall times in ms, CPU in ms (NaN when not measured), peak RSS as printed.
-#[derive(Debug, Clone)]
 struct Row {
     median: f64,
     min: f64,
@@ -283,11 +282,11 @@ impl Run {
     }
 
     fn criterion_table(&self) -> Result<String> {
-        let root = PathBuf::from(self.fact("criterion_dir"));
-        if self.fact("criterion_dir").is_empty() {
+        let root = self.fact("criterion_dir");
+        if root.is_empty() {
             return Ok("| (skipped: BENCH_CRITERION=0) | | | | |".into());
         }
-        let group = root.join("audit_100k_ips_1k_ranges");
+        let group = Path::new(root).join("audit_100k_ips_1k_ranges");
         let mut names: Vec<String> = fs::read_dir(&group)
             .with_context(|| format!("reading {}", group.display()))?
             .filter_map(|e| e.ok())
