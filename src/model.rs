@@ -169,7 +169,9 @@ pub struct ServiceFacts {
     /// `ownerReferences` as `Kind/name`.
     pub owners: Vec<String>,
     pub node_ports: Vec<i32>,
-    /// Known only from a backup: an interrupted run deleted it and did not recreate it.
+    /// Its deletion has begun (a deletionTimestamp): its owner is removing it.
+    pub terminating: bool,
+    /// Known only from the migration journal: a run deleted it and did not recreate it.
     pub missing: bool,
 }
 

@@ -447,14 +447,26 @@ impl Case {
             cp.get(&format!("servicecidr/{}", self.old)).is_none(),
             "{why}: the old range stays"
         );
-        let pending = std::fs::read_dir(self.backups.join("pending").join(&self.ns));
         assert_eq!(
-            pending.map(|d| d.count()).unwrap_or(0),
-            0,
-            "{why}: a backup is pending"
+            journal_of(cp, &self.name),
+            Value::Null,
+            "{why}: the migration journal stays"
         );
     }
 }
+
+/// The migration journal on range `name` (JSON), or null when it has none.
+fn journal_of(cp: &ControlPlane, name: &str) -> Value {
+    let range = cp
+        .get(&format!("servicecidr/{name}"))
+        .unwrap_or_else(|| panic!("servicecidr {name} is gone"));
+    match range["metadata"]["annotations"][JOURNAL].as_str() {
+        Some(text) => serde_json::from_str(text).unwrap(),
+        None => Value::Null,
+    }
+}
+
+const JOURNAL: &str = "servicecidr.kubectl.io/migration";
 
 /// The names of the Services a report says were moved, in order.
 fn moved_names(report: &Value) -> Vec<&str> {
@@ -632,7 +644,7 @@ fn refusals_are_one_line_and_change_nothing() {
     ]);
     assert_eq!(code(&out), 1, "{}", stderr_of(&out));
     assert!(
-        stderr_of(&out).contains(&format!("not started: not allowed to create servicecidrs, delete services in {ns:?}, create services in {ns:?}; the servicecidr-migrator ClusterRole")),
+        stderr_of(&out).contains(&format!("not started: not allowed to get namespaces \"kube-system\", create servicecidrs, delete services in {ns:?}, create services in {ns:?}; the servicecidr-migrator ClusterRole")),
         "{}",
         stderr_of(&out)
     );
@@ -778,7 +790,7 @@ fn a_create_whose_answer_is_lost_counts_as_moved() {
     let creates = format!("/api/v1/namespaces/{}/services", case.ns);
     let mut swallowed = false;
     proxy.set_rule(move |s| {
-        if !swallowed && s.method == "POST" && s.path.starts_with(&creates) {
+        if !swallowed && is_write(s, "POST", &creates) {
             swallowed = true;
             Action::Swallow
         } else {
@@ -905,15 +917,15 @@ fn killed_after(cp: &ControlPlane, method: &str, path: &PathOf) {
             Action::Forward
         }
     });
-    let mut child = case.spawn_via(&proxy, false);
+    let mut child = case.spawn_via(&proxy, true);
     // Killed once the server has answered the write (the proxy keeps the answer).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while proxy.acted() == 0 {
         assert!(std::time::Instant::now() < deadline, "{point}: never sent");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "{point}: the run ended before it"
-        );
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!("{point}: the run ended before it: {}", stderr_of(&out));
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
     child.kill().unwrap();

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::audit::fleet::share_an_address;
+use crate::audit::journal::{Record, Unfinished, unfinished};
 use crate::audit::range::{bits, capacity, contains_ip, from_bits};
 use crate::model::{
     DEFAULT_SERVICE_CIDR, Family, IpAllocation, NodeNets, ServiceCidr, ServiceFacts, ServiceType,
@@ -93,6 +94,12 @@ pub enum SkipReason {
     KubernetesService,
     /// In an old range but not named by `--only`.
     NotSelected,
+    /// Deleted by someone else since the plan: not recreated.
+    Vanished,
+    /// Another run of the same migration has it in hand.
+    InAnotherRun,
+    /// Its owner is deleting it (a deletionTimestamp): never moved, so never recreated.
+    Terminating,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -201,6 +208,8 @@ pub enum Refusal {
     },
     /// `--only` names a Service that does not exist.
     UnknownService(String),
+    /// Another migration has Services deleted and not recreated that this run would not finish.
+    Unfinished(Unfinished),
 }
 
 /// What happened to one Service of the plan.
@@ -210,10 +219,16 @@ pub struct Moved {
     pub name: String,
     pub from: Vec<IpAddr>,
     pub to: Vec<IpAddr>,
-    /// The saved original: under `pending/` until the new Service exists, then under `moved/`.
+    /// The local copy of the original, written before its delete.
     pub backup: Option<std::path::PathBuf>,
     /// The recreate failed and the original was created again, with these IPs.
     pub restored: Option<Vec<IpAddr>>,
+    /// The original came back with these nodePorts: its own were taken meanwhile.
+    pub new_node_ports: Option<Vec<i32>>,
+    /// Not touched after all: deleted or being deleted by someone else since the plan.
+    pub skipped: Option<SkipReason>,
+    /// Deleted and not recreated: the journal keeps it for the next run.
+    pub in_journal: bool,
     pub error: Option<String>,
 }
 
@@ -226,6 +241,9 @@ impl Moved {
             to: m.to.clone(),
             backup: None,
             restored: None,
+            new_node_ports: None,
+            skipped: None,
+            in_journal: false,
             error: None,
         }
     }
@@ -249,8 +267,10 @@ pub struct Report {
     pub outcome: Outcome,
     pub moved: Vec<Moved>,
     pub retired: Vec<crate::audit::retire::DeleteResult>,
-    /// The audit of the cluster at the end.
+    /// The audit's findings at the end about this migration: its ranges and its Services.
     pub findings: Vec<crate::audit::findings::Finding>,
+    /// The audit's other findings at the end: the cluster's, not this run's.
+    pub unrelated: usize,
     /// Services still holding an IP in an old range at the end.
     pub left: Vec<String>,
 }
@@ -264,12 +284,35 @@ impl Report {
             moved: Vec::new(),
             retired: Vec::new(),
             findings: Vec::new(),
+            unrelated: 0,
             left: Vec::new(),
         }
     }
 
+    /// Keeps the findings about this migration (an IP in an old or the new range, or a Service
+    /// of the plan) and counts the rest.
+    pub fn set_findings(&mut self, all: Vec<crate::audit::findings::Finding>) {
+        let nets: Vec<&IpNet> = self
+            .plan
+            .sources
+            .iter()
+            .flat_map(|s| &s.cidrs)
+            .chain(&self.plan.cidrs)
+            .collect();
+        let keys: HashSet<String> = self.plan.moves.iter().map(Move::key).collect();
+        let (ours, theirs): (Vec<_>, Vec<_>) = all.into_iter().partition(|f| {
+            nets.iter().any(|n| n.contains(&f.ip))
+                || [&f.service, &f.holder, &f.parent]
+                    .into_iter()
+                    .flatten()
+                    .any(|s| keys.contains(&**s))
+        });
+        self.findings = ours;
+        self.unrelated = theirs.len();
+    }
+
     /// 130 when interrupted, 1 when a Service failed, else the worst retirement, and 3 when an
-    /// old range still holds a Service or the audit finds anything.
+    /// old range still holds a Service or the audit finds anything about this migration.
     pub fn exit(&self) -> crate::exit::Exit {
         use crate::exit::Exit;
         match self.outcome {
@@ -289,17 +332,28 @@ impl Report {
 
 /// Works out the plan, or why there is none.
 ///
-/// `journal` holds the old ranges as an earlier run recorded them, for those since gone.
+/// `journals` are the migration journals found on the cluster, by the range holding each: this
+/// migration's own one gives the old ranges since gone; another one with Services in flight
+/// that this run would not finish refuses the run. `services` include those known only from
+/// this migration's journal (`missing`).
 pub fn plan(
     req: &Request,
     ranges: &[ServiceCidr],
     ips: &[IpAllocation],
     services: &[ServiceFacts],
     nodes: &[NodeNets],
-    journal: &[Source],
+    journals: &[(String, Record)],
 ) -> Result<Plan, Refusal> {
     let targets = targets_by_family(&req.to)?;
-    let sources = sources(req, ranges, journal)?;
+    let own = journals
+        .iter()
+        .find(|(range, _)| *range == req.name)
+        .map(|(_, r)| r);
+    let sources = sources(req, ranges, own)?;
+    let others = journals.iter().map(|(range, r)| (range.as_str(), r));
+    if let Some(u) = unfinished(others, &req.name, &req.to, |ip| in_sources(&sources, ip)) {
+        return Err(Refusal::Unfinished(u));
+    }
     let range_exists = check_name(req, ranges)?;
     let mut warnings = overlaps(req, ranges, &sources)?;
     warnings.extend(node_warnings(&req.to, nodes));
@@ -316,6 +370,10 @@ pub fn plan(
         };
         if s.headless {
             skipped.push(skip(SkipReason::Headless));
+            continue;
+        }
+        if s.terminating && !s.missing {
+            skipped.push(skip(SkipReason::Terminating));
             continue;
         }
         if s.cluster_ips.is_empty() {
@@ -389,7 +447,7 @@ fn targets_by_family(to: &[IpNet]) -> Result<BTreeMap<Family, IpNet>, Refusal> {
 fn sources(
     req: &Request,
     ranges: &[ServiceCidr],
-    journal: &[Source],
+    journal: Option<&Record>,
 ) -> Result<Vec<Source>, Refusal> {
     let mut names = req.from.clone();
     names.sort();
@@ -404,11 +462,16 @@ fn sources(
                     terminating: r.is_terminating(),
                     gone: false,
                 })
-            } else if let Some(j) = journal.iter().find(|j| j.name == name) {
+            } else if let Some(j) = journal
+                .into_iter()
+                .flat_map(|j| &j.from)
+                .find(|j| j.name == name)
+            {
                 Ok(Source {
+                    name,
+                    cidrs: j.cidrs.clone(),
                     terminating: true,
                     gone: true,
-                    ..j.clone()
                 })
             } else {
                 Err(Refusal::UnknownSource(name))
@@ -530,6 +593,11 @@ fn assign(
 ) -> Result<Vec<Move>, Refusal> {
     // Taken as well: every IPAddress object, which may have no Service.
     taken.extend(ips.iter().map(|a| a.ip));
+    // What a refusal reports: the free addresses before anything moves in.
+    let free_before: BTreeMap<Family, u128> = targets
+        .iter()
+        .map(|(f, net)| (*f, free_in(net, &taken)))
+        .collect();
     let mut order: Vec<&&ServiceFacts> = chosen.iter().collect();
     order.sort_by_key(|s| !s.pinned());
     // Per Service, per ClusterIP: kept as is (outside the old ranges), moved, or still to place.
@@ -584,7 +652,7 @@ fn assign(
                         lowest_free(target, &taken, cursor).ok_or_else(|| Refusal::TargetFull {
                             cidr: *target,
                             needed: chosen.len(),
-                            free: free_in(target, &taken),
+                            free: free_before[&Family::of_net(target)],
                         })?;
                     taken.insert(ip);
                     ip
@@ -643,6 +711,7 @@ fn free_in(net: &IpNet, taken: &HashSet<IpAddr>) -> u128 {
 mod tests {
     use super::*;
     use crate::audit::index::tests::{alloc, range};
+    use crate::audit::journal::RecordedRange;
     use proptest::prelude::*;
 
     fn svc(ns: &str, name: &str, ips: &[&str], pinned: bool) -> ServiceFacts {
@@ -655,6 +724,7 @@ mod tests {
             pinned_by: pinned.then(|| "kubectl-create".into()),
             owners: vec![],
             node_ports: vec![],
+            terminating: false,
             missing: false,
         }
     }
@@ -806,9 +876,14 @@ mod tests {
             svc("a", "y", &["10.96.0.6"], false),
             svc("a", "z", &["10.96.0.7"], false),
         ];
+        // Counted before anything moves in: a /30 has two addresses.
         assert!(matches!(
             plan(&r, &ranges, &[], &two, &[], &[]),
-            Err(Refusal::TargetFull { free: 0, .. })
+            Err(Refusal::TargetFull {
+                free: 2,
+                needed: 3,
+                ..
+            })
         ));
         r.to = vec!["10.202.0.0/16".parse().unwrap()];
         r.only = vec!["a/nope".into()];
@@ -827,12 +902,12 @@ mod tests {
     fn a_rerun_finds_what_is_left_and_the_backed_up_services() {
         // The first run made the range and moved x; y was deleted and not recreated (its backup
         // says so); the old range has since gone and is known from the journal.
-        let journal = [Source {
+        let mut record = Record::new("c", &["10.200.0.0/16".parse().unwrap()]);
+        record.remember([RecordedRange {
             name: "old".into(),
             cidrs: vec!["10.96.0.0/16".parse().unwrap()],
-            terminating: true,
-            gone: false,
-        }];
+        }]);
+        let journal = [("new".to_owned(), record)];
         let ranges = [range("new", &["10.200.0.0/16"])];
         let mut y = svc("a", "y", &["10.96.0.6"], false);
         y.missing = true;
@@ -904,6 +979,88 @@ mod tests {
                 ("default/kubernetes".into(), SkipReason::KubernetesService),
             ]
         );
+    }
+
+    #[test]
+    fn a_service_its_owner_is_deleting_is_skipped_unless_the_journal_holds_it() {
+        let ranges = [range("old", &["10.96.0.0/16"])];
+        let mut going = svc("a", "going", &["10.96.0.7"], false);
+        going.terminating = true;
+        let mut ours = svc("a", "ours", &["10.96.0.8"], false);
+        ours.terminating = true;
+        ours.missing = true;
+        let services = [going, ours, svc("a", "x", &["10.96.0.5"], false)];
+        let p = simple(&req(&["old"], &["10.200.0.0/16"]), &ranges, &services).unwrap();
+        assert_eq!(
+            p.moves.iter().map(Move::key).collect::<Vec<_>>(),
+            ["a/ours", "a/x"]
+        );
+        assert_eq!(p.skipped[0].reason, SkipReason::Terminating);
+    }
+
+    #[test]
+    fn another_migrations_services_in_flight_refuse_the_run() {
+        let ranges = [
+            range("old", &["10.96.0.0/16"]),
+            range("elsewhere", &["10.201.0.0/16"]),
+        ];
+        let services = [svc("a", "x", &["10.96.0.5"], false)];
+        let mut record = Record::new("c", &["10.201.0.0/16".parse().unwrap()]);
+        record.moves.insert(
+            "b/y".into(),
+            crate::audit::journal::Entry {
+                namespace: "b".into(),
+                name: "y".into(),
+                uid: "u".into(),
+                run: "r".into(),
+                at: "2026-12-05T20:00:00Z".into(),
+                from: vec![ip("10.96.0.9")],
+                to: vec![ip("10.201.0.9")],
+                manifest: serde_json::json!({}),
+            },
+        );
+        let journals = [("elsewhere".to_owned(), record)];
+        let r = req(&["old"], &["10.200.0.0/16"]);
+        let refused = plan(&r, &ranges, &[], &services, &[], &journals);
+        assert!(
+            matches!(&refused, Err(Refusal::Unfinished(u)) if u.range == "elsewhere" && u.services == ["b/y"]),
+            "{refused:?}"
+        );
+        let mut idle = journals.clone();
+        idle[0].1.moves.clear();
+        assert!(plan(&r, &ranges, &[], &services, &[], &idle).is_ok());
+    }
+
+    #[test]
+    fn the_exit_counts_only_findings_about_the_migration() {
+        use crate::audit::findings::{Finding, FindingKind, Remedy};
+        let ranges = [range("old", &["10.96.0.0/16"])];
+        let services = [svc("a", "x", &["10.96.0.5"], false)];
+        let p = simple(&req(&["old"], &["10.200.0.0/16"]), &ranges, &services).unwrap();
+        let finding = |ip: &str, service: Option<&str>| Finding {
+            kind: FindingKind::DanglingParent,
+            ip: ip.parse().unwrap(),
+            service: service.map(Into::into),
+            holder: None,
+            parent: service.map(Into::into),
+            ranges: vec![],
+            age: None,
+            self_healing: false,
+            remedy: Remedy::Delete,
+        };
+        let mut report = Report::new(&p, std::path::Path::new("b"));
+        report.set_findings(vec![finding("10.150.0.9", Some("z/other"))]);
+        assert_eq!((report.findings.len(), report.unrelated), (0, 1));
+        assert_eq!(report.exit(), crate::exit::Exit::Success);
+        for (ip, svc) in [
+            ("10.96.0.200", None),
+            ("10.200.0.9", None),
+            ("10.150.0.9", Some("a/x")),
+        ] {
+            report.set_findings(vec![finding(ip, svc)]);
+            assert_eq!(report.findings.len(), 1, "{ip}");
+            assert_eq!(report.exit(), crate::exit::Exit::Findings, "{ip}");
+        }
     }
 
     #[test]

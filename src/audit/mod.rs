@@ -3,6 +3,7 @@
 pub mod findings;
 pub mod fleet;
 pub mod index;
+pub mod journal;
 pub mod migrate;
 pub mod range;
 pub mod retire;

@@ -73,6 +73,14 @@ impl ApiError {
         }
     }
 
+    /// The Status reason (`AlreadyExists`, `Conflict`, ...), when the server sent one.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            ApiError::Status { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
     pub fn is_not_found(&self) -> bool {
         self.code() == Some(404)
     }

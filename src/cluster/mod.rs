@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod error;
+pub mod journal;
 pub mod page;
 pub mod proto;
 pub mod retry;
@@ -695,17 +696,24 @@ impl Cluster {
         }
     }
 
-    /// Creates the ServiceCIDR (with dryRun=All when asked, to learn whether the server would).
+    /// Creates the ServiceCIDR (with dryRun=All when asked, to learn whether the server would),
+    /// carrying a migration journal when given one.
     pub async fn create_service_cidr(
         &self,
         name: &str,
         cidrs: &[ipnet::IpNet],
+        journal: Option<&crate::audit::journal::Record>,
         server_dry_run: bool,
     ) -> Result<ServiceCidr> {
+        let mut metadata = match journal {
+            Some(r) => journal::journal_metadata(Some(r)),
+            None => json!({}),
+        };
+        metadata["name"] = name.into();
         let body = json!({
             "apiVersion": format!("{GROUP}/{}", self.version().await?),
             "kind": "ServiceCIDR",
-            "metadata": {"name": name},
+            "metadata": metadata,
             "spec": {"cidrs": cidrs.iter().map(ToString::to_string).collect::<Vec<_>>()},
         });
         let what = format!("create servicecidr {name:?}");

@@ -418,6 +418,7 @@ struct ServiceExtra {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ExtraMeta {
+    deletion_timestamp: Option<String>,
     #[serde(default)]
     owner_references: Vec<OwnerRef>,
     #[serde(default)]
@@ -506,6 +507,7 @@ pub fn service_facts(object: &serde_json::Value) -> Result<ServiceFacts, Invalid
             .iter()
             .filter_map(|p| p.node_port)
             .collect(),
+        terminating: extra.metadata.deletion_timestamp.is_some(),
         missing: false,
     })
 }

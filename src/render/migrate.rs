@@ -94,23 +94,38 @@ pub fn refusal(r: &Refusal) -> String {
             s.join(" ")
         ),
         Refusal::UnknownService(k) => format!("--only {k}: no such Service"),
+        Refusal::Unfinished(u) => format!(
+            "servicecidr {:?} holds an unfinished migration: service {} deleted and not recreated yet; finish it first: kubectl servicecidr migrate run --from {} --to {} --name {}",
+            u.range,
+            u.services.join(", "),
+            u.from.join(","),
+            cidrs(&u.to),
+            u.range
+        ),
     }
 }
 
-/// A verb on a resource, in a namespace for Services.
+/// A verb on a resource, in a namespace for Services, on one object when named.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Right {
     pub verb: &'static str,
     pub resource: &'static str,
     pub namespace: Option<String>,
+    pub name: Option<&'static str>,
 }
 
 pub fn not_allowed(missing: &[Right]) -> String {
     let each: Vec<String> = missing
         .iter()
-        .map(|r| match &r.namespace {
-            Some(ns) => format!("{} {} in {ns:?}", r.verb, r.resource),
-            None => format!("{} {}", r.verb, r.resource),
+        .map(|r| {
+            let object = match r.name {
+                Some(n) => format!("{} {} {n:?}", r.verb, r.resource),
+                None => format!("{} {}", r.verb, r.resource),
+            };
+            match &r.namespace {
+                Some(ns) => format!("{object} in {ns:?}"),
+                None => object,
+            }
         })
         .collect();
     format!(
@@ -180,15 +195,35 @@ pub fn created(plan: &Plan) -> String {
 
 pub fn progress(m: &Moved) -> String {
     let key = sanitize(&format!("{}/{}", m.namespace, m.name));
+    if let Some(reason) = m.skipped {
+        return format!("skipped {key}: {}\n", skip_reason(reason));
+    }
     match (&m.error, &m.restored) {
         (None, _) => format!("moved {key}: {} -> {}\n", ips(&m.from), ips(&m.to)),
         (Some(e), Some(r)) => format!(
-            "failed {key}: {}; the original is back with {}\n",
+            "failed {key}: {}; the original is back with {}{}\n",
             sanitize(e),
-            ips(r)
+            ips(r),
+            new_ports(m)
         ),
         (Some(e), None) => format!("failed {key}: {}\n", sanitize(e)),
     }
+}
+
+/// Loud on purpose: whatever named the old node ports (firewalls, load balancers) must follow.
+fn new_ports(m: &Moved) -> String {
+    m.new_node_ports
+        .as_ref()
+        .map(|p| {
+            format!(
+                " and NEW NODE PORTS {} (its own were taken meanwhile)",
+                p.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        })
+        .unwrap_or_default()
 }
 
 pub fn changed(m: &Move, now: &[IpAddr]) -> String {
@@ -200,11 +235,64 @@ pub fn changed(m: &Move, now: &[IpAddr]) -> String {
     )
 }
 
-pub fn still_terminating(m: &Move, waited: std::time::Duration) -> String {
+pub fn still_terminating(m: &Move, waited: std::time::Duration, range: &str) -> String {
     format!(
-        "service {} is still being deleted after {} (a finalizer holds it); run again once it is gone",
+        "service {} is still being deleted after {} (a finalizer holds it); the migration journal on servicecidr {range:?} keeps it, and the same command run again recreates it once it is gone",
         m.key(),
         humantime::format_duration(waited)
+    )
+}
+
+pub fn held_at_interrupt(m: &Move, range: &str) -> String {
+    format!(
+        "interrupted while service {} was being deleted (a finalizer holds it); the migration journal on servicecidr {range:?} keeps it, and the same command run again recreates it once it is gone",
+        m.key()
+    )
+}
+
+pub fn not_admitted(m: &Move, error: &str) -> String {
+    format!(
+        "service {} not touched: the API server would not admit it with {} (a dry-run create): {}",
+        m.key(),
+        ips(&m.to),
+        sanitize(error)
+    )
+}
+
+pub fn delete_refused(m: &Move, error: &str) -> String {
+    format!(
+        "service {} not touched: its delete was refused: {}",
+        m.key(),
+        sanitize(error)
+    )
+}
+
+pub fn delete_unclear(m: &Move, error: &str, range: &str) -> String {
+    format!(
+        "no answer to the delete of service {} ({}); the migration journal on servicecidr {range:?} keeps it, and the same command run again finishes it",
+        m.key(),
+        sanitize(error)
+    )
+}
+
+pub fn foreign_journal(range: &str, theirs: &str, ours: &str) -> String {
+    format!(
+        "the migration journal on servicecidr {range:?} was written on another cluster (kube-system UID {}; this one is {}): not acted on; remove its annotation {} by hand if it is stale",
+        sanitize(theirs),
+        sanitize(ours),
+        crate::cluster::journal::JOURNAL_KEY
+    )
+}
+
+pub fn range_gone(range: &str) -> String {
+    format!(
+        "servicecidr {range:?}, which holds this migration's journal, was deleted during the run; nothing more was deleted"
+    )
+}
+
+pub fn journal_contended(range: &str) -> String {
+    format!(
+        "the migration journal on servicecidr {range:?} changed under 20 writes in a row; nothing more was deleted, run again"
     )
 }
 
@@ -231,15 +319,13 @@ pub fn recreate_failed(m: &Move, error: &str) -> String {
     )
 }
 
-pub fn restore_failed(m: &Move, dir: &Path, error: &str) -> String {
+pub fn restore_failed(m: &Move, backup: Option<&Path>, range: &str, error: &str) -> String {
+    let file = backup.map_or_else(|| "BACKUP.json".into(), |p| p.display().to_string());
     format!(
-        "service {} is deleted and could not be created again ({}); create it from its backup: kubectl create -f {}",
+        "service {} is deleted and could not be created again ({}); the migration journal on servicecidr {range:?} keeps it (the same command run again retries), or create it by hand: kubectl create -f {}",
         m.key(),
         sanitize(error),
-        dir.join("pending")
-            .join(&m.namespace)
-            .join(format!("{}.json", m.name))
-            .display()
+        sanitize(&file)
     )
 }
 
@@ -251,6 +337,9 @@ fn skip_reason(r: SkipReason) -> &'static str {
             "the apiserver owns its ClusterIP: moves with its flags (manual step)"
         }
         SkipReason::NotSelected => "not named by --only",
+        SkipReason::Terminating => "its owner is deleting it: not moved, never recreated",
+        SkipReason::Vanished => "deleted by someone else since the plan: not recreated",
+        SkipReason::InAnotherRun => "another run of this migration has it in hand",
     }
 }
 
@@ -278,7 +367,7 @@ fn warning(w: &Warning) -> String {
 fn notes(m: &Move) -> Vec<String> {
     let mut n = Vec::new();
     if m.missing {
-        n.push("deleted by an interrupted run: recreated from its backup".into());
+        n.push("deleted by an earlier run: recreated from the migration journal".into());
     }
     if m.pinned {
         n.push(format!(
@@ -518,6 +607,9 @@ struct MovedDoc<'a> {
     to: &'a [IpAddr],
     backup: Option<String>,
     restored: Option<&'a [IpAddr]>,
+    new_node_ports: Option<&'a [i32]>,
+    skipped: Option<SkipReason>,
+    in_journal: bool,
     error: Option<&'a str>,
 }
 
@@ -538,6 +630,7 @@ struct ReportDoc<'a> {
     moved: Vec<MovedDoc<'a>>,
     retired: Vec<RetiredDoc<'a>>,
     findings: Vec<String>,
+    unrelated_findings: usize,
     left_in_old_ranges: &'a [String],
 }
 
@@ -555,15 +648,36 @@ fn finding(f: &crate::audit::findings::Finding) -> String {
 
 /// The closing line: what the run left, and what to do next. A document carries it on stderr.
 pub fn summary(r: &Report) -> String {
-    let moved = r.moved.iter().filter(|m| m.error.is_none()).count();
+    let moved = r
+        .moved
+        .iter()
+        .filter(|m| m.error.is_none() && m.skipped.is_none())
+        .count();
     let dir = r.backup_dir.display();
+    let deleted = r.moved.iter().filter(|m| m.in_journal).count();
+    let held = if deleted == 0 {
+        "none left deleted".to_owned()
+    } else {
+        format!(
+            "{deleted} deleted and kept in the migration journal on servicecidr {:?}",
+            r.plan.name
+        )
+    };
+    let others = if r.unrelated == 0 {
+        String::new()
+    } else {
+        format!(
+            "; {} other findings on the cluster, none about this migration (kubectl servicecidr orphans)",
+            r.unrelated
+        )
+    };
     match r.outcome {
         Outcome::Interrupted => format!(
-            "interrupted: {moved} of {} Services moved, none left deleted; run the same command again to resume (backups in {dir})",
+            "interrupted: {moved} of {} Services moved, {held}; run the same command again to resume (backups in {dir})",
             r.plan.moves.len()
         ),
         Outcome::Failed => format!(
-            "stopped: {moved} Services moved before the failure above; fix it and run the same command again (backups in {dir})"
+            "stopped: {moved} Services moved before the failure above, {held}; fix it and run the same command again (backups in {dir})"
         ),
         Outcome::Done if !r.left.is_empty() => format!(
             "{moved} Services moved; {} still in the old ranges: {}",
@@ -571,12 +685,12 @@ pub fn summary(r: &Report) -> String {
             r.left.join(", ")
         ),
         Outcome::Done if !r.findings.is_empty() => format!(
-            "{moved} Services moved; kubectl servicecidr orphans finds {} inconsistencies",
+            "{moved} Services moved; kubectl servicecidr orphans finds {} inconsistencies in the old and new ranges",
             r.findings.len()
         ),
-        Outcome::Done => {
-            format!("done: {moved} Services moved, orphans finds nothing (backups in {dir})")
-        }
+        Outcome::Done => format!(
+            "done: {moved} Services moved, nothing amiss in the old and new ranges{others} (backups in {dir})"
+        ),
     }
 }
 
@@ -596,6 +710,9 @@ pub fn write_report(out: &mut impl Write, style: &Style, r: &Report) -> io::Resu
                     to: &m.to,
                     backup: m.backup.as_ref().map(|p| p.display().to_string()),
                     restored: m.restored.as_deref(),
+                    new_node_ports: m.new_node_ports.as_deref(),
+                    skipped: m.skipped,
+                    in_journal: m.in_journal,
                     error: m.error.as_deref(),
                 })
                 .collect(),
@@ -609,6 +726,7 @@ pub fn write_report(out: &mut impl Write, style: &Style, r: &Report) -> io::Resu
                 })
                 .collect(),
             findings: r.findings.iter().map(finding).collect(),
+            unrelated_findings: r.unrelated,
             left_in_old_ranges: &r.left,
         };
         return write_document(out, style.output, REPORT_KIND, &doc);
@@ -616,9 +734,17 @@ pub fn write_report(out: &mut impl Write, style: &Style, r: &Report) -> io::Resu
     let mut t = table::new(style, &["SERVICE", "FROM", "TO", "RESULT"]);
     for m in &r.moved {
         let (text, color) = match (&m.error, &m.restored) {
+            _ if m.skipped.is_some() => (
+                format!("skipped: {}", skip_reason(m.skipped.expect("checked"))),
+                Color::Yellow,
+            ),
             (None, _) => ("moved".to_owned(), Color::Green),
             (Some(_), Some(back)) => (
-                format!("failed, original back with {}", ips(back)),
+                format!("failed, original back with {}{}", ips(back), new_ports(m)),
+                Color::Red,
+            ),
+            (Some(_), None) if m.in_journal => (
+                "failed, deleted: kept in the journal".to_owned(),
                 Color::Red,
             ),
             (Some(_), None) => ("failed".to_owned(), Color::Red),

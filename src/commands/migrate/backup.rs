@@ -1,11 +1,10 @@
-//! The backup directory of a migration: where a run writes down, before each irreversible step,
-//! what a rerun needs to finish it.
+//! The local backup directory of a migration: a second copy, beside the journal on the cluster,
+//! of every Service's manifest before its delete. No decision is read from it (a rerun from
+//! another machine must decide the same); it records the cluster it was written for, and a
+//! directory from another cluster or another migration is refused.
 //!
-//! - `migration.json`: the request and the old ranges' CIDRs, so a rerun knows them once the
-//!   ranges are gone.
-//! - `pending/NAMESPACE/NAME.json`: a Service's original manifest, written before it is deleted.
-//!   With no such Service on the cluster, an interrupted run deleted it and a rerun recreates it.
-//! - `moved/NAMESPACE/NAME.json`: the same file once the new Service exists.
+//! - `migration.json`: the cluster's identity (the kube-system UID) and the new range.
+//! - `services/NAMESPACE/NAME.UID.json`: a Service's manifest, written before it is deleted.
 //!
 //! Every file is written whole and renamed into place, so a kill leaves the old file or the new.
 
@@ -17,51 +16,39 @@ use anyhow::{Context, Result, bail};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::migrate::Source;
-use crate::cluster::wire;
-use crate::model::ServiceFacts;
+const HEADER: &str = "migration.json";
 
-const JOURNAL: &str = "migration.json";
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Journal {
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    /// The UID of the kube-system namespace of the cluster the backups come from.
+    cluster: String,
     name: String,
     to: Vec<IpNet>,
-    from: Vec<JournalRange>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct JournalRange {
-    name: String,
-    cidrs: Vec<IpNet>,
 }
 
 pub struct Backups {
     dir: PathBuf,
-    journal: Option<Journal>,
-}
-
-/// A Service known only from its backup.
-pub struct Pending {
-    pub facts: ServiceFacts,
-    pub manifest: serde_json::Value,
+    header: Option<Header>,
 }
 
 impl Backups {
     /// Reads what an earlier run left in `dir`, if anything; writes nothing.
     pub fn open(dir: &Path) -> Result<Backups> {
-        let path = dir.join(JOURNAL);
-        let journal = match fs::read(&path) {
-            Ok(bytes) => Some(
-                serde_json::from_slice(&bytes)
-                    .with_context(|| format!("backup journal {}: not ours", path.display()))?,
-            ),
+        let path = dir.join(HEADER);
+        let header = match fs::read(&path) {
+            Ok(bytes) => Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "backup directory {}: {HEADER} is not a migration this version wrote; pass another --backup-dir",
+                    dir.display()
+                )
+            })?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => bail!("backup directory {}: {e}", dir.display()),
         };
         Ok(Backups {
             dir: dir.to_owned(),
-            journal,
+            header,
         })
     }
 
@@ -69,118 +56,61 @@ impl Backups {
         &self.dir
     }
 
-    /// The old ranges as the earlier run saw them.
-    pub fn sources(&self) -> Vec<Source> {
-        self.journal
-            .iter()
-            .flat_map(|j| &j.from)
-            .map(|r| Source {
-                name: r.name.clone(),
-                cidrs: r.cidrs.clone(),
-                terminating: true,
-                gone: true,
-            })
-            .collect()
-    }
-
-    /// Refuses a directory that holds another migration: its backups are not this one's.
-    pub fn check(&self, name: &str, to: &[IpNet]) -> Result<()> {
-        match &self.journal {
-            Some(j) if j.name != name || j.to != to => bail!(
+    /// Refuses a directory that holds another cluster's or another migration's backups.
+    pub fn check(&self, cluster: &str, name: &str, to: &[IpNet]) -> Result<()> {
+        let Some(h) = &self.header else {
+            return Ok(());
+        };
+        if h.cluster != cluster {
+            bail!(
+                "backup directory {} holds backups of another cluster (kube-system UID {}; this one is {}): pass another --backup-dir",
+                self.dir.display(),
+                h.cluster,
+                cluster
+            );
+        }
+        if h.name != name || h.to != to {
+            bail!(
                 "backup directory {} holds the migration to {} ({}); finish that one, or pass another --backup-dir",
                 self.dir.display(),
-                j.name,
-                j.to.iter()
+                h.name,
+                h.to.iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(",")
-            ),
-            _ => Ok(()),
+            );
         }
-    }
-
-    /// Writes the journal: the first write of a run, so a directory that cannot be written
-    /// stops it before the cluster is touched. Ranges already journaled keep their CIDRs.
-    pub fn begin(&mut self, name: &str, to: &[IpNet], sources: &[Source]) -> Result<()> {
-        let mut from: Vec<JournalRange> = self.journal.take().map(|j| j.from).unwrap_or_default();
-        for s in sources {
-            if !from.iter().any(|r| r.name == s.name) {
-                from.push(JournalRange {
-                    name: s.name.clone(),
-                    cidrs: s.cidrs.clone(),
-                });
-            }
-        }
-        let journal = Journal {
-            name: name.to_owned(),
-            to: to.to_vec(),
-            from,
-        };
-        write_atomic(
-            &self.dir.join(JOURNAL),
-            &serde_json::to_vec_pretty(&journal)?,
-        )?;
-        self.journal = Some(journal);
         Ok(())
     }
 
-    /// Services saved before their delete and not moved since.
-    pub fn pending(&self) -> Result<Vec<Pending>> {
-        let root = self.dir.join("pending");
-        let mut found = Vec::new();
-        let namespaces = match fs::read_dir(&root) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
-            Err(e) => bail!("backup directory {}: {e}", root.display()),
+    /// Writes the header: the first write of a run, so a directory that cannot be written stops
+    /// it before the cluster is touched.
+    pub fn begin(&mut self, cluster: &str, name: &str, to: &[IpNet]) -> Result<()> {
+        let header = Header {
+            cluster: cluster.to_owned(),
+            name: name.to_owned(),
+            to: to.to_vec(),
         };
-        for ns in namespaces {
-            for file in fs::read_dir(ns?.path())? {
-                let path = file?.path();
-                if path.extension().is_none_or(|e| e != "json") {
-                    continue;
-                }
-                let manifest: serde_json::Value = serde_json::from_slice(&fs::read(&path)?)
-                    .with_context(|| {
-                        format!("backup {}: not a Service manifest", path.display())
-                    })?;
-                let mut facts = wire::service_facts(&manifest)
-                    .with_context(|| format!("backup {}", path.display()))?;
-                facts.missing = true;
-                found.push(Pending { facts, manifest });
-            }
-        }
-        Ok(found)
+        write_atomic(&self.dir.join(HEADER), &serde_json::to_vec_pretty(&header)?)?;
+        self.header = Some(header);
+        Ok(())
     }
 
-    fn path(&self, state: &str, namespace: &str, name: &str) -> PathBuf {
-        self.dir
-            .join(state)
-            .join(namespace)
-            .join(format!("{name}.json"))
-    }
-
-    /// Saves the manifest to recreate the Service as it was; returns the file.
+    /// Saves the manifest that recreates the Service as it was; returns the file.
     pub fn save(
         &self,
         namespace: &str,
         name: &str,
+        uid: &str,
         manifest: &serde_json::Value,
     ) -> Result<PathBuf> {
-        let path = self.path("pending", namespace, name);
+        let path = self
+            .dir
+            .join("services")
+            .join(namespace)
+            .join(format!("{name}.{uid}.json"));
         write_atomic(&path, &serde_json::to_vec_pretty(manifest)?)?;
         Ok(path)
-    }
-
-    /// The Service exists again: its backup is history, not work for a rerun.
-    pub fn done(&self, namespace: &str, name: &str) -> Result<PathBuf> {
-        let (from, to) = (
-            self.path("pending", namespace, name),
-            self.path("moved", namespace, name),
-        );
-        fs::create_dir_all(to.parent().expect("a file in a directory"))?;
-        fs::rename(&from, &to)
-            .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
-        Ok(to)
     }
 }
 
@@ -251,6 +181,22 @@ pub fn with_cluster_ips(
     m
 }
 
+/// The same manifest with the node ports left to the allocator (`nodePort` of every port and
+/// `healthCheckNodePort`): for a restore whose ports were taken meanwhile, and for the admission
+/// probe, which runs while the original still holds them.
+pub fn without_node_ports(manifest: &serde_json::Value) -> serde_json::Value {
+    let mut m = manifest.clone();
+    if let Some(spec) = m.get_mut("spec").and_then(|v| v.as_object_mut()) {
+        spec.remove("healthCheckNodePort");
+        if let Some(ports) = spec.get_mut("ports").and_then(|p| p.as_array_mut()) {
+            for p in ports.iter_mut().filter_map(|p| p.as_object_mut()) {
+                p.remove("nodePort");
+            }
+        }
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,36 +231,33 @@ mod tests {
         assert_eq!(moved["spec"]["ports"], m["spec"]["ports"]);
         let dynamic = with_cluster_ips(&m, &[]);
         assert!(dynamic["spec"].get("clusterIP").is_none());
+        let free = without_node_ports(&m);
+        assert_eq!(free["spec"]["ports"], json!([{"port": 80}]));
+        assert_eq!(free["spec"]["type"], "NodePort");
     }
 
     #[test]
-    fn backups_move_from_pending_to_moved_and_the_journal_guards_the_directory() {
+    fn a_directory_remembers_its_cluster_and_migration() {
         let dir =
             std::env::temp_dir().join(format!("servicecidr-backup-test-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let to: Vec<IpNet> = vec!["10.200.0.0/16".parse().unwrap()];
         let mut b = Backups::open(&dir).unwrap();
-        let old = Source {
-            name: "old".into(),
-            cidrs: vec!["10.96.0.0/16".parse().unwrap()],
-            terminating: false,
-            gone: false,
-        };
-        b.begin("new", &to, std::slice::from_ref(&old)).unwrap();
-        let m = manifest(
-            &json!({"metadata": {"name": "web", "namespace": "a"}, "spec": {"clusterIP": "10.96.0.5"}}),
+        assert!(b.check("any", "any", &[]).is_ok(), "a new directory");
+        b.begin("cluster-a", "new", &to).unwrap();
+        let m = json!({"metadata": {"name": "web", "namespace": "a"}});
+        let path = b.save("a", "web", "u1", &m).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&fs::read(path).unwrap()).unwrap(),
+            m
         );
-        b.save("a", "web", &m).unwrap();
         let reopened = Backups::open(&dir).unwrap();
-        assert_eq!(reopened.sources()[0].cidrs, old.cidrs);
-        let pending = reopened.pending().unwrap();
-        assert_eq!(pending.len(), 1);
-        assert!(pending[0].facts.missing);
-        assert_eq!(pending[0].manifest, m);
-        reopened.done("a", "web").unwrap();
-        assert!(reopened.pending().unwrap().is_empty());
-        assert!(reopened.check("new", &to).is_ok());
-        assert!(reopened.check("other", &to).is_err());
+        assert!(reopened.check("cluster-a", "new", &to).is_ok());
+        let foreign = reopened.check("cluster-b", "new", &to).unwrap_err();
+        assert!(foreign.to_string().contains("another cluster"), "{foreign}");
+        assert!(reopened.check("cluster-a", "other", &to).is_err());
+        fs::write(dir.join(HEADER), b"{\"name\": \"new\"}").unwrap();
+        assert!(Backups::open(&dir).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,18 +1,21 @@
 //! `migrate`: observe everything the plan needs, decide through `audit::migrate`, then act one
-//! Service at a time, so that after any step (or a kill) a rerun finds exactly what is left.
+//! Service at a time. Before a Service is deleted, its manifest goes into the migration's journal
+//! on the cluster (`audit::journal`, kept on the new range), so that any rerun, from any machine,
+//! finishes what a killed run left, and only what this tool deleted is ever recreated.
 
 mod backup;
 
 use std::io::{BufRead, IsTerminal};
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Result, bail};
+use tokio::sync::watch;
 
 use crate::audit::findings::{AuditOptions, audit};
-use crate::audit::migrate::{Move, Plan, Refusal, Request, plan};
+use crate::audit::journal::{self, Entry, IN_FLIGHT, Now, Record, RecordedRange, Verdict};
+use crate::audit::migrate::{Move, Plan, Refusal, Request, SkipReason, plan};
+use crate::cluster::journal::Journal;
 use crate::cluster::{self, ApiError, Cluster, ServiceObject};
 use crate::commands::{delete, print};
 use crate::exit::Exit;
@@ -22,34 +25,68 @@ use crate::render::{self, Style};
 use crate::settings::{DeleteTask, DryRun, Environment, MigrateRun, MigrateTask};
 use backup::Backups;
 
+/// A Service this tool deleted and has not recreated: known from the journal only.
+struct Pending {
+    entry: Entry,
+    /// Still there, held by finalizers: wait for it to go first.
+    await_gone: bool,
+}
+
 /// Everything a plan is made from.
 struct Observed {
     ranges: Vec<ServiceCidr>,
     ips: Vec<IpAllocation>,
     services: Vec<ServiceObject>,
     nodes: Vec<NodeNets>,
-    /// Services an interrupted run deleted and did not recreate, from their backups.
-    pending: Vec<backup::Pending>,
+    journals: Vec<Journal>,
+    /// This migration's entries, resolved: to recreate, or to forget (another run's entries in
+    /// flight are left alone).
+    pending: Vec<Pending>,
+    settled: Vec<String>,
 }
 
 impl Observed {
-    fn plan(&self, req: &Request, backups: Option<&Backups>) -> Result<Plan, Refusal> {
-        let mut facts: Vec<ServiceFacts> = self.services.iter().map(|s| s.facts.clone()).collect();
-        facts.extend(self.pending.iter().map(|p| p.facts.clone()));
-        let journal = backups.map(Backups::sources).unwrap_or_default();
-        plan(req, &self.ranges, &self.ips, &facts, &self.nodes, &journal)
+    fn plan(&self, req: &Request) -> Result<Plan, Refusal> {
+        // A Service held by finalizers after this tool's delete is planned from the journal.
+        let claimed = |s: &&ServiceObject| self.pending.iter().any(|p| p.entry.uid == s.uid);
+        let mut facts: Vec<ServiceFacts> = self
+            .services
+            .iter()
+            .filter(|s| !claimed(s))
+            .map(|s| s.facts.clone())
+            .collect();
+        for p in &self.pending {
+            // The journal's copy is what was deleted; checked when it was written.
+            if let Ok(mut f) = cluster::wire::service_facts(&p.entry.manifest) {
+                f.cluster_ips = p.entry.from.clone();
+                f.missing = true;
+                facts.push(f);
+            }
+        }
+        let journals: Vec<(String, Record)> = self
+            .journals
+            .iter()
+            .map(|j| (j.range.clone(), j.record.clone()))
+            .collect();
+        plan(req, &self.ranges, &self.ips, &facts, &self.nodes, &journals)
+    }
+
+    fn own_journal(&self, name: &str) -> Option<&Journal> {
+        self.journals.iter().find(|j| j.range == name)
     }
 }
 
-/// Reads everything a plan needs. `warn`: say (once a run) that Nodes could not be read.
-async fn observe(cluster: &Cluster, backups: Option<&Backups>, warn: bool) -> Result<Observed> {
-    let (ranges, ips, services, nodes) = tokio::join!(
+/// Reads everything a plan needs, and resolves this migration's journal entries against the
+/// Services now. `run`: this process's id (its own entries are never another run's in flight).
+async fn observe(cluster: &Cluster, req: &Request, run: &str, warn: bool) -> Result<Observed> {
+    let (ranges, ips, services, nodes, journals) = tokio::join!(
         cluster.list_service_cidrs(),
         cluster.list_ip_addresses(),
         cluster.list_service_objects(),
         cluster.list_nodes(),
+        cluster.journals(),
     );
-    let services = services?;
+    let (services, journals) = (services?, journals?);
     // Nodes only feed warnings: a user who may not list them still gets a plan.
     let nodes = nodes.unwrap_or_else(|e| {
         if warn {
@@ -57,24 +94,51 @@ async fn observe(cluster: &Cluster, backups: Option<&Backups>, warn: bool) -> Re
         }
         Vec::new()
     });
-    let pending = match backups {
-        Some(b) => b
-            .pending()?
-            .into_iter()
-            .filter(|p| {
-                !services
-                    .iter()
-                    .any(|s| s.facts.namespace == p.facts.namespace && s.facts.name == p.facts.name)
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-    Ok(Observed {
+    let mut seen = Observed {
         ranges: ranges?.items,
         ips: ips?.items,
         services,
         nodes,
-        pending,
+        journals,
+        pending: Vec::new(),
+        settled: Vec::new(),
+    };
+    let entries: Vec<Entry> = seen
+        .own_journal(&req.name)
+        .map(|j| j.record.moves.values().cloned().collect())
+        .unwrap_or_default();
+    for entry in entries {
+        let now = match seen.services.iter().find(|s| s.facts.key() == entry.key()) {
+            None => Now::Absent,
+            Some(s) if s.uid == entry.uid => Now::Same {
+                terminating: s.facts.terminating,
+            },
+            Some(_) => Now::Other,
+        };
+        let fresh = entry.run != run && written_within(&entry.at, IN_FLIGHT);
+        match journal::resolve(now, fresh) {
+            Verdict::Busy => {}
+            Verdict::NotDeleted | Verdict::Replaced => seen.settled.push(entry.key()),
+            Verdict::AwaitGone => seen.pending.push(Pending {
+                entry,
+                await_gone: true,
+            }),
+            Verdict::Recreate => seen.pending.push(Pending {
+                entry,
+                await_gone: false,
+            }),
+        }
+    }
+    Ok(seen)
+}
+
+/// Whether an RFC 3339 time is less than `within` ago (or in the future) by this clock.
+fn written_within(at: &str, within: Duration) -> bool {
+    humantime::parse_rfc3339(at).is_ok_and(|t| {
+        SystemTime::now()
+            .duration_since(t)
+            .is_ok_and(|age| age < within)
+            || t > SystemTime::now()
     })
 }
 
@@ -85,20 +149,13 @@ pub async fn run(
     task: MigrateTask,
 ) -> Result<Exit> {
     let MigrateTask { request, run } = task;
-    let mut backups = match &run {
-        Some(r) => {
-            let b = Backups::open(&r.backup_dir)?;
-            b.check(&request.name, &request.to)?;
-            Some(b)
-        }
-        None => None,
-    };
+    let id = run_id();
     // A range of that name created meanwhile (by another run) is a resume: look again, once.
     let mut attempts = 0;
     let (seen, plan) = loop {
         attempts += 1;
-        let seen = observe(cluster, backups.as_ref(), attempts == 1).await?;
-        let plan = match seen.plan(&request, backups.as_ref()) {
+        let seen = observe(cluster, &request, &id, attempts == 1).await?;
+        let plan = match seen.plan(&request) {
             Ok(p) => p,
             Err(r) => return refused(&words::refusal(&r)),
         };
@@ -114,7 +171,7 @@ pub async fn run(
         // The server judges the new range as the allocator will: a dry-run create. A plan by a
         // user who may only read goes on without it.
         match cluster
-            .create_service_cidr(&plan.name, &plan.cidrs, true)
+            .create_service_cidr(&plan.name, &plan.cidrs, None, true)
             .await
         {
             Ok(_) => break (seen, plan),
@@ -135,6 +192,17 @@ pub async fn run(
         print(|out| words::write_plan(out, style, &plan))?;
         return Ok(Exit::Success);
     };
+    let cluster_id = cluster.identity().await?;
+    let mut backups = Backups::open(&run.backup_dir)?;
+    backups.check(&cluster_id, &request.name, &request.to)?;
+    if let Some(j) = seen.own_journal(&plan.name)
+        && j.record.cluster != cluster_id
+    {
+        bail!(
+            "{}",
+            words::foreign_journal(&j.range, &j.record.cluster, &cluster_id)
+        );
+    }
     match run.dry_run {
         DryRun::None => {}
         DryRun::Client => {
@@ -147,12 +215,14 @@ pub async fn run(
     if !confirm(&run, style, &plan)? {
         bail!("{}", words::not_confirmed());
     }
-    let backups = backups.as_mut().expect("a run has a backup directory");
-    backups.begin(&plan.name, &plan.cidrs, &plan.sources)?;
+    backups.begin(&cluster_id, &plan.name, &plan.cidrs)?;
+    let ledger = Ledger::open(cluster, &plan, &cluster_id, &seen).await?;
     let job = Job {
         cluster,
         backups,
+        ledger,
         seen,
+        run_id: id,
         interrupted: interrupt_flag(),
         timeout: run.timeout,
     };
@@ -164,55 +234,59 @@ pub async fn run(
     Ok(report.exit())
 }
 
+/// One id per process: tells this run's journal entries from another's.
+fn run_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{}-{nanos:x}", std::process::id())
+}
+
 /// What the run would do that RBAC denies, asked before the first write: a Service deleted by a
 /// user who may not create it would stay deleted.
 async fn missing_rights(cluster: &Cluster, plan: &Plan) -> Vec<words::Right> {
     let mut needed: Vec<words::Right> = Vec::new();
     let retire = !plan.to_retire().is_empty();
+    let right = |verb, resource, namespace: Option<&str>, name| words::Right {
+        verb,
+        resource,
+        namespace: namespace.map(Into::into),
+        name,
+    };
+    needed.push(right("get", "namespaces", None, Some("kube-system")));
+    // The journal is written on the new range (a patch), read back with get.
     for (verb, wanted) in [
+        ("get", true),
+        ("patch", true),
         ("create", !plan.range_exists),
         ("delete", retire),
-        ("patch", retire),
         ("watch", retire),
     ] {
         if wanted {
-            needed.push(words::Right {
-                verb,
-                resource: "servicecidrs",
-                namespace: None,
-            });
+            needed.push(right(verb, "servicecidrs", None, None));
         }
     }
     let mut namespaces: Vec<&str> = plan.moves.iter().map(|m| m.namespace.as_str()).collect();
     namespaces.dedup();
     for ns in namespaces {
         for verb in ["get", "delete", "create", "watch"] {
-            needed.push(words::Right {
-                verb,
-                resource: "services",
-                namespace: Some(ns.to_owned()),
-            });
+            needed.push(right(verb, "services", Some(ns), None));
         }
     }
     let mut missing = Vec::new();
-    for right in needed {
-        let group = if right.resource == "services" {
-            ""
-        } else {
+    for r in needed {
+        let group = if r.resource == "servicecidrs" {
             cluster::GROUP
+        } else {
+            ""
         };
         if cluster
-            .may_on(
-                group,
-                right.resource,
-                right.namespace.as_deref(),
-                right.verb,
-                None,
-            )
+            .may_on(group, r.resource, r.namespace.as_deref(), r.verb, r.name)
             .await
             == Some(false)
         {
-            missing.push(right);
+            missing.push(r);
         }
     }
     missing
@@ -241,14 +315,13 @@ fn confirm(run: &MigrateRun, style: &Style, plan: &Plan) -> Result<bool> {
     Ok(matches!(answer.trim(), "y" | "yes"))
 }
 
-/// Ctrl-C sets a flag that is read between Services: the Service being moved is finished first,
-/// so none is ever left deleted.
-fn interrupt_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = flag.clone();
+/// Ctrl-C sets a flag: read between Services, and it ends a wait for a Service held by
+/// finalizers (whose manifest the journal keeps), so no wait outlasts it by more than a moment.
+fn interrupt_flag() -> watch::Receiver<bool> {
+    let (set, flag) = watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            set.store(true, Ordering::SeqCst);
+            let _ = set.send(true);
         }
     });
     flag
@@ -275,16 +348,218 @@ async fn server_dry_run(
     Ok(Exit::Success)
 }
 
+/// The journal on the new range, as last read or written: every change is a write with the
+/// range's resourceVersion, read again and redone on a conflict.
+struct Ledger<'a> {
+    cluster: &'a Cluster,
+    range: String,
+    resource_version: String,
+    record: Record,
+}
+
+/// A change to the journal: false leaves it unwritten.
+type Change<'c> = dyn FnMut(&mut Record) -> bool + Send + 'c;
+
+impl<'a> Ledger<'a> {
+    /// Creates the new range carrying the journal, or writes the journal on it, remembering the
+    /// old ranges; then forgets the entries the observation settled.
+    async fn open(
+        cluster: &'a Cluster,
+        plan: &Plan,
+        cluster_id: &str,
+        seen: &Observed,
+    ) -> Result<Ledger<'a>> {
+        let old: Vec<RecordedRange> = plan
+            .sources
+            .iter()
+            .map(|s| RecordedRange {
+                name: s.name.clone(),
+                cidrs: s.cidrs.clone(),
+            })
+            .collect();
+        let mut fresh = Record::new(cluster_id, &plan.cidrs);
+        fresh.remember(old.clone());
+        if !plan.range_exists {
+            match cluster
+                .create_service_cidr(&plan.name, &plan.cidrs, Some(&fresh), false)
+                .await
+            {
+                Ok(_) => render::to_stderr(&words::created(plan)),
+                // Another run made it a moment ago: the same range is as good.
+                Err(e) if e.api_error().and_then(ApiError::code) == Some(409) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut ledger = Ledger {
+            cluster,
+            range: plan.name.clone(),
+            resource_version: String::new(),
+            record: fresh,
+        };
+        ledger.read(plan).await?;
+        let settled = seen.settled.clone();
+        ledger
+            .change(&mut |r| {
+                r.remember(old.clone());
+                for key in &settled {
+                    r.moves.remove(key);
+                }
+                true
+            })
+            .await?;
+        Ok(ledger)
+    }
+
+    /// Reads the journal again; a range without one starts a new one.
+    async fn read(&mut self, plan: &Plan) -> Result<()> {
+        match self.cluster.journal_of(&self.range).await? {
+            Some((rv, journal)) => {
+                self.resource_version = rv;
+                if let Some(j) = journal {
+                    if j.record.cluster != self.record.cluster || j.record.to != plan.cidrs {
+                        bail!(
+                            "{}",
+                            words::foreign_journal(
+                                &self.range,
+                                &j.record.cluster,
+                                &self.record.cluster
+                            )
+                        );
+                    }
+                    self.record = j.record;
+                }
+                Ok(())
+            }
+            None => bail!("{}", words::range_gone(&self.range)),
+        }
+    }
+
+    /// Applies `f` and writes the result; on a conflict, reads again and applies it anew.
+    /// Returns false when `f` declined.
+    async fn change(&mut self, f: &mut Change<'_>) -> Result<bool> {
+        for _ in 0..20 {
+            let mut next = self.record.clone();
+            if !f(&mut next) {
+                return Ok(false);
+            }
+            match self
+                .cluster
+                .write_journal(&self.range, &self.resource_version, Some(&next))
+                .await
+            {
+                Ok(rv) => {
+                    self.resource_version = rv;
+                    self.record = next;
+                    return Ok(true);
+                }
+                // Read again and redo the change on what is there now: a journal another run
+                // closed meanwhile starts empty, never from this run's stale copy.
+                Err(e) if e.api_error().is_some_and(ApiError::is_conflict) => {
+                    match self.cluster.journal_of(&self.range).await? {
+                        Some((rv, j)) => {
+                            self.resource_version = rv;
+                            self.record = match j {
+                                Some(j) => j.record,
+                                None => Record {
+                                    moves: Default::default(),
+                                    ..self.record.clone()
+                                },
+                            };
+                        }
+                        None => bail!("{}", words::range_gone(&self.range)),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        bail!("{}", words::journal_contended(&self.range))
+    }
+
+    /// Takes a Service in hand: false when another run holds it.
+    async fn claim(&mut self, entry: Entry) -> Result<bool> {
+        let key = entry.key();
+        self.change(&mut |r| match r.moves.get(&key) {
+            Some(e) if e.run != entry.run => false,
+            _ => {
+                r.moves.insert(key.clone(), entry.clone());
+                true
+            }
+        })
+        .await
+    }
+
+    async fn forget(&mut self, key: &str) -> Result<()> {
+        self.change(&mut |r| r.moves.remove(key).is_some())
+            .await
+            .map(|_| ())
+    }
+
+    /// Removes the journal once nothing is in flight.
+    async fn close(&mut self) -> Result<()> {
+        loop {
+            if !self.record.moves.is_empty() {
+                return Ok(());
+            }
+            match self
+                .cluster
+                .write_journal(&self.range, &self.resource_version, None)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.api_error().is_some_and(ApiError::is_conflict) => {
+                    match self.cluster.journal_of(&self.range).await? {
+                        Some((rv, j)) => {
+                            self.resource_version = rv;
+                            match j {
+                                Some(j) => self.record = j.record,
+                                None => return Ok(()),
+                            }
+                        }
+                        None => return Ok(()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
 struct Job<'a> {
     cluster: &'a Cluster,
-    backups: &'a mut Backups,
+    backups: Backups,
+    ledger: Ledger<'a>,
     seen: Observed,
-    interrupted: Arc<AtomicBool>,
+    run_id: String,
+    interrupted: watch::Receiver<bool>,
     /// Bounds each wait: a Service held by finalizers, the old ranges' retirement.
     timeout: Duration,
 }
 
+/// The Service in hand: the original as read (or as the journal kept it), and where it goes.
+struct InHand {
+    original: serde_json::Value,
+    replacement: serde_json::Value,
+    manager: String,
+}
+
+impl InHand {
+    fn new(original: serde_json::Value, m: &Move) -> InHand {
+        InHand {
+            replacement: backup::with_cluster_ips(&original, &m.to),
+            original,
+            manager: m
+                .pinned_by
+                .clone()
+                .unwrap_or_else(|| cluster::FIELD_MANAGER.into()),
+        }
+    }
+}
+
 impl Job<'_> {
+    fn interrupted(&self) -> bool {
+        *self.interrupted.borrow()
+    }
+
     async fn carry_out(
         mut self,
         req: &Request,
@@ -293,37 +568,37 @@ impl Job<'_> {
         run: &MigrateRun,
     ) -> Result<Report> {
         let mut report = Report::new(&plan, self.backups.dir());
-        self.file_finished_backups(&plan)?;
         if !plan.range_exists {
-            match self
-                .cluster
-                .create_service_cidr(&plan.name, &plan.cidrs, false)
-                .await
-            {
-                Ok(_) => render::to_stderr(&words::created(&plan)),
-                // Another run made it a moment ago: the same range is as good.
-                Err(e) if e.api_error().and_then(ApiError::code) == Some(409) => {
-                    match self.cluster.get_service_cidr(&plan.name).await? {
-                        Some((r, _)) if r.cidrs == plan.cidrs && !r.is_terminating() => {}
-                        _ => return Err(e.into()),
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
             self.until_allocatable(&plan).await?;
+        }
+        // Every replacement is put to admission before the first delete: a refusal stops the
+        // run with nothing deleted.
+        for m in &plan.moves {
+            let original = match self.original_of(m) {
+                Some(o) => o,
+                None => continue,
+            };
+            if let Err(e) = self.admitted(m, &InHand::new(original, m)).await {
+                let mut moved = Moved::new(m);
+                moved.error = Some(e.to_string());
+                render::to_stderr(&words::progress(&moved));
+                report.moved.push(moved);
+                report.outcome = Outcome::Failed;
+                return Ok(report);
+            }
         }
         // Services that got an IP in an old range while the others moved are moved in a
         // second round.
         for round in 0..2 {
             if round > 0 {
-                self.seen = observe(self.cluster, Some(self.backups), false).await?;
-                plan = match self.seen.plan(req, Some(self.backups)) {
+                self.seen = observe(self.cluster, req, &self.run_id, false).await?;
+                plan = match self.seen.plan(req) {
                     Ok(p) => p,
                     Err(r) => bail!("{}", words::refusal(&r)),
                 };
             }
             for m in &plan.moves {
-                if self.interrupted.load(Ordering::SeqCst) {
+                if self.interrupted() {
                     report.outcome = Outcome::Interrupted;
                     return Ok(report);
                 }
@@ -332,7 +607,11 @@ impl Job<'_> {
                 let failed = moved.error.is_some();
                 report.moved.push(moved);
                 if failed {
-                    report.outcome = Outcome::Failed;
+                    report.outcome = if self.interrupted() {
+                        Outcome::Interrupted
+                    } else {
+                        Outcome::Failed
+                    };
                     return Ok(report);
                 }
             }
@@ -351,92 +630,188 @@ impl Job<'_> {
             report.retired = delete::retire(self.cluster, env, &task).await;
         }
         let (snapshot, _) = self.cluster.snapshot(true).await?;
-        report.findings = audit(
+        report.set_findings(audit(
             &snapshot,
             &AuditOptions {
                 now: SystemTime::now(),
                 include_recent: false,
             },
-        );
+        ));
         // What is left is what a plan made now would still move.
-        self.seen = observe(self.cluster, Some(self.backups), false).await?;
-        report.left = match self.seen.plan(req, Some(self.backups)) {
+        self.seen = observe(self.cluster, req, &self.run_id, false).await?;
+        report.left = match self.seen.plan(req) {
             Ok(p) => p.moves.iter().map(Move::key).collect(),
             Err(r) => bail!("{}", words::refusal(&r)),
         };
+        if report.left.is_empty() {
+            self.ledger.close().await?;
+        }
         Ok(report)
     }
 
-    /// A run killed after a create but before it filed the backup leaves it under `pending/`,
-    /// though the Service exists and has moved: file it, so no later run recreates it.
-    fn file_finished_backups(&self, plan: &Plan) -> Result<()> {
-        let settled = |key: &str| {
-            !plan.moves.iter().any(|m| m.key() == key)
-                && !plan
-                    .skipped
-                    .iter()
-                    .any(|s| format!("{}/{}", s.namespace, s.name) == key)
-        };
-        for p in self.backups.pending()? {
-            let key = p.facts.key();
-            if self.seen.services.iter().any(|s| s.facts.key() == key) && settled(&key) {
-                self.backups.done(&p.facts.namespace, &p.facts.name)?;
-            }
+    /// The original of a planned move: the listed Service, or the journal's copy.
+    fn original_of(&self, m: &Move) -> Option<serde_json::Value> {
+        if m.missing {
+            self.pending(m).map(|p| p.entry.manifest.clone())
+        } else {
+            self.seen
+                .services
+                .iter()
+                .find(|s| s.facts.key() == m.key())
+                .map(|s| backup::manifest(&s.object))
         }
-        Ok(())
     }
 
-    /// Moves one Service: save it, delete exactly the object read, create it with its new IPs;
-    /// if that fails, put the original back.
-    async fn move_one(&self, m: &Move) -> Moved {
+    fn pending(&self, m: &Move) -> Option<&Pending> {
+        self.seen.pending.iter().find(|p| p.entry.key() == m.key())
+    }
+
+    /// Moves one Service, or finishes one the journal holds.
+    async fn move_one(&mut self, m: &Move) -> Moved {
         let mut moved = Moved::new(m);
-        if let Err(e) = self.try_move(m, &mut moved).await {
+        let done = if m.missing {
+            self.finish_pending(m, &mut moved).await
+        } else {
+            self.try_move(m, &mut moved).await
+        };
+        if let Err(e) = done {
             moved.error = Some(e.to_string());
         }
         moved
     }
 
-    async fn try_move(&self, m: &Move, moved: &mut Moved) -> Result<()> {
-        let (ns, name) = (m.namespace.as_str(), m.name.as_str());
-        let original = match self.cluster.get_service(ns, name).await? {
-            Some(current) => {
-                if current.facts.cluster_ips != m.from {
-                    bail!("{}", words::changed(m, &current.facts.cluster_ips));
-                }
-                let original = backup::manifest(&current.object);
-                moved.backup = Some(self.backups.save(ns, name, &original)?);
-                self.cluster.delete_service(&current, false).await?;
-                tokio::time::timeout(
-                    self.timeout,
-                    self.cluster.service_gone(ns, name, &current.uid),
-                )
-                .await
-                .map_err(|_| anyhow::anyhow!("{}", words::still_terminating(m, self.timeout)))??;
-                original
-            }
-            None if m.missing => self
-                .seen
-                .pending
-                .iter()
-                .find(|p| p.facts.namespace == ns && p.facts.name == name)
-                .map(|p| p.manifest.clone())
-                .expect("a missing Service comes from its backup"),
-            None => bail!("{}", words::vanished(m)),
+    async fn finish_pending(&mut self, m: &Move, moved: &mut Moved) -> Result<()> {
+        let Some(p) = self.pending(m) else {
+            bail!("{}", words::vanished(m));
         };
-        let manager = m.pinned_by.as_deref().unwrap_or(cluster::FIELD_MANAGER);
-        match self
-            .create(&backup::with_cluster_ips(&original, &m.to), manager)
-            .await
-        {
-            Ok(_) => {
-                moved.backup = Some(self.backups.done(ns, name)?);
+        let (entry, await_gone) = (p.entry.clone(), p.await_gone);
+        let hand = InHand::new(entry.manifest.clone(), m);
+        moved.backup =
+            Some(
+                self.backups
+                    .save(&m.namespace, &m.name, &entry.uid, &hand.original)?,
+            );
+        moved.in_journal = true;
+        if await_gone {
+            self.await_gone(m, &entry.uid).await?;
+        }
+        self.recreate(m, &hand, moved).await
+    }
+
+    /// Save it (journal, then the local copy), delete exactly the object read, create it with its
+    /// new IPs; if that fails, put the original back.
+    async fn try_move(&mut self, m: &Move, moved: &mut Moved) -> Result<()> {
+        let (ns, name) = (m.namespace.as_str(), m.name.as_str());
+        let Some(current) = self.cluster.get_service(ns, name).await? else {
+            moved.skipped = Some(SkipReason::Vanished);
+            return Ok(());
+        };
+        if current.facts.terminating {
+            moved.skipped = Some(SkipReason::Terminating);
+            return Ok(());
+        }
+        if current.facts.cluster_ips != m.from {
+            bail!("{}", words::changed(m, &current.facts.cluster_ips));
+        }
+        let hand = InHand::new(backup::manifest(&current.object), m);
+        self.admitted(m, &hand).await?;
+        moved.backup = Some(self.backups.save(ns, name, &current.uid, &hand.original)?);
+        let entry = Entry {
+            namespace: ns.to_owned(),
+            name: name.to_owned(),
+            uid: current.uid.clone(),
+            run: self.run_id.clone(),
+            at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            from: m.from.clone(),
+            to: m.to.clone(),
+            manifest: hand.original.clone(),
+        };
+        if !self.ledger.claim(entry).await? {
+            moved.skipped = Some(SkipReason::InAnotherRun);
+            return Ok(());
+        }
+        if let Err(e) = self.cluster.delete_service(&current, false).await {
+            return self.delete_failed(m, &current, e, moved).await;
+        }
+        moved.in_journal = true;
+        self.await_gone(m, &current.uid).await?;
+        self.recreate(m, &hand, moved).await
+    }
+
+    /// A delete the server refused (a 4xx answer: a precondition, a webhook, RBAC) did not take
+    /// effect: the entry goes at once, and someone else's delete meanwhile is theirs. Without
+    /// such an answer the delete may have happened: the entry stays for the next run.
+    async fn delete_failed(
+        &mut self,
+        m: &Move,
+        read: &ServiceObject,
+        e: cluster::Error,
+        moved: &mut Moved,
+    ) -> Result<()> {
+        let refused = e
+            .api_error()
+            .and_then(ApiError::code)
+            .is_some_and(|c| (400..500).contains(&c));
+        if !refused {
+            moved.in_journal = true;
+            bail!(
+                "{}",
+                words::delete_unclear(m, &e.to_string(), &self.ledger.range)
+            );
+        }
+        self.ledger.forget(&m.key()).await?;
+        match self.cluster.get_service(&m.namespace, &m.name).await? {
+            Some(s) if s.uid == read.uid && s.facts.terminating => {
+                moved.skipped = Some(SkipReason::Terminating);
                 Ok(())
             }
-            // Whatever the error, the Service may exist now: another run created it from the
-            // backup this one wrote, or the create went through and its answer was lost.
-            Err(create) => match self.cluster.get_service(ns, name).await? {
+            Some(s) if s.uid == read.uid => {
+                if e.api_error().is_some_and(ApiError::is_conflict) {
+                    bail!("{}", words::changed(m, &s.facts.cluster_ips));
+                }
+                bail!("{}", words::delete_refused(m, &e.to_string()))
+            }
+            _ => {
+                moved.skipped = Some(SkipReason::Vanished);
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits until the object with this uid is gone: bounded by --timeout, and by Ctrl-C. Either
+    /// leaves the journal's entry for the next run.
+    async fn await_gone(&self, m: &Move, uid: &str) -> Result<()> {
+        let mut interrupted = self.interrupted.clone();
+        tokio::select! {
+            gone = tokio::time::timeout(
+                self.timeout,
+                self.cluster.service_gone(&m.namespace, &m.name, uid),
+            ) => match gone {
+                Ok(r) => Ok(r?),
+                Err(_) => bail!("{}", words::still_terminating(m, self.timeout, &self.ledger.range)),
+            },
+            _ = interrupted.wait_for(|set| *set) => {
+                bail!("{}", words::held_at_interrupt(m, &self.ledger.range))
+            }
+        }
+    }
+
+    /// Creates the replacement; if that fails and no Service of that name exists, restores the
+    /// original. The entry goes once a Service of that name exists.
+    async fn recreate(&mut self, m: &Move, hand: &InHand, moved: &mut Moved) -> Result<()> {
+        let key = m.key();
+        match self.create(&hand.replacement, &hand.manager).await {
+            Ok(_) => {
+                self.ledger.forget(&key).await?;
+                moved.in_journal = false;
+                Ok(())
+            }
+            // Whatever the error, the Service may exist now: another run created it, or the
+            // create went through and its answer was lost.
+            Err(create) => match self.cluster.get_service(&m.namespace, &m.name).await? {
                 Some(s) => {
-                    moved.backup = Some(self.backups.done(ns, name)?);
+                    self.ledger.forget(&key).await?;
+                    moved.in_journal = false;
                     if s.facts.cluster_ips == m.to {
                         Ok(())
                     } else {
@@ -444,11 +819,31 @@ impl Job<'_> {
                     }
                 }
                 None => {
-                    moved.restored = Some(self.restore(&original, m).await?);
-                    self.backups.done(ns, name)?;
+                    let (ips, ports) = self.restore(hand, m, moved).await?;
+                    self.ledger.forget(&key).await?;
+                    moved.in_journal = false;
+                    moved.restored = Some(ips);
+                    moved.new_node_ports = ports;
                     bail!("{}", words::recreate_failed(m, &create.to_string()))
                 }
             },
+        }
+    }
+
+    /// Proves the replacement would be admitted (mutating and validating admission, quota,
+    /// validation) with a server-side dry-run create under its own name: while the original
+    /// exists, the answer "already exists" comes after every admission check. Node ports and
+    /// ClusterIPs are left to the allocator: the original still holds its ports (and a kept IP),
+    /// and a dry run is refused any IP outside the default ServiceCIDR (seen on 1.37.2). The
+    /// allocation comes before admission, so a dry run that cannot allocate proves nothing
+    /// either way: the create and its restore decide then.
+    async fn admitted(&self, m: &Move, hand: &InHand) -> Result<()> {
+        let probe = backup::without_node_ports(&backup::with_cluster_ips(&hand.replacement, &[]));
+        match self.cluster.create_service_dry_run(&probe).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.api_error().and_then(ApiError::reason) == Some("AlreadyExists") => Ok(()),
+            Err(e) if e.to_string().contains("failed to allocate") => Ok(()),
+            Err(e) => bail!("{}", words::not_admitted(m, &e.to_string())),
         }
     }
 
@@ -506,23 +901,55 @@ impl Job<'_> {
         }
     }
 
-    /// Creates the original again: with its old IPs, or, when its old range no longer takes
-    /// them, with IPs the allocator picks. Returns the IPs it got.
-    async fn restore(&self, original: &serde_json::Value, m: &Move) -> Result<Vec<IpAddr>> {
-        let manager = m.pinned_by.as_deref().unwrap_or(cluster::FIELD_MANAGER);
-        let created = match self.cluster.create_service(original, manager).await {
-            Ok(s) => s,
-            Err(e) if e.api_error().and_then(ApiError::code) == Some(422) => self
-                .cluster
-                .create_service(
-                    &backup::with_cluster_ips(original, &[]),
-                    cluster::FIELD_MANAGER,
-                )
-                .await
-                .map_err(|e| restore_failed(m, self.backups.dir(), e))?,
-            Err(e) => return Err(restore_failed(m, self.backups.dir(), e)),
-        };
-        Ok(created.facts.cluster_ips)
+    /// Creates the original again: as it was; with new node ports when its own were taken
+    /// meanwhile; with IPs the allocator picks when its old range no longer takes them. Returns
+    /// the IPs it got, and the node ports when they changed. A restore that fails keeps the
+    /// journal's entry, and the error names the file that recreates it.
+    async fn restore(
+        &self,
+        hand: &InHand,
+        m: &Move,
+        moved: &Moved,
+    ) -> Result<(Vec<IpAddr>, Option<Vec<i32>>)> {
+        let mut attempt = hand.original.clone();
+        let mut manager = hand.manager.as_str();
+        let (mut ports_freed, mut ips_freed) = (false, false);
+        loop {
+            match self.cluster.create_service(&attempt, manager).await {
+                Ok(s) => {
+                    return Ok((
+                        s.facts.cluster_ips,
+                        ports_freed.then_some(s.facts.node_ports),
+                    ));
+                }
+                Err(e) if e.api_error().and_then(ApiError::code) == Some(422) => {
+                    let text = e.to_string();
+                    if !ports_freed && text.contains("odePort") {
+                        attempt = backup::without_node_ports(&attempt);
+                        ports_freed = true;
+                    } else if !ips_freed {
+                        attempt = backup::with_cluster_ips(&attempt, &[]);
+                        manager = cluster::FIELD_MANAGER;
+                        ips_freed = true;
+                    } else {
+                        return Err(self.restore_failed(m, moved, e));
+                    }
+                }
+                Err(e) => return Err(self.restore_failed(m, moved, e)),
+            }
+        }
+    }
+
+    fn restore_failed(&self, m: &Move, moved: &Moved, e: cluster::Error) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{}",
+            words::restore_failed(
+                m,
+                moved.backup.as_deref(),
+                &self.ledger.range,
+                &e.to_string()
+            )
+        )
     }
 }
 
@@ -534,8 +961,4 @@ fn not_in_range(e: &cluster::Error) -> bool {
     e.api_error().and_then(ApiError::code) == Some(422)
         && e.to_string()
             .contains("the provided network does not match the current range")
-}
-
-fn restore_failed(m: &Move, dir: &std::path::Path, e: cluster::Error) -> anyhow::Error {
-    anyhow::anyhow!("{}", words::restore_failed(m, dir, &e.to_string()))
 }
