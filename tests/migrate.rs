@@ -897,6 +897,11 @@ fn a_run_killed_after_any_write_is_finished_by_a_rerun() {
             "DELETE",
             Box::new(move |c| format!("/apis/{v}/servicecidrs/{}", c.old)),
         ),
+        // The first write of the journal on the new range.
+        (
+            "PATCH",
+            Box::new(move |c| format!("/apis/{v}/servicecidrs/{}", c.name)),
+        ),
     ];
     std::thread::scope(|scope| {
         for (method, path) in &points {
@@ -1096,4 +1101,536 @@ fn the_default_range_moves_by_the_printed_manual_steps() {
     let services = services_in(&cp, ns);
     assert_eq!(ips_of(&services["dns"])[0].to_string(), "10.250.0.10");
     cp.stop();
+}
+
+// --- Interference: what a real cluster does beside a run. Each case ends with every Service
+// --- compared field by field with what it was (all but its ClusterIPs, for those that moved).
+
+/// Every Service of `ns` by name, with what a move must keep (`kept`) and its uid.
+fn snapshot(cp: &ControlPlane, ns: &str) -> BTreeMap<String, (Value, String)> {
+    services_in(cp, ns)
+        .into_iter()
+        .map(|(n, s)| {
+            let uid = s["metadata"]["uid"].as_str().unwrap().to_owned();
+            (n, (kept(&s), uid))
+        })
+        .collect()
+}
+
+/// Each Service of `before` is there with the same content; those named in `untouched` are the
+/// very same objects (same uid), and no other Service exists.
+fn assert_kept(
+    cp: &ControlPlane,
+    ns: &str,
+    before: &BTreeMap<String, (Value, String)>,
+    untouched: &[&str],
+) {
+    let after = snapshot(cp, ns);
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "Services lost or added"
+    );
+    for (name, (content, uid)) in before {
+        assert_eq!(&after[name].0, content, "{name} changed");
+        if untouched.contains(&name.as_str()) {
+            assert_eq!(&after[name].1, uid, "{name} was recreated");
+        }
+    }
+}
+
+/// A ValidatingAdmissionPolicy and its binding that deny `operations` on Services when
+/// `expression` is false; returns once the apiserver enforces it (`enforced` says so).
+fn deny_services(
+    cp: &ControlPlane,
+    name: &str,
+    operations: &str,
+    expression: &str,
+    enforced: impl Fn() -> bool,
+) {
+    cp.apply(&format!(
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {name}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [""]
+      apiVersions: ["v1"]
+      operations: [{operations}]
+      resources: ["services"]
+  validations:
+  - expression: "{expression}"
+    message: "denied by the test policy {name}"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: {name}}}
+spec:
+  policyName: {name}
+  validationActions: [Deny]
+"#
+    ));
+    // A new policy can be enforced on one request and not on the next for a moment: wait until
+    // ten in a row are refused.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut in_a_row = 0;
+    while in_a_row < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "policy {name} never enforced"
+        );
+        in_a_row = if enforced() { in_a_row + 1 } else { 0 };
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Removes the policy; returns once the apiserver no longer enforces it.
+fn allow_again(cp: &ControlPlane, name: &str, enforced: impl Fn() -> bool) {
+    cp.kubectl_ok(&["delete", "validatingadmissionpolicybinding", name]);
+    cp.kubectl_ok(&["delete", "validatingadmissionpolicy", name]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while enforced() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "policy {name} still enforced"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// NodePort Services `s1`..`sN` in a range of their own (node ports `base + h`).
+fn node_port_case(cp: &ControlPlane, count: u128, base: i64) -> Case {
+    let case = Case::new(cp, 0);
+    for h in 1..=count {
+        let spec = json!({"type": "NodePort", "clusterIP": ip_in(&case.block, h),
+            "ports": ports(80, Some(base + h as i64))});
+        service(cp, &case.ns, &format!("s{h}"), spec, false);
+    }
+    case
+}
+
+/// The journal's entries (`namespace/name`) on the case's new range.
+fn in_flight(cp: &ControlPlane, case: &Case) -> Vec<String> {
+    match journal_of(cp, &case.name) {
+        Value::Null => vec![],
+        j => j["moves"].as_object().unwrap().keys().cloned().collect(),
+    }
+}
+
+#[test]
+fn an_admission_policy_that_refuses_the_replacement_stops_the_run_before_any_delete() {
+    let cp = ControlPlane::shared();
+    let case = node_port_case(cp, 2, 31100);
+    let before = snapshot(cp, &case.ns);
+    let policy = unique_name("no-nodeport");
+    let ns = case.ns.clone();
+    let probe = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "probe", "namespace": ns},
+        "spec": {"type": "NodePort", "ports": [{"port": 80}]}}).to_string();
+    let enforced = || {
+        !cp.kubectl_stdin(&["create", "--dry-run=server", "-f", "-"], &probe)
+            .status
+            .success()
+    };
+    deny_services(
+        cp,
+        &policy,
+        "CREATE",
+        &format!("object.metadata.namespace != '{ns}' || object.spec.type != 'NodePort'"),
+        enforced,
+    );
+    let out = cp.plugin(&case.args(&[]));
+    assert_eq!(code(&out), 1, "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!(
+            "service {ns}/s1 not touched: the API server would not admit it"
+        )) && err.contains(&format!("denied by the test policy {policy}")),
+        "{err}"
+    );
+    let report = json_of_any(&out);
+    assert_eq!(report["outcome"], "Failed");
+    assert_kept(cp, &ns, &before, &["s1", "s2"]);
+    assert!(in_flight(cp, &case).is_empty());
+    // Once the policy goes, the same command moves them.
+    allow_again(cp, &policy, enforced);
+    let out = cp.plugin(&case.args(&[]));
+    assert_eq!(code(&out), 0, "{}", stderr_of(&out));
+    assert_kept(cp, &ns, &before, &[]);
+    case.assert_finished(cp, 2, "after the policy went");
+}
+
+/// The report of a run that failed: printed all the same.
+fn json_of_any(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr_of(out)))
+}
+
+/// A proxy that, right before the plugin's first real Service create in the case's namespace goes
+/// through, runs a real competing client (kubectl) that creates `thief` asking for node port
+/// `port`.
+fn when_recreated_steal_port(cp: &ControlPlane, case: &Case, thief: &str, port: i64) -> FaultProxy {
+    let proxy = FaultProxy::start(cp, &unique_name("migrate-steal"));
+    let (bin, kubeconfig) = (cp.bin.join("kubectl"), cp.kubeconfig.clone());
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": thief, "namespace": case.ns},
+        "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": port}]}});
+    let creates = format!("/api/v1/namespaces/{}/services?", case.ns);
+    let mut stolen = false;
+    proxy.set_rule(move |s| {
+        if !stolen && is_write(s, "POST", &creates) {
+            stolen = true;
+            let mut c = Command::new(&bin)
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(["create", "-f", "-"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(svc.to_string().as_bytes())
+                .unwrap();
+            assert!(
+                c.wait().unwrap().success(),
+                "the competing client could not take the port"
+            );
+        }
+        Action::Forward
+    });
+    proxy
+}
+
+#[test]
+fn a_node_port_taken_in_the_gap_brings_the_service_back_with_a_new_one_and_says_so() {
+    let cp = ControlPlane::shared();
+    let case = node_port_case(cp, 1, 31200);
+    let before = snapshot(cp, &case.ns);
+    let proxy = when_recreated_steal_port(cp, &case, "thief", 31201);
+    let out = cp.plugin_via(&proxy.kubeconfig, &case.args(&[]));
+    assert_eq!(code(&out), 1, "{}", stderr_of(&out));
+    let report = json_of_any(&out);
+    let s1 = &report["moved"][0];
+    assert!(
+        s1["error"]
+            .as_str()
+            .unwrap()
+            .contains("provided port is already allocated"),
+        "{report:#}"
+    );
+    assert_eq!(s1["restored"], json!([ip_in(&case.block, 1)]), "{report:#}");
+    let new_port = s1["newNodePorts"][0]
+        .as_i64()
+        .expect("new node ports reported");
+    assert_ne!(new_port, 31201);
+    assert!(
+        stderr_of(&out).contains("NEW NODE PORTS"),
+        "{}",
+        stderr_of(&out)
+    );
+    let after = services_in(cp, &case.ns);
+    assert_eq!(after["s1"]["spec"]["ports"][0]["nodePort"], new_port);
+    assert_eq!(after["thief"]["spec"]["ports"][0]["nodePort"], 31201);
+    assert!(in_flight(cp, &case).is_empty());
+    // Everything else about s1 is as it was.
+    let mut was = before["s1"].0.clone();
+    was["spec"]["ports"][0]["nodePort"] = json!(new_port);
+    assert_eq!(kept(&after["s1"]), was);
+}
+
+/// Runs the case's migration through a proxy that holds back the answer to the delete of `s2`
+/// once it took effect, and kills the run then: s2 is deleted and only the journal knows it.
+fn killed_after_deleting_s2(cp: &ControlPlane, case: &Case) {
+    let proxy = FaultProxy::start(cp, &unique_name("migrate-kill"));
+    let path = format!("/api/v1/namespaces/{}/services/s2", case.ns);
+    proxy.set_rule(move |s| {
+        if is_write(s, "DELETE", &path) {
+            Action::ActThenHang
+        } else {
+            Action::Forward
+        }
+    });
+    let mut child = case.spawn_via(&proxy, false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while proxy.acted() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delete of s2 never came"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(cp.get_in(Some(&case.ns), "service/s2").is_none());
+    assert_eq!(in_flight(cp, case), [format!("{}/s2", case.ns)]);
+}
+
+#[test]
+fn a_rerun_from_another_directory_or_with_other_arguments_never_leaves_a_killed_runs_service_lost()
+{
+    let cp = ControlPlane::shared();
+    let case = Case::new(cp, 3);
+    let before = snapshot(cp, &case.ns);
+    killed_after_deleting_s2(cp, &case);
+    // Another --from (a range of its own, with a Service to move) and the same target: refused.
+    let other = Case::new(cp, 1);
+    let mut args = case.args(&[]);
+    args[3] = &other.old;
+    let out = cp.plugin(&args);
+    assert_eq!(code(&out), 3, "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains(&format!("servicecidr \"{}\" holds an unfinished migration: service {}/s2 deleted and not recreated yet; finish it first: kubectl servicecidr migrate run --from {}", case.name, case.ns, case.old)),
+        "{}",
+        stderr_of(&out)
+    );
+    // The same Services into another target: refused too.
+    let elsewhere = Case {
+        name: unique_name("new"),
+        target: cp.next_v4_block(),
+        ..case.clone()
+    };
+    let out = cp.plugin(&elsewhere.args(&[]));
+    assert_eq!(code(&out), 3, "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("holds an unfinished migration"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(cp.get(&format!("servicecidr/{}", elsewhere.name)).is_none());
+    // The same command from another directory (another machine) finishes it.
+    let moved_on = Case {
+        backups: cp.dir.join(unique_name("elsewhere")),
+        ..case.clone()
+    };
+    let out = cp.plugin(&moved_on.args(&[]));
+    let report = json_of(&out);
+    assert_eq!(code(&out), 0, "{report:#}\n{}", stderr_of(&out));
+    assert!(moved_names(&report).contains(&"s2"), "{report:#}");
+    assert_kept(cp, &case.ns, &before, &[]);
+    case.assert_finished(cp, 3, "rerun from another directory");
+    assert_eq!(code(&cp.plugin(&["orphans"])), 0);
+}
+
+#[test]
+fn a_service_its_owner_is_deleting_is_never_moved_nor_recreated() {
+    let cp = ControlPlane::shared();
+    let case = Case::new(cp, 3);
+    let ns = case.ns.clone();
+    cp.kubectl_ok(&[
+        "patch",
+        "service",
+        "s2",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/owner-cleanup"]}}"#,
+    ]);
+    cp.kubectl_ok(&["delete", "service", "s2", "-n", &ns, "--wait=false"]);
+    let out = cp.plugin(&case.args(&["--timeout", "3s"]));
+    let report = json_of_any(&out);
+    assert_eq!(moved_names(&report), ["s1", "s3"], "{report:#}");
+    let skipped = &report["plan"]["skipped"][0];
+    assert_eq!(
+        (skipped["name"].as_str(), skipped["reason"].as_str()),
+        (Some("s2"), Some("Terminating")),
+        "{report:#}"
+    );
+    // The owner's finalizer goes: s2 is gone for good, and a rerun leaves it so.
+    cp.kubectl_ok(&[
+        "patch",
+        "service",
+        "s2",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    cp.wait_for_in(Some(&ns), "service/s2", Duration::from_secs(30), |s| {
+        s.is_none()
+    });
+    let out = cp.plugin(&case.args(&[]));
+    assert_eq!(code(&out), 0, "{}", stderr_of(&out));
+    assert!(
+        cp.get_in(Some(&ns), "service/s2").is_none(),
+        "a deleted Service came back"
+    );
+    case.assert_finished(cp, 2, "an owner's delete");
+}
+
+#[test]
+fn a_delete_refused_by_a_policy_is_forgotten_so_the_owners_later_delete_stands() {
+    let cp = ControlPlane::shared();
+    let case = Case::new(cp, 3);
+    let ns = case.ns.clone();
+    let before = snapshot(cp, &ns);
+    let policy = unique_name("keep-s2");
+    let enforced = || {
+        !cp.kubectl(&["delete", "service", "s2", "-n", &ns, "--dry-run=server"])
+            .status
+            .success()
+    };
+    deny_services(
+        cp,
+        &policy,
+        "DELETE",
+        &format!("oldObject.metadata.namespace != '{ns}' || oldObject.metadata.name != 's2'"),
+        enforced,
+    );
+    let out = cp.plugin(&case.args(&[]));
+    assert_eq!(code(&out), 1, "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains(&format!(
+            "service {ns}/s2 not touched: its delete was refused"
+        )) && stderr_of(&out).contains(&policy),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(
+        in_flight(cp, &case).is_empty(),
+        "a refused delete left an entry"
+    );
+    assert_kept(cp, &ns, &before, &["s2", "s3"]);
+    // The owner deletes s2 after all; the rerun never brings it back.
+    allow_again(cp, &policy, enforced);
+    cp.kubectl_ok(&["delete", "service", "s2", "-n", &ns]);
+    let out = cp.plugin(&case.args(&[]));
+    assert_eq!(code(&out), 0, "{}", stderr_of(&out));
+    assert!(
+        cp.get_in(Some(&ns), "service/s2").is_none(),
+        "a deleted Service came back"
+    );
+    case.assert_finished(cp, 2, "a refused delete");
+}
+
+#[test]
+fn a_backup_directory_from_another_cluster_is_refused_before_anything_changes() {
+    let other = ControlPlane::start_dedicated(true);
+    let theirs = Case::new(&other, 1);
+    let out = other.plugin(&theirs.args(&["--timeout", "5s"]));
+    assert!(
+        theirs.backups.join("migration.json").exists(),
+        "{}",
+        stderr_of(&out)
+    );
+    other.stop();
+    let cp = ControlPlane::shared();
+    let case = Case {
+        backups: theirs.backups.clone(),
+        ..Case::new(cp, 2)
+    };
+    let before = snapshot(cp, &case.ns);
+    let out = cp.plugin(&case.args(&[]));
+    assert_eq!(code(&out), 1, "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.starts_with(&format!(
+            "error: backup directory {} holds backups of another cluster",
+            case.backups.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_kept(cp, &case.ns, &before, &["s1", "s2"]);
+    assert!(cp.get(&format!("servicecidr/{}", case.name)).is_none());
+}
+
+#[test]
+fn ctrl_c_while_a_finalizer_holds_the_service_exits_130_at_once_and_a_rerun_recreates_it() {
+    let cp = ControlPlane::shared();
+    let case = Case::new(cp, 3);
+    let ns = case.ns.clone();
+    let before = snapshot(cp, &ns);
+    cp.kubectl_ok(&[
+        "patch",
+        "service",
+        "s2",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/slow-cleanup"]}}"#,
+    ]);
+    let proxy = FaultProxy::start(cp, &unique_name("migrate-held"));
+    let child = case.spawn_via(&proxy, true);
+    let delete = format!("/api/v1/namespaces/{ns}/services/s2");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !proxy.seen().iter().any(|s| is_write(s, "DELETE", &delete)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delete of s2 never came"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cp.wait_for_in(Some(&ns), "service/s2", Duration::from_secs(10), |s| {
+        s.is_some_and(|s| s["metadata"]["deletionTimestamp"].is_string())
+    });
+    let sent = std::time::Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "Ctrl-C took {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(code(&out), 130, "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("1 deleted and kept in the migration journal"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(in_flight(cp, &case), [format!("{ns}/s2")]);
+    // The finalizer goes; the rerun recreates s2 (from the journal, not the directory).
+    cp.kubectl_ok(&[
+        "patch",
+        "service",
+        "s2",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    let elsewhere = Case {
+        backups: cp.dir.join(unique_name("elsewhere")),
+        ..case.clone()
+    };
+    let out = cp.plugin(&elsewhere.args(&[]));
+    assert_eq!(code(&out), 0, "{}", stderr_of(&out));
+    assert_kept(cp, &ns, &before, &[]);
+    case.assert_finished(cp, 3, "Ctrl-C during a finalizer");
+}
+
+#[test]
+fn findings_elsewhere_on_the_cluster_do_not_fail_a_complete_migration() {
+    let cp = ControlPlane::shared();
+    let case = Case::new(cp, 2);
+    // An IPAddress nobody's allocator made, in a range of its own: a lasting, unrelated finding.
+    let unrelated = unique_name("unrelated");
+    let block = cp.next_v4_block();
+    cp.create_ready_service_cidr(&unrelated, &[&block]);
+    cp.create_ipaddress(&ip_in(&block, 9), "nowhere", "nobody", false);
+    let out = cp.plugin(&case.args(&[]));
+    let report = json_of(&out);
+    assert_eq!(code(&out), 0, "{report:#}\n{}", stderr_of(&out));
+    assert_eq!(report["findings"], json!([]), "{report:#}");
+    assert!(
+        report["unrelatedFindings"].as_u64().unwrap() >= 1,
+        "{report:#}"
+    );
+    assert!(
+        stderr_of(&out).contains("other findings on the cluster, none about this migration"),
+        "{}",
+        stderr_of(&out)
+    );
+    case.assert_finished(cp, 2, "unrelated findings");
+    cp.delete("ipaddress", &ip_in(&block, 9));
 }
