@@ -442,3 +442,55 @@ fn the_shipped_operator_role_is_enough_to_retire_a_range() {
     assert_eq!(result(&doc)["outcome"], "Deleted");
     assert_eq!(result(&doc)["releasedBy"], "plugin");
 }
+
+/// Admission is asked before the guard: a policy that refuses the delete leaves the range as it
+/// was, and one that refuses only the real delete (not its dry run) has the guard taken off again.
+#[test]
+fn a_delete_refused_by_admission_leaves_no_guard() {
+    let cp = ControlPlane::shared();
+    for dry_runs_pass in [false, true] {
+        let prefix = unique_name("keep");
+        let (name, probe) = (format!("{prefix}-target"), format!("{prefix}-probe"));
+        cp.create_ready_service_cidr(&name, &[&cp.next_v4_block()]);
+        let before = cp.get(&format!("servicecidr/{name}")).unwrap();
+        let lets_dry_runs_through = if dry_runs_pass {
+            "request.dryRun == true || "
+        } else {
+            ""
+        };
+        // Enforced once a real delete of a range of the same prefix is refused.
+        let enforced = || {
+            if cp.get(&format!("servicecidr/{probe}")).is_none() {
+                cp.create_service_cidr(&probe, &[&cp.next_v4_block()]);
+            }
+            !cp.kubectl(&["delete", "servicecidr", &probe, "--wait=false"])
+                .status
+                .success()
+        };
+        cp.deny_by_policy(
+            &prefix,
+            ("networking.k8s.io", "servicecidrs"),
+            "DELETE",
+            &format!("{lets_dry_runs_through}!oldObject.metadata.name.startsWith('{prefix}')"),
+            enforced,
+        );
+        let out = cp.plugin(&["delete", &name, "--wait", "-o", "json"]);
+        assert_eq!(code(&out), 1, "{}", stderr_of(&out));
+        assert!(
+            stderr_of(&out).contains(&format!("denied by the test policy {prefix}")),
+            "{}",
+            stderr_of(&out)
+        );
+        let after = cp.get(&format!("servicecidr/{name}")).unwrap();
+        assert!(after["metadata"]["deletionTimestamp"].is_null());
+        assert_eq!(
+            after["metadata"]["finalizers"],
+            before["metadata"]["finalizers"]
+        );
+        if !dry_runs_pass {
+            assert_untouched(cp, &name, &before);
+        }
+        cp.allow_again(&prefix, enforced);
+        cp.delete("servicecidr", &probe);
+    }
+}

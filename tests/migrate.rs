@@ -1139,67 +1139,6 @@ fn assert_kept(
     }
 }
 
-/// A ValidatingAdmissionPolicy and its binding that deny `operations` on Services when
-/// `expression` is false; returns once the apiserver enforces it (`enforced` says so).
-fn deny_services(
-    cp: &ControlPlane,
-    name: &str,
-    operations: &str,
-    expression: &str,
-    enforced: impl Fn() -> bool,
-) {
-    cp.apply(&format!(
-        r#"apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicy
-metadata: {{name: {name}}}
-spec:
-  failurePolicy: Fail
-  matchConstraints:
-    resourceRules:
-    - apiGroups: [""]
-      apiVersions: ["v1"]
-      operations: [{operations}]
-      resources: ["services"]
-  validations:
-  - expression: "{expression}"
-    message: "denied by the test policy {name}"
----
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicyBinding
-metadata: {{name: {name}}}
-spec:
-  policyName: {name}
-  validationActions: [Deny]
-"#
-    ));
-    // A new policy can be enforced on one request and not on the next for a moment: wait until
-    // ten in a row are refused.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut in_a_row = 0;
-    while in_a_row < 10 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "policy {name} never enforced"
-        );
-        in_a_row = if enforced() { in_a_row + 1 } else { 0 };
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Removes the policy; returns once the apiserver no longer enforces it.
-fn allow_again(cp: &ControlPlane, name: &str, enforced: impl Fn() -> bool) {
-    cp.kubectl_ok(&["delete", "validatingadmissionpolicybinding", name]);
-    cp.kubectl_ok(&["delete", "validatingadmissionpolicy", name]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while enforced() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "policy {name} still enforced"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// NodePort Services `s1`..`sN` in a range of their own (node ports `base + h`).
 fn node_port_case(cp: &ControlPlane, count: u128, base: i64) -> Case {
     let case = Case::new(cp, 0);
@@ -1233,9 +1172,9 @@ fn an_admission_policy_that_refuses_the_replacement_stops_the_run_before_any_del
             .status
             .success()
     };
-    deny_services(
-        cp,
+    cp.deny_by_policy(
         &policy,
+        ("", "services"),
         "CREATE",
         &format!("object.metadata.namespace != '{ns}' || object.spec.type != 'NodePort'"),
         enforced,
@@ -1254,7 +1193,7 @@ fn an_admission_policy_that_refuses_the_replacement_stops_the_run_before_any_del
     assert_kept(cp, &ns, &before, &["s1", "s2"]);
     assert!(in_flight(cp, &case).is_empty());
     // Once the policy goes, the same command moves them.
-    allow_again(cp, &policy, enforced);
+    cp.allow_again(&policy, enforced);
     let out = cp.plugin(&case.args(&[]));
     assert_eq!(code(&out), 0, "{}", stderr_of(&out));
     assert_kept(cp, &ns, &before, &[]);
@@ -1472,9 +1411,9 @@ fn a_delete_refused_by_a_policy_is_forgotten_so_the_owners_later_delete_stands()
             .status
             .success()
     };
-    deny_services(
-        cp,
+    cp.deny_by_policy(
         &policy,
+        ("", "services"),
         "DELETE",
         &format!("oldObject.metadata.namespace != '{ns}' || oldObject.metadata.name != 's2'"),
         enforced,
@@ -1494,7 +1433,7 @@ fn a_delete_refused_by_a_policy_is_forgotten_so_the_owners_later_delete_stands()
     );
     assert_kept(cp, &ns, &before, &["s2", "s3"]);
     // The owner deletes s2 after all; the rerun never brings it back.
-    allow_again(cp, &policy, enforced);
+    cp.allow_again(&policy, enforced);
     cp.kubectl_ok(&["delete", "service", "s2", "-n", &ns]);
     let out = cp.plugin(&case.args(&[]));
     assert_eq!(code(&out), 0, "{}", stderr_of(&out));

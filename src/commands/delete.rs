@@ -16,7 +16,7 @@ use crate::audit::retire::{
     Waiting,
 };
 use crate::audit::safety::{Blocker, controller_blockers, left_outside, set_blockers};
-use crate::cluster::{self, Cluster, RangeRead};
+use crate::cluster::{self, ApiError, Cluster, RangeRead};
 use crate::commands::print;
 use crate::exit::Exit;
 use crate::model::{DEFAULT_SERVICE_CIDR, GUARD_FINALIZER, ServiceCidr};
@@ -297,8 +297,10 @@ impl Job<'_> {
     }
 
     /// The guard first, so that the range outlives the controller's release until our own final
-    /// check; then the delete, of exactly the object guarded. Returns its uid and the delete's
-    /// answer, the first observation of its retirement.
+    /// check; then the delete, of exactly the object guarded. Admission is asked first (a
+    /// server-side dry run), so a policy or webhook that refuses the delete leaves no guard; one
+    /// that starts refusing in between has the guard taken off again. Returns its uid and the
+    /// delete's answer, the first observation of its retirement.
     async fn guard_and_delete(
         &self,
         range: &ServiceCidr,
@@ -306,9 +308,23 @@ impl Job<'_> {
         let guarded = if range.has_guard() {
             range.clone()
         } else {
+            self.cluster.delete_service_cidr(range, true).await?;
             self.cluster.add_guard(range).await?
         };
-        let answer = self.cluster.delete_service_cidr(&guarded, false).await?;
+        let answer = match self.cluster.delete_service_cidr(&guarded, false).await {
+            Err(e)
+                if !range.has_guard()
+                    && e.api_error()
+                        .and_then(ApiError::code)
+                        .is_some_and(|c| (400..500).contains(&c) && c != 409) =>
+            {
+                self.cluster
+                    .remove_finalizers(&guarded, &[GUARD_FINALIZER.to_owned()])
+                    .await?;
+                return Err(e);
+            }
+            other => other?,
+        };
         self.set_phase(&range.name, Phase::Deleted);
         // An answer that does not show it terminating says nothing: it is read again.
         let answer = answer.filter(|(r, _)| r.is_terminating());

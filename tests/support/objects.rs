@@ -418,4 +418,63 @@ impl ControlPlane {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
+    /// A ValidatingAdmissionPolicy and its binding that deny `operations` (e.g. `"CREATE"`) on
+    /// `(group, resource)` when the CEL `expression` is false; returns once the apiserver enforces
+    /// it, which `enforced` tells (a new policy can be enforced on one request and not on the next
+    /// for a moment, so ten in a row must say so).
+    pub fn deny_by_policy(
+        &self,
+        name: &str,
+        (group, resource): (&str, &str),
+        operations: &str,
+        expression: &str,
+        enforced: impl Fn() -> bool,
+    ) {
+        let version = if group.is_empty() { "v1" } else { "*" };
+        self.apply(&format!(
+            r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {name}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - apiGroups: ["{group}"]
+      apiVersions: ["{version}"]
+      operations: [{operations}]
+      resources: ["{resource}"]
+  validations:
+  - expression: "{expression}"
+    message: "denied by the test policy {name}"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: {name}}}
+spec:
+  policyName: {name}
+  validationActions: [Deny]
+"#
+        ));
+        self.until(&format!("policy {name} enforced"), enforced);
+    }
+
+    /// Removes a policy made by [`ControlPlane::deny_by_policy`]; returns once it is no longer
+    /// enforced.
+    pub fn allow_again(&self, name: &str, enforced: impl Fn() -> bool) {
+        self.kubectl_ok(&["delete", "validatingadmissionpolicybinding", name]);
+        self.kubectl_ok(&["delete", "validatingadmissionpolicy", name]);
+        self.until(&format!("policy {name} lifted"), || !enforced());
+    }
+
+    /// Waits until `holds` is true ten times in a row, 50 ms apart (30 s at most).
+    fn until(&self, what: &str, holds: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut in_a_row = 0;
+        while in_a_row < 10 {
+            assert!(Instant::now() < deadline, "never: {what}");
+            in_a_row = if holds() { in_a_row + 1 } else { 0 };
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
