@@ -406,3 +406,94 @@ fn tokens_and_client_keys_never_reach_the_output_at_any_verbosity() {
         }
     }
 }
+
+/// Secrets planted wherever a kubeconfig can hold them outside a token: a user:password in the
+/// server URL, an exec plugin's environment, arguments and output, an auth-provider's command
+/// arguments. Every command path that meets them, at every verbosity, on success and on error,
+/// prints none of them (kubectl redacts them all).
+#[test]
+fn no_credential_from_a_url_an_exec_plugin_or_an_auth_provider_reaches_the_output() {
+    let cp = ControlPlane::shared();
+    let server = server_url(cp);
+    let ca = cp.dir.join("pki/ca.crt");
+    let plugin = temp_file(
+        "leaky-plugin.sh",
+        "#!/bin/sh\necho \"token=OUTSECRET-stdout $EXEC_ENV_SECRET $1\"\necho \"password=OUTSECRET-stderr\" >&2\nexit 1\n",
+    );
+    fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let token = fs::read_to_string(cp.dir.join("env"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("export ADMIN_TOKEN="))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let with_password = server.replacen("https://", "https://someone:URLSECRET-pw@", 1);
+    let kubeconfig = temp_file(
+        "leaky-kubeconfig",
+        &format!(
+            r#"apiVersion: v1
+kind: Config
+clusters:
+- name: plain
+  cluster: {{server: "{server}", certificate-authority: "{ca}"}}
+- name: with-password
+  cluster: {{server: "{with_password}", certificate-authority: "{ca}"}}
+users:
+- name: admin
+  user: {{token: "{token}"}}
+- name: exec
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: "{plugin}"
+      args: ["ARGSECRET-arg"]
+      env: [{{name: EXEC_ENV_SECRET, value: "ENVSECRET-env"}}]
+      interactiveMode: Never
+- name: gcp
+  user:
+    auth-provider:
+      name: gcp
+      config: {{cmd-path: "{plugin}", cmd-args: "ARGSECRET-gcp", token-key: "{{.token}}"}}
+contexts:
+- {{name: url-password, context: {{cluster: with-password, user: admin}}}}
+- {{name: exec, context: {{cluster: plain, user: exec}}}}
+- {{name: gcp, context: {{cluster: plain, user: gcp}}}}
+current-context: url-password
+"#,
+            ca = ca.display(),
+            plugin = plugin.display()
+        ),
+    );
+    let kc = kubeconfig.to_str().unwrap();
+    let secrets = ["URLSECRET", "ENVSECRET", "ARGSECRET", "OUTSECRET"];
+    for context in ["url-password", "exec", "gcp"] {
+        for verbosity in [&[][..], &["-v"], &["-vv"]] {
+            for command in [&["status"][..], &["orphans", "-o", "json"]] {
+                let mut args = vec!["--kubeconfig", kc, "--context", context];
+                args.extend(command);
+                args.extend(verbosity);
+                let out = run(&args);
+                let all = format!("{}{}", stdout_of(&out), stderr_of(&out));
+                for secret in secrets {
+                    assert!(!all.contains(secret), "{secret} leaked: {args:?}\n{all}");
+                }
+                if context != "url-password" {
+                    assert_eq!(code(&out), 1, "{args:?}: {all}");
+                    assert!(all.contains("cannot get credentials"), "{args:?}: {all}");
+                }
+            }
+        }
+    }
+    // Many clusters at once: each one's server is shown without its password (dropped before the
+    // connection is made: nothing sends it).
+    let out = run(&["--kubeconfig", kc, "status", "--all-contexts", "-o", "json"]);
+    let all = format!("{}{}", stdout_of(&out), stderr_of(&out));
+    for secret in secrets {
+        assert!(
+            !all.contains(secret),
+            "{secret} leaked by fleet JSON:\n{all}"
+        );
+    }
+    assert!(all.contains(&format!("\"server\": \"{server}")), "{all}");
+}

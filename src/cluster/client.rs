@@ -200,18 +200,36 @@ impl Connection {
         // A connection (TCP and TLS) gets --request-timeout or our default; the whole of each
         // request is bounded in `Cluster::call`, and watches are not requests: no read timeout,
         // or an idle watch would be cut.
+        config.cluster_url = without_userinfo(&config.cluster_url.to_string())
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| ConfigError::Invalid(e.to_string()))?;
         config.connect_timeout = Some(self.connect_timeout());
         config.read_timeout = None;
         config.write_timeout = None;
         Ok(config)
     }
 
+    /// The client, and the server's URL as it may be shown (no credentials in it).
     pub async fn client(&self) -> Result<(Client, String), ConfigError> {
         let config = self.config().await?;
         let url = config.cluster_url.to_string();
         let client = build(&config)
             .map_err(|e| ConfigError::Client(ApiError::from_kube(&url, e).to_string()))?;
         Ok((client, url))
+    }
+}
+
+/// A URL without the `user:password@` a kubeconfig's `server` may carry. Nothing sends it (the
+/// API server takes no basic auth since 1.19, and HTTP clients put only host and port in `Host`),
+/// but every library that logs a URL would print it; so it is dropped before any sees it.
+pub fn without_userinfo(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..start], &url[start + at + 1..]),
+        None => url.to_owned(),
     }
 }
 
@@ -243,4 +261,26 @@ fn build(config: &Config) -> kube::Result<Client> {
         .map_err(tower::BoxError::from)
         .service(http);
     Ok(Client::new(service, config.default_namespace.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn a_password_in_a_url_is_dropped() {
+        for (url, kept) in [
+            (
+                "https://admin:s3cret@10.0.0.1:6443/",
+                "https://10.0.0.1:6443/",
+            ),
+            ("https://tok@host/api?x=a@b", "https://host/api?x=a@b"),
+            ("https://a:b@c@host", "https://host"),
+            ("https://host:6443/path@x", "https://host:6443/path@x"),
+            ("https://host:6443", "https://host:6443"),
+            ("user:pw@host", "host"),
+        ] {
+            assert_eq!(without_userinfo(url), kept, "{url}");
+        }
+    }
 }

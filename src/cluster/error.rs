@@ -20,13 +20,45 @@ pub enum ApiError {
     Other(String),
 }
 
-/// The innermost cause of an error chain, which is the useful part for network errors.
+/// The innermost cause of an error chain, which is the useful part for network errors. A
+/// credential plugin's failure stops the walk: its own text is never shown (below).
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
+    loop {
+        if let Some(auth) = cur.downcast_ref::<kube::client::AuthError>() {
+            return credentials_failed(auth);
+        }
+        match cur.source() {
+            Some(next) => cur = next,
+            None => return cur.to_string(),
+        }
     }
-    cur.to_string()
+}
+
+/// Why credentials could not be had, without a word of what kube's own message carries: the exec
+/// plugin's command line and environment, its output, an auth-provider's command and output, or
+/// a token's text. kubectl redacts all of these; so do we.
+fn credentials_failed(e: &kube::client::AuthError) -> String {
+    use kube::client::AuthError as A;
+    let why = match e {
+        A::AuthExecStart(io) => format!("the exec credential plugin could not be started: {io}"),
+        A::AuthExecRun { out, .. } => format!(
+            "the exec credential plugin failed ({}); its output is not shown, as it may hold secrets",
+            out.status
+        ),
+        A::AuthExecParse(_) | A::ExecPluginFailed => {
+            "the exec credential plugin did not print an ExecCredential with a status".into()
+        }
+        A::ReadTokenFile(io, path) => {
+            format!("cannot read the token file {}: {io}", path.display())
+        }
+        A::MissingCommand => "the exec credential plugin has no command".into(),
+        A::ExecMissingClusterInfo => {
+            "the exec credential plugin asks for cluster info (provideClusterInfo) that the kubeconfig lacks".into()
+        }
+        _ => "the credential plugin or auth provider failed; its message is not shown, as it may hold secrets".into(),
+    };
+    format!("cannot get credentials: {why}")
 }
 
 impl ApiError {
