@@ -33,7 +33,11 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&anyhow::Error::from(e)),
     };
-    match runtime.block_on(commands::run(settings)) {
+    let result = runtime.block_on(commands::run(settings));
+    // A credential plugin that never returns runs on a blocking thread, which dropping the runtime
+    // would wait for: its request has failed by its bound already, so leave it behind.
+    runtime.shutdown_background();
+    match result {
         Ok(exit) => exit.into(),
         // Whoever read our output stopped: never report that as success.
         Err(e) if is_broken_pipe(&e) => Exit::BrokenPipe.into(),

@@ -497,3 +497,67 @@ current-context: url-password
     }
     assert!(all.contains(&format!("\"server\": \"{server}")), "{all}");
 }
+
+/// An exec credential plugin is a wait like any other: one that never returns fails the command
+/// within --request-timeout, alone and as one context of many.
+#[test]
+fn a_credential_plugin_that_never_returns_is_bounded_by_the_request_timeout() {
+    let plugin = temp_file("hanging-plugin.sh", "#!/bin/sh\nexec sleep 120\n");
+    fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let kubeconfig = temp_file(
+        "hanging-kubeconfig",
+        &format!(
+            r#"apiVersion: v1
+kind: Config
+clusters:
+- {{name: c, cluster: {{server: "https://127.0.0.1:1"}}}}
+users:
+- name: u
+  user:
+    exec: {{apiVersion: client.authentication.k8s.io/v1, command: "{}", interactiveMode: Never}}
+contexts:
+- {{name: hangs, context: {{cluster: c, user: u}}}}
+current-context: hangs
+"#,
+            plugin.display()
+        ),
+    );
+    let kc = kubeconfig.to_str().unwrap();
+    let started = std::time::Instant::now();
+    let out = run(&["--kubeconfig", kc, "status", "--request-timeout", "2s"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    fails(
+        &out,
+        1,
+        "error: the credential plugin of the kubeconfig gave no credentials within 2s (--request-timeout bounds it)",
+    );
+    let started = std::time::Instant::now();
+    let out = run(&[
+        "--kubeconfig",
+        kc,
+        "status",
+        "--all-contexts",
+        "--request-timeout",
+        "2s",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(code(&out), 1, "{}", stderr_of(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        doc["contexts"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("gave no credentials within 2s"),
+        "{doc:#}"
+    );
+}

@@ -49,6 +49,10 @@ pub enum ConfigError {
         "the credential plugin {command:?} of kubeconfig user {user:?} was not found (not a file, nor on PATH); install it or fix users[].user.exec.command"
     )]
     ExecPlugin { user: String, command: String },
+    #[error(
+        "the credential plugin of the kubeconfig gave no credentials within {0} (--request-timeout bounds it)"
+    )]
+    CredentialsTimeout(String),
 }
 
 fn kubeconfig_error(path: String, e: KubeconfigError) -> ConfigError {
@@ -188,9 +192,11 @@ impl Connection {
                     user: self.user.clone(),
                 };
                 check_exec_plugin(&kc, &opts)?;
-                Config::from_custom_kubeconfig(kc, &opts)
-                    .await
-                    .map_err(|e| ConfigError::Invalid(e.to_string()))?
+                self.bounded(move || {
+                    futures::executor::block_on(Config::from_custom_kubeconfig(kc, &opts))
+                })
+                .await?
+                .map_err(|e| ConfigError::Invalid(super::error::describe(&e)))?
             }
             None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
                 Config::incluster().map_err(|e| ConfigError::InCluster(e.to_string()))?
@@ -213,9 +219,29 @@ impl Connection {
     pub async fn client(&self) -> Result<(Client, String), ConfigError> {
         let config = self.config().await?;
         let url = config.cluster_url.to_string();
-        let client = build(&config)
+        let client = self
+            .bounded(move || build(&config))
+            .await?
             .map_err(|e| ConfigError::Client(ApiError::from_kube(&url, e).to_string()))?;
         Ok((client, url))
+    }
+
+    /// Runs `work` on a thread of its own under the connection bound: kube runs an exec
+    /// credential plugin synchronously while it loads a kubeconfig and builds a client (for the
+    /// token, and for a client certificate it may return), and a plugin that never returns must
+    /// not hold the command. What it leaves running ends with the process (main.rs).
+    async fn bounded<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ConfigError> {
+        let bound = self.connect_timeout();
+        match tokio::time::timeout(bound, tokio::task::spawn_blocking(work)).await {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(join)) => Err(ConfigError::Client(join.to_string())),
+            Err(_) => Err(ConfigError::CredentialsTimeout(
+                humantime::format_duration(bound).to_string(),
+            )),
+        }
     }
 }
 

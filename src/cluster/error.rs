@@ -35,6 +35,19 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
+/// An error's text, unless a credential plugin's failure is in its chain: then only what
+/// [`credentials_failed`] says of it.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(auth) = c.downcast_ref::<kube::client::AuthError>() {
+            return credentials_failed(auth);
+        }
+        cur = c.source();
+    }
+    e.to_string()
+}
+
 /// Why credentials could not be had, without a word of what kube's own message carries: the exec
 /// plugin's command line and environment, its output, an auth-provider's command and output, or
 /// a token's text. kubectl redacts all of these; so do we.
