@@ -54,7 +54,7 @@ fn fail(e: &anyhow::Error) -> ExitCode {
     let mut line: String = text
         .chars()
         .take(MAX_ERROR_CHARS)
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| if render::is_unsafe(c) { ' ' } else { c })
         .collect();
     let total = text.chars().count();
     if total > MAX_ERROR_CHARS {

@@ -334,6 +334,7 @@ impl Job<'_> {
     /// The verbs delete needs that RBAC denies, each with what needs it; asked before any write.
     async fn missing_rights(&self, name: &str) -> Vec<&'static str> {
         let needed = [
+            ("get", "get (to read it again at each step)", true),
             ("delete", "delete", true),
             ("patch", "patch (to guard and release it)", true),
             ("watch", "watch (to wait)", self.args.wait),

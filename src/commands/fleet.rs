@@ -85,7 +85,7 @@ where
 fn one_line(e: &anyhow::Error) -> String {
     e.to_string()
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| if crate::render::is_unsafe(c) { ' ' } else { c })
         .collect()
 }
 

@@ -81,8 +81,16 @@ pub fn write_document<T: Serialize>(
 /// Names and messages from the cluster lose control characters before they reach a terminal.
 pub fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| if is_unsafe(c) { '?' } else { c })
         .collect()
+}
+
+/// A character that must not reach a terminal from the cluster: a control character, or one
+/// that reorders what follows it (the bidi overrides, embeddings and isolates, and the marks), so
+/// that `rtl\u{202E}gnp.exe` cannot display as `rtlexe.png`.
+pub fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// kubectl's AGE column: 45s, 3m12s, 5h, 2d3h, 400d.
@@ -180,6 +188,9 @@ mod tests {
     #[test]
     fn control_characters_never_reach_the_terminal() {
         assert_eq!(sanitize("blue\x1b[31m\n"), "blue?[31m?");
+        assert_eq!(sanitize("rtl\u{202E}gnp.exe"), "rtl?gnp.exe");
+        assert_eq!(sanitize("a\u{2067}b\u{2069}c\u{200F}"), "a?b?c?");
+        assert_eq!(sanitize("é ü 日本 ✓"), "é ü 日本 ✓");
         assert_eq!(percent(0.001), "<0.01%");
         assert_eq!(percent(50.0), "50%");
         assert_eq!(percent(12.345), "12.35%");
