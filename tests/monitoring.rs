@@ -282,3 +282,49 @@ fn the_exporter_follows_watches_lists_again_after_gone_and_stops_on_sigterm() {
     assert!(status.success(), "{status}");
     assert!(stopped.elapsed() < Duration::from_secs(5));
 }
+
+/// Every list of ServiceCIDRs the proxy has seen (the watches excluded).
+fn range_lists(proxy: &FaultProxy) -> usize {
+    proxy
+        .seen()
+        .iter()
+        .filter(|s| {
+            s.method == "GET" && s.path.contains("/servicecidrs?") && !s.path.contains("watch=")
+        })
+        .count()
+}
+
+/// Behind a proxy that answers every watch with 410 Gone, the exporter lists again at a growing,
+/// jittered pace (a list succeeding does not reset it), and the relists are counted.
+#[test]
+fn a_watch_that_is_always_gone_is_listed_for_at_a_pace_not_in_a_storm() {
+    let cp = ControlPlane::shared();
+    let proxy = FaultProxy::start(cp, "exporter-gone");
+    proxy.set_rule(|seen| {
+        if seen.path.contains("watch=") {
+            Action::Answer {
+                status: 410,
+                retry_after: None,
+            }
+        } else {
+            Action::Forward
+        }
+    });
+    let (mut exporter, addr) = spawn_exporter(&proxy.kubeconfig);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(&addr, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(10));
+    let lists = range_lists(&proxy);
+    // Waits of 0.5-1, 1-2, 2-4 and 4-8 s: at most 5 lists in 10 s (hundreds without a pace).
+    assert!((2..=6).contains(&lists), "{lists} lists in 10 s");
+    let metrics = get(&addr, "/metrics").1;
+    assert!(
+        sample(&metrics, "servicecidr_exporter_relists_total").is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    exporter.kill().unwrap();
+    exporter.wait().unwrap();
+}

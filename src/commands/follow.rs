@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 
@@ -66,6 +67,54 @@ impl Held {
             ranges: self.ranges.values().cloned().collect(),
             ips: self.ips.values().cloned().collect(),
             services: self.services.values().cloned().collect(),
+        }
+    }
+}
+
+/// The pace of a loop that lists and watches again after a failure (`serve`, `status --watch`):
+/// jittered exponential waits, 1 s doubling to 30 s, that a successful list does not reset, only
+/// watches that stayed up a minute. A user who may list but not watch, or a proxy that answers
+/// every watch with 410, so costs a list every 30 s or so, not several a second.
+#[derive(Debug)]
+pub struct Pace {
+    next: Duration,
+    seed: u64,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64 | 1);
+        Pace {
+            next: FIRST_WAIT,
+            seed,
+        }
+    }
+}
+
+const FIRST_WAIT: Duration = Duration::from_secs(1);
+const LONGEST_WAIT: Duration = Duration::from_secs(30);
+/// Watches that lasted this long were working: the next failure starts from the first wait.
+pub const HEALTHY: Duration = Duration::from_secs(60);
+
+impl Pace {
+    /// The wait before the next try after a failure (between half and all of the current step),
+    /// and a longer step for the one after.
+    pub fn failed(&mut self) -> Duration {
+        // xorshift: jitter only needs to keep many exporters from asking in step.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let wait = self.next.mul_f64(0.5 + (self.seed % 1000) as f64 / 2000.0);
+        self.next = (self.next * 2).min(LONGEST_WAIT);
+        wait
+    }
+
+    /// The watches ended after `lasted`: only a long run counts as health.
+    pub fn watched(&mut self, lasted: Duration) {
+        if lasted >= HEALTHY {
+            self.next = FIRST_WAIT;
         }
     }
 }
@@ -146,6 +195,23 @@ async fn drain<E: From<cluster::Error>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pace_grows_to_its_cap_and_only_long_watches_reset_it() {
+        let mut pace = Pace::default();
+        let waits: Vec<Duration> = (0..8).map(|_| pace.failed()).collect();
+        for (i, w) in waits.iter().enumerate() {
+            let step = (FIRST_WAIT * 2u32.pow(i as u32)).min(LONGEST_WAIT);
+            assert!(*w >= step / 2 && *w <= step, "{i}: {w:?} for {step:?}");
+        }
+        pace.watched(HEALTHY / 2);
+        assert!(
+            pace.failed() >= LONGEST_WAIT / 2,
+            "a short watch is no reset"
+        );
+        pace.watched(HEALTHY);
+        assert!(pace.failed() <= FIRST_WAIT);
+    }
     use crate::audit::index::tests::{alloc, range};
 
     /// Events applied to a listed copy give what a fresh list of the result gives.

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -17,15 +17,12 @@ use tokio::net::TcpListener;
 use crate::audit::findings::{AuditOptions, audit, counts};
 use crate::audit::usage::status_report;
 use crate::cluster::{Cluster, Inventory};
-use crate::commands::follow::{Ended, Held, follow};
+use crate::commands::follow::{Ended, Held, Pace, follow};
 use crate::exit::Exit;
 use crate::model::Snapshot;
 use crate::render::prometheus::{self, ExporterStats};
 use crate::render::to_stderr;
 use crate::settings::ServeTask;
-
-/// Waits between failed lists grow to this.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// What the exporter knows: the cluster as last seen, and its own counters.
 #[derive(Debug, Default)]
@@ -104,9 +101,10 @@ async fn stopped() {
 }
 
 /// Lists, then follows the three watches from the list's resourceVersions; a watch that ends is
-/// resumed from the last resourceVersion seen, one that cannot resume or fails means a new list.
+/// resumed from the last resourceVersion seen, one that cannot resume or fails means a new list,
+/// after a wait that only watches which stayed up reset (`Pace`).
 async fn keep_current(cluster: &Cluster, picture: &Shared) {
-    let mut backoff = Duration::from_secs(1);
+    let mut pace = Pace::default();
     loop {
         let listed = tokio::try_join!(
             cluster.list_service_cidrs(),
@@ -118,12 +116,10 @@ async fn keep_current(cluster: &Cluster, picture: &Shared) {
             Err(e) => {
                 tracing::warn!("list failed: {e}");
                 lock(picture).count_error("list");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(pace.failed()).await;
                 continue;
             }
         };
-        backoff = Duration::from_secs(1);
         let mut rvs = [
             ranges.resource_version,
             ips.resource_version,
@@ -140,9 +136,10 @@ async fn keep_current(cluster: &Cluster, picture: &Shared) {
                 services: services.items,
             });
         }
+        let watching = tokio::time::Instant::now();
         while follow_once(cluster, picture, &mut rvs).await {}
-        // Give a failing server a moment before the next list.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        pace.watched(watching.elapsed());
+        tokio::time::sleep(pace.failed()).await;
     }
 }
 
@@ -158,6 +155,8 @@ async fn follow_once(cluster: &Cluster, picture: &Shared, rvs: &mut [String; 3])
     })
     .await;
     match ended {
+        // Too old to resume (410 Gone) is no error: the relist it makes is counted in
+        // servicecidr_exporter_relists_total, where a storm of them shows.
         Ok(ended) => ended == Ended::Resume,
         Err(e) => {
             tracing::warn!("watch failed: {e}");

@@ -1,14 +1,14 @@
 //! `status`: every range, its state and how full it is; `--watch` redraws on change.
 
 use std::io::Write;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::Result;
 
 use crate::audit::findings::{AuditOptions, audit, counts};
 use crate::audit::usage::{StatusReport, status_report};
 use crate::cluster::{self, Change, Cluster, Inventory};
-use crate::commands::follow::{Ended, Held, follow};
+use crate::commands::follow::{Ended, Held, Pace, follow};
 use crate::commands::print;
 use crate::exit::Exit;
 use crate::model::Snapshot;
@@ -89,8 +89,12 @@ async fn metrics(cluster: &Cluster, names: &[String]) -> Result<Exit> {
 /// whatever is pending.
 async fn watch(cluster: &Cluster, style: &Style, tty: bool, names: &[String]) -> Result<Exit> {
     let follow = async {
+        let mut pace = Pace::default();
         loop {
-            if let Err(e) = list_and_follow(cluster, style, names, tty).await {
+            let watching = tokio::time::Instant::now();
+            let ended = list_and_follow(cluster, style, names, tty).await;
+            pace.watched(watching.elapsed());
+            if let Err(e) = ended {
                 let transient = e
                     .downcast_ref::<cluster::Error>()
                     .and_then(cluster::Error::api_error)
@@ -99,10 +103,10 @@ async fn watch(cluster: &Cluster, style: &Style, tty: bool, names: &[String]) ->
                     return Err(e);
                 }
                 render::to_stderr(&format!("lost the API server ({e}); reconnecting\n"));
-                // The retry policy already paced the failed request; this only keeps a server that
-                // refuses at once from being asked in a tight loop.
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
+            // After a watch that could not resume too: a server or proxy that answers every
+            // watch with 410 must not be listed in a tight loop.
+            tokio::time::sleep(pace.failed()).await;
         }
     };
     tokio::select! {
