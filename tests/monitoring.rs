@@ -328,3 +328,111 @@ fn a_watch_that_is_always_gone_is_listed_for_at_a_pace_not_in_a_storm() {
     exporter.kill().unwrap();
     exporter.wait().unwrap();
 }
+
+/// Before the first complete list, /metrics says nothing rather than all-clear zeros.
+#[test]
+fn metrics_are_unavailable_until_the_first_list() {
+    let cp = ControlPlane::shared();
+    let proxy = FaultProxy::start(cp, "exporter-unsynced");
+    proxy.set_rule(|s| {
+        if s.path.contains("/ipaddresses?") {
+            Action::Hang
+        } else {
+            Action::Forward
+        }
+    });
+    let (mut exporter, addr) = spawn_exporter(&proxy.kubeconfig);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !proxy
+        .seen()
+        .iter()
+        .any(|s| s.path.contains("/ipaddresses?"))
+    {
+        assert!(Instant::now() < deadline, "never listed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) = get(&addr, "/metrics");
+    assert_eq!((status, body.as_str()), (503, "not synced yet\n"));
+    assert_eq!(get(&addr, "/readyz").0, 503);
+    assert_eq!(get(&addr, "/healthz").0, 200);
+    exporter.kill().unwrap();
+    exporter.wait().unwrap();
+}
+
+/// Connections that never finish their headers, many more than it serves at once, under a low
+/// descriptor limit: the exporter stays up, closes them after its header timeout, and serves a
+/// scrape again.
+#[test]
+fn idle_and_unfinished_connections_are_bounded_and_survived() {
+    use std::os::unix::process::CommandExt;
+    let cp = ControlPlane::shared();
+    let mut child = Command::new(PLUGIN);
+    child
+        .args(["serve", "--listen", "127.0.0.1:0", "--kubeconfig"])
+        .arg(&cp.kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit only, between fork and exec.
+    unsafe {
+        child.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 128,
+                rlim_max: 128,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut exporter = child.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(exporter.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .to_owned();
+    until_metrics(&addr, "the first list", |_| true);
+    // 200 connections: half silent, half with a header that never ends.
+    let mut held = Vec::new();
+    for i in 0..200 {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        if i % 2 == 1 {
+            write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+        }
+        held.push(s);
+    }
+    // The header timeout (10 s) closes them; the exporter is still there and serves.
+    let first = &mut held[1];
+    first
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    let started = Instant::now();
+    match first.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("an unfinished request was not closed: {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(held);
+    assert!(
+        exporter.try_wait().unwrap().is_none(),
+        "the exporter exited"
+    );
+    until_metrics(&addr, "a scrape after the flood", |m| {
+        m.contains("servicecidr_range")
+    });
+    exporter.kill().unwrap();
+    exporter.wait().unwrap();
+}

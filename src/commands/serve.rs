@@ -5,9 +5,9 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
@@ -71,7 +71,7 @@ fn lock(picture: &Shared) -> std::sync::MutexGuard<'_, Picture> {
 pub async fn run(cluster: &Cluster, args: ServeTask) -> Result<Exit> {
     let listener = TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
     to_stderr(&format!(
         "serving metrics on http://{addr}/metrics (health: /healthz, /readyz)\n"
@@ -166,36 +166,65 @@ async fn follow_once(cluster: &Cluster, picture: &Shared, rvs: &mut [String; 3])
     }
 }
 
+/// Scrapes, at most `MAX_CONNECTIONS` at a time, each connection bounded: its headers within
+/// `HEADER_TIMEOUT`, its whole life within `CONNECTION_LIFETIME` (a scraper reconnects). An
+/// accept that fails (EMFILE when descriptors run out) is logged, counted and waited out.
 async fn serve_http(listener: TcpListener, picture: &Shared) -> Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut pace = Pace::default();
     loop {
-        let (stream, _) = listener.accept().await.context("accepting a scrape")?;
+        let slot = Arc::clone(&slots)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!("cannot accept a scrape: {e}");
+                lock(picture).count_error("accept");
+                tokio::time::sleep(pace.failed().min(ACCEPT_WAIT)).await;
+                continue;
+            }
+        };
         let picture = Arc::clone(picture);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let answer = answer(&req, &lock(&picture));
                 async move { Ok::<_, Infallible>(answer) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+            drop(slot);
         });
     }
 }
 
+/// Scrapes served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 64;
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// The longest wait after a failed accept.
+const ACCEPT_WAIT: Duration = Duration::from_secs(1);
+
 fn answer<B>(req: &Request<B>, picture: &Picture) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match req.uri().path() {
-        "/metrics" => (
+        // Before the first complete list there is nothing to tell: an answer of zeros would read
+        // as an all-clear for a cluster never read.
+        "/metrics" if picture.synced => (
             StatusCode::OK,
             prometheus::CONTENT_TYPE,
             picture.metrics(SystemTime::now()),
         ),
-        "/healthz" => (StatusCode::OK, "text/plain", b"ok\n".to_vec()),
-        "/readyz" if picture.synced => (StatusCode::OK, "text/plain", b"ok\n".to_vec()),
-        "/readyz" => (
+        "/metrics" | "/readyz" if !picture.synced => (
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
             b"not synced yet\n".to_vec(),
         ),
+        "/healthz" => (StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+        "/readyz" => (StatusCode::OK, "text/plain", b"ok\n".to_vec()),
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -247,12 +276,21 @@ mod tests {
     }
 
     #[test]
-    fn ready_only_after_the_first_list() {
-        let req = Request::get("/readyz").body(()).unwrap();
+    fn ready_and_metrics_only_after_the_first_list() {
         let mut p = Picture::default();
-        assert_eq!(answer(&req, &p).status(), StatusCode::SERVICE_UNAVAILABLE);
+        for path in ["/readyz", "/metrics"] {
+            let req = Request::get(path).body(()).unwrap();
+            assert_eq!(
+                answer(&req, &p).status(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{path}"
+            );
+        }
         p.load(Snapshot::default());
-        assert_eq!(answer(&req, &p).status(), StatusCode::OK);
+        for path in ["/readyz", "/metrics"] {
+            let req = Request::get(path).body(()).unwrap();
+            assert_eq!(answer(&req, &p).status(), StatusCode::OK, "{path}");
+        }
         let health = Request::get("/healthz").body(()).unwrap();
         assert_eq!(
             answer(&health, &Picture::default()).status(),

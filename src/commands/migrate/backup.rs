@@ -12,7 +12,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, anyhow, bail};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -37,9 +37,9 @@ impl Backups {
     pub fn open(dir: &Path) -> Result<Backups> {
         let path = dir.join(HEADER);
         let header = match fs::read(&path) {
-            Ok(bytes) => Some(serde_json::from_slice(&bytes).with_context(|| {
-                format!(
-                    "backup directory {}: {HEADER} is not a migration this version wrote; pass another --backup-dir",
+            Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
+                anyhow!(
+                    "backup directory {}: {HEADER} is not a migration this version wrote ({e}); pass another --backup-dir",
                     dir.display()
                 )
             })?),
@@ -117,15 +117,22 @@ impl Backups {
 /// Writes a file whole: a temporary file, synced, then renamed over the target.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let parent = path.parent().expect("a file in a directory");
-    fs::create_dir_all(parent)
-        .with_context(|| format!("cannot create the backup directory {}", parent.display()))?;
+    fs::create_dir_all(parent).map_err(|e| {
+        anyhow!(
+            "cannot create the backup directory {}: {e}",
+            parent.display()
+        )
+    })?;
     let tmp = path.with_extension("json.tmp");
-    let mut f = fs::File::create(&tmp)
-        .with_context(|| format!("cannot write the backup {}", tmp.display()))?;
+    let cannot = |p: &Path| {
+        let p = p.display().to_string();
+        move |e: std::io::Error| anyhow!("cannot write the backup {p}: {e}")
+    };
+    let mut f = fs::File::create(&tmp).map_err(cannot(&tmp))?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write the backup {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot write the backup {}", path.display()))
+        .map_err(cannot(&tmp))?;
+    fs::rename(&tmp, path).map_err(cannot(path))
 }
 
 /// The manifest that recreates a Service: the object without what the server sets.
