@@ -619,6 +619,7 @@ impl Cluster {
         let what = format!("delete service {ns}/{name}");
         let req = Self::services_in(ns)
             .delete(name, &dp)
+            .map(|r| dry_run_in_query(r, server_dry_run))
             .map_err(|e| request_error(what.clone(), e))?;
         self.call::<serde_json::Value>(req, what).await.map(|_| ())
     }
@@ -793,6 +794,7 @@ impl Cluster {
             .service_cidrs()
             .await?
             .delete(&range.name, &dp)
+            .map(|r| dry_run_in_query(r, server_dry_run))
             .map_err(|e| request_error(what.clone(), e))?;
         let (answer, date) = self.call::<serde_json::Value>(req, what).await?;
         // The deleted object, or a Status from servers that answer so: only the object is used.
@@ -1104,6 +1106,24 @@ impl ServiceObject {
     }
 }
 
+/// A delete's dry run is said in the query too, as a create's is: kube puts it in the body, which
+/// is what the server reads when there is one (the query alone would make it a real delete), but
+/// only the query shows in `-v` and to whatever sits in between.
+fn dry_run_in_query(mut req: http::Request<Vec<u8>>, dry_run: bool) -> http::Request<Vec<u8>> {
+    if dry_run {
+        let uri = req.uri().to_string();
+        let sep = match uri.find('?') {
+            None => "?",
+            Some(i) if i + 1 == uri.len() => "",
+            Some(_) => "&",
+        };
+        *req.uri_mut() = format!("{uri}{sep}dryRun=All")
+            .parse()
+            .expect("a valid URI with a query parameter added is valid");
+    }
+    req
+}
+
 fn post_params(dry_run: bool) -> PostParams {
     PostParams {
         dry_run,
@@ -1187,6 +1207,18 @@ fn request_error(what: impl Into<String>, e: kube::core::request::Error) -> Erro
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_delete_dry_run_shows_in_the_query() {
+        let req = |uri: &str| http::Request::delete(uri).body(Vec::new()).unwrap();
+        for (uri, dry, want) in [
+            ("/a/b?", true, "/a/b?dryRun=All"),
+            ("/a/b", true, "/a/b?dryRun=All"),
+            ("/a/b?x=1", true, "/a/b?x=1&dryRun=All"),
+            ("/a/b?", false, "/a/b?"),
+        ] {
+            assert_eq!(dry_run_in_query(req(uri), dry).uri().to_string(), want);
+        }
+    }
     use super::*;
     use futures::executor::block_on;
 
