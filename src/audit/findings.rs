@@ -182,7 +182,8 @@ pub fn audit(snapshot: &Snapshot, opts: &AuditOptions) -> Vec<Finding> {
         };
 
         let mut containing = index.containing(alloc.ip).peekable();
-        if containing.peek().is_none() {
+        let in_a_range = containing.peek().is_some();
+        if !in_a_range {
             push(FindingKind::Orphaned, vec![], false, Remedy::Cover);
         } else if containing.all(|e| snapshot.ranges[e.range].is_terminating()) {
             let mut names: Vec<String> = index
@@ -195,12 +196,14 @@ pub fn audit(snapshot: &Snapshot, opts: &AuditOptions) -> Vec<Finding> {
 
         if !alloc.managed {
             // The repair loop skips IPAddresses without its label, except that a Service's sync
-            // replaces the one it holds with a labelled one (repairip.go, verifyIPAddressLabels).
-            let remedy = match holder {
-                Some(_) => Remedy::RepairReplaces,
-                None => Remedy::AskCreator,
+            // replaces the one it holds with a labelled one (repairip.go, verifyIPAddressLabels),
+            // and only inside a range: outside every range nothing touches it.
+            let (healing, remedy) = match holder {
+                Some(_) if in_a_range => (true, Remedy::RepairReplaces),
+                Some(_) => (false, Remedy::Cover),
+                None => (false, Remedy::AskCreator),
             };
-            push(FindingKind::Unmanaged, vec![], holder.is_some(), remedy);
+            push(FindingKind::Unmanaged, vec![], healing, remedy);
         }
 
         let Some(parent) = alloc.parent.as_ref().filter(|p| p.is_service()) else {
@@ -441,6 +444,23 @@ mod tests {
             .collect();
         assert!(found[0].self_healing && found[0].remedy == Remedy::RepairReplaces);
         assert!(!found[1].self_healing && found[1].remedy == Remedy::AskCreator);
+    }
+
+    #[test]
+    fn an_unmanaged_ip_held_outside_every_range_is_not_repaired() {
+        let mut held = ip("10.50.0.9", "a/manual");
+        held.managed = false;
+        let snap = Snapshot {
+            ranges: vec![range("kubernetes", &["10.96.0.0/16"])],
+            ips: vec![held],
+            services: vec![svc("a/manual", &["10.50.0.9"])],
+        };
+        let found = audit(&snap, &opts());
+        let unmanaged = found
+            .iter()
+            .find(|f| f.kind == FindingKind::Unmanaged)
+            .unwrap();
+        assert!(!unmanaged.self_healing && unmanaged.remedy == Remedy::Cover);
     }
 
     #[test]

@@ -180,18 +180,23 @@ pub fn write(
     }
     let mut t = table::new(style, &["KIND", "COUNT", "REPAIRED BY APISERVER"]);
     for (kind, n) in &summary {
-        let healing = matches!(
-            kind,
-            FindingKind::DanglingParent | FindingKind::WrongParent | FindingKind::Unrecorded
-        );
-        let color = if healing { Color::Yellow } else { Color::Red };
+        // Said of the rows themselves, so the summary never contradicts them.
+        let healing = findings
+            .iter()
+            .filter(|f| f.kind == *kind && f.self_healing)
+            .count();
+        let color = if healing == *n {
+            Color::Yellow
+        } else {
+            Color::Red
+        };
         t.add_row(vec![
             table::colored(style, format!("{kind:?}"), color),
             Cell::new(n),
-            Cell::new(if healing {
-                "yes (managed ones, within minutes)"
-            } else {
-                "no"
+            Cell::new(match healing {
+                0 => "no".to_owned(),
+                h if h == *n => "yes (within minutes)".to_owned(),
+                h => format!("{h} of {n} (within minutes)"),
             }),
         ]);
     }
