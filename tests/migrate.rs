@@ -1573,3 +1573,26 @@ fn findings_elsewhere_on_the_cluster_do_not_fail_a_complete_migration() {
     case.assert_finished(cp, 2, "unrelated findings");
     cp.delete("ipaddress", &ip_in(&block, 9));
 }
+
+#[test]
+fn a_run_with_yes_still_says_the_plans_warnings() {
+    let cp = ControlPlane::shared();
+    let case = Case::new(cp, 1);
+    let node = unique_name("node");
+    let inside = ip_in(&case.target, 200);
+    cp.create(
+        &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node},
+        "status": {"addresses": [{"type": "InternalIP", "address": inside}]}}),
+    );
+    let out = cp.plugin(&case.args(&[]));
+    assert_eq!(code(&out), 0, "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains(&format!(
+            "warning: node {node:?} has InternalIP {inside} inside {}",
+            case.target
+        )),
+        "{}",
+        stderr_of(&out)
+    );
+    cp.kubectl_ok(&["delete", "node", &node]);
+}

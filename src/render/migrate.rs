@@ -343,6 +343,14 @@ fn skip_reason(r: SkipReason) -> &'static str {
     }
 }
 
+/// The plan's warnings as stderr lines, for a run that does not show the plan (`--yes`).
+pub fn warnings(plan: &Plan) -> String {
+    plan.warnings
+        .iter()
+        .map(|w| format!("warning: {}\n", sanitize(&warning(w))))
+        .collect()
+}
+
 fn warning(w: &Warning) -> String {
     match w {
         Warning::NodeAddress { cidr, node, ip } => {

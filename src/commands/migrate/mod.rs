@@ -297,9 +297,10 @@ fn refused(line: &str) -> Result<Exit> {
     Ok(Exit::Findings)
 }
 
-/// Asks on a terminal; refuses without one unless --yes.
+/// Asks on a terminal; refuses without one unless --yes, which still says the plan's warnings.
 fn confirm(run: &MigrateRun, style: &Style, plan: &Plan) -> Result<bool> {
     if run.yes {
+        render::to_stderr(&words::warnings(plan));
         return Ok(true);
     }
     let stdin = std::io::stdin();
