@@ -131,6 +131,9 @@ pub enum Warning {
         range: String,
         range_cidr: IpNet,
     },
+    /// An IPAddress in an old range that no Service holds: nothing moves it, and the old range is
+    /// retired only once it is gone.
+    Unheld { ip: IpAddr, range: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -406,6 +409,14 @@ pub fn plan(
         });
     }
     let mut taken = held_ips(services);
+    for a in ips.iter().filter(|a| !taken.contains(&a.ip)) {
+        if let Some(s) = sources.iter().find(|s| s.holds(a.ip).is_some()) {
+            warnings.push(Warning::Unheld {
+                ip: a.ip,
+                range: s.name.clone(),
+            });
+        }
+    }
     // Moving the default range ends with the apiserver's flags naming the new one, and the
     // kubernetes Service taking its first address: keep that free.
     if sources.iter().any(Source::is_default)
@@ -1102,6 +1113,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.warnings.len(), 2);
+    }
+
+    #[test]
+    fn an_ipaddress_no_service_holds_in_an_old_range_is_warned_about() {
+        let ranges = [range("old", &["10.96.0.0/16"])];
+        let services = [svc("a", "x", &["10.96.0.5"], false)];
+        let ips = [alloc("10.96.0.5"), alloc("10.96.0.66"), alloc("10.150.0.1")];
+        let p = plan(
+            &req(&["old"], &["10.200.0.0/16"]),
+            &ranges,
+            &ips,
+            &services,
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            p.warnings,
+            [Warning::Unheld {
+                ip: ip("10.96.0.66"),
+                range: "old".into()
+            }]
+        );
     }
 
     proptest! {

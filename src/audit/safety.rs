@@ -18,7 +18,8 @@ use crate::model::{ServiceCidr, Snapshot};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InUse {
     pub ip: IpAddr,
-    /// Services holding it, or named by its IPAddress's parentRef, as `namespace/name`.
+    /// Services holding it, as `namespace/name`: none for an IPAddress whose parentRef names a
+    /// Service that is gone or holds another IP (only deleting the IPAddress frees it).
     pub services: Vec<String>,
     /// An IPAddress object records it (false: a Service ClusterIP without one).
     pub recorded: bool,
@@ -36,11 +37,7 @@ pub fn in_use(snapshot: &Snapshot, keep: impl Fn(IpAddr) -> bool) -> Vec<InUse> 
     }
     let mut map: BTreeMap<IpAddr, InUse> = BTreeMap::new();
     for a in snapshot.ips.iter().filter(|a| keep(a.ip)) {
-        let e = entry(&mut map, a.ip);
-        e.recorded = true;
-        if let Some(p) = a.parent.as_ref().filter(|p| p.is_service()) {
-            e.services.push(format!("{}/{}", p.namespace, p.name));
-        }
+        entry(&mut map, a.ip).recorded = true;
     }
     for svc in &snapshot.services {
         for ip in svc.cluster_ips.iter().filter(|ip| keep(**ip)) {

@@ -19,12 +19,19 @@ fn resume(name: &str) -> String {
     format!("resume with: kubectl servicecidr delete {name} --wait")
 }
 
-/// What to create or recreate so that these IPs have a range again.
+/// What to create, recreate or delete so that these IPs have a range again, or are gone: an
+/// IPAddress no Service holds is deleted, never "recreated".
 fn unblock<'a>(ips: impl Iterator<Item = (std::net::IpAddr, &'a [String])>) -> String {
     let (ips, services): (Vec<_>, Vec<_>) = ips.unzip();
     let cover: Vec<String> = covering_cidrs(&ips)
         .iter()
         .map(ToString::to_string)
+        .collect();
+    let unheld: Vec<String> = ips
+        .iter()
+        .zip(&services)
+        .filter(|(_, s)| s.is_empty())
+        .map(|(ip, _)| ip.to_string())
         .collect();
     let mut services: Vec<&String> = services.into_iter().flatten().collect();
     services.sort();
@@ -33,6 +40,12 @@ fn unblock<'a>(ips: impl Iterator<Item = (std::net::IpAddr, &'a [String])>) -> S
     if !services.is_empty() {
         let list: Vec<&str> = services.iter().map(|s| s.as_str()).collect();
         text.push_str(&format!(", or recreate Service(s) {}", list.join(", ")));
+    }
+    if !unheld.is_empty() {
+        text.push_str(&format!(
+            ", or delete IPAddress(es) {} (no Service holds them; the apiserver's repair loop deletes managed ones within minutes)",
+            unheld.join(", ")
+        ));
     }
     text
 }
@@ -280,6 +293,16 @@ mod tests {
             ),
             "{}",
             message(&refused())
+        );
+        // An IPAddress no Service holds (its parentRef names one that is gone) is to be deleted.
+        let mut unheld = refused();
+        unheld.blockers[0].services.clear();
+        assert!(
+            message(&unheld).ends_with(
+                "to unblock, create a ServiceCIDR covering 10.1.0.0/28, or delete IPAddress(es) 10.1.0.5 (no Service holds them; the apiserver's repair loop deletes managed ones within minutes)"
+            ),
+            "{}",
+            message(&unheld)
         );
     }
 

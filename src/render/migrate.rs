@@ -368,6 +368,9 @@ fn warning(w: &Warning) -> String {
         } => format!(
             "{cidr} shares addresses with {range_cidr} of servicecidr {range:?} (--allow-overlap)"
         ),
+        Warning::Unheld { ip, range } => format!(
+            "IPAddress {ip} in {range:?} is held by no Service: nothing moves it, and {range:?} is retired only once it is gone (the apiserver's repair loop deletes managed ones within minutes; else kubectl delete ipaddress {ip})"
+        ),
     }
 }
 
