@@ -158,8 +158,13 @@ impl FleetArgs {
         let contexts = if self.all_contexts {
             None
         } else if !self.contexts.is_empty() {
-            let mut names = self.contexts.clone();
-            names.dedup();
+            // Each named once, in the order first named.
+            let mut names: Vec<String> = Vec::new();
+            for n in &self.contexts {
+                if !names.contains(n) {
+                    names.push(n.clone());
+                }
+            }
             Some(names)
         } else {
             return None;

@@ -291,3 +291,58 @@ fn fleet_flags_are_checked_before_any_cluster_is_asked() {
         assert_eq!(code(&plugin(&kc, bad)), 2, "{bad:?}");
     }
 }
+
+/// One cluster reached through contexts that spell its server differently is one cluster: no
+/// overlap is reported between them (its kube-system UID says so); a context named twice is read
+/// once.
+#[test]
+fn one_cluster_under_several_names_shares_nothing_with_itself() {
+    let cp = ControlPlane::shared();
+    let port = cp
+        .kubectl_ok(&[
+            "config",
+            "view",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ])
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut parts = Vec::new();
+    for (prefix, server) in [
+        ("a", format!("https://127.0.0.1:{port}")),
+        ("b", format!("https://LOCALHOST:{port}")),
+        ("c", format!("https://localhost:{port}//")),
+    ] {
+        let mut kc = only(renamed(&cp.kubeconfig, prefix), &format!("{prefix}-admin"));
+        for c in kc["clusters"].as_array_mut().unwrap() {
+            c["cluster"]["server"] = json!(server);
+        }
+        parts.push(kc);
+    }
+    let kubeconfig = merged(&parts, "one-cluster");
+    let out = plugin(&kubeconfig, &["status", "--all-contexts", "-o", "json"]);
+    let doc = json_of(&out);
+    assert_eq!(code(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(doc["contexts"].as_array().unwrap().len(), 3, "{doc:#}");
+    assert_eq!(doc["crossClusterOverlaps"], json!([]), "{doc:#}");
+    let out = plugin(
+        &kubeconfig,
+        &[
+            "status",
+            "--contexts",
+            "a-admin,b-admin,a-admin",
+            "-o",
+            "json",
+        ],
+    );
+    let doc = json_of(&out);
+    let contexts: Vec<&str> = doc["contexts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["context"].as_str().unwrap())
+        .collect();
+    assert_eq!(contexts, ["a-admin", "b-admin"]);
+}

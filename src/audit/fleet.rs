@@ -9,8 +9,10 @@ use crate::model::ServiceCidr;
 #[derive(Debug, Clone, Copy)]
 pub struct ClusterRanges<'a> {
     pub context: &'a str,
-    /// The API server URL: two contexts with the same one are the same cluster.
-    pub server: &'a str,
+    /// What tells clusters apart: the kube-system namespace's UID where it could be read, else
+    /// the API server URL as [`server_key`] writes it. Two contexts with the same one are the
+    /// same cluster.
+    pub cluster: &'a str,
     pub ranges: &'a [ServiceCidr],
 }
 
@@ -26,6 +28,32 @@ pub struct Side {
 pub struct CrossOverlap {
     pub a: Side,
     pub b: Side,
+}
+
+/// A server URL as a key: the scheme and host in lower case (DNS names are), no trailing slashes,
+/// the scheme's default port written out; so `https://LOCALHOST:6443//` and
+/// `https://localhost:6443` are one server. Another name for the same host is not caught: that
+/// is what the cluster's own UID is for.
+pub fn server_key(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let authority = authority.to_ascii_lowercase();
+    let scheme = scheme.to_ascii_lowercase();
+    let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| {
+        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !authority.ends_with(']')
+    });
+    let port = match (has_port, scheme.as_str()) {
+        (false, "http") => ":80",
+        (false, _) => ":443",
+        (true, _) => "",
+    };
+    let path = if path.is_empty() {
+        String::new()
+    } else {
+        format!("/{path}")
+    };
+    format!("{scheme}://{authority}{port}{path}")
 }
 
 /// Whether an IP allocatable from `a` can also be allocated from `b`. Prefixes overlap only by
@@ -47,7 +75,7 @@ pub fn cross_cluster_overlaps(clusters: &[ClusterRanges]) -> Vec<CrossOverlap> {
     let distinct: Vec<&ClusterRanges> = clusters
         .iter()
         .enumerate()
-        .filter(|(i, c)| !clusters[..*i].iter().any(|d| d.server == c.server))
+        .filter(|(i, c)| !clusters[..*i].iter().any(|d| d.cluster == c.cluster))
         .map(|(_, c)| c)
         .collect();
     let side = |c: &ClusterRanges, r: &ServiceCidr, cidr: &IpNet| Side {
@@ -91,22 +119,22 @@ mod tests {
         let found = cross_cluster_overlaps(&[
             ClusterRanges {
                 context: "one",
-                server: "https://one",
+                cluster: "https://one",
                 ranges: &a,
             },
             ClusterRanges {
                 context: "one-again",
-                server: "https://one",
+                cluster: "https://one",
                 ranges: &b,
             },
             ClusterRanges {
                 context: "two",
-                server: "https://two",
+                cluster: "https://two",
                 ranges: &b,
             },
             ClusterRanges {
                 context: "three",
-                server: "https://three",
+                cluster: "https://three",
                 ranges: &c,
             },
         ]);
@@ -116,6 +144,27 @@ mod tests {
             .collect();
         assert_eq!(pairs, [("one", "two")]);
         assert_eq!(found[0].b.cidr.to_string(), "10.0.5.0/24");
+    }
+
+    #[test]
+    fn one_server_spelled_several_ways_is_one_key() {
+        let k = "https://localhost:6443";
+        for spelling in [
+            "https://LOCALHOST:6443",
+            "https://localhost:6443//",
+            "HTTPS://localhost:6443/",
+        ] {
+            assert_eq!(server_key(spelling), k, "{spelling}");
+        }
+        assert_eq!(server_key("https://k8s.example"), "https://k8s.example:443");
+        assert_eq!(server_key("http://k8s.example/"), "http://k8s.example:80");
+        assert_eq!(server_key("https://[fd00::1]"), "https://[fd00::1]:443");
+        assert_eq!(
+            server_key("https://[fd00::1]:6443"),
+            "https://[fd00::1]:6443"
+        );
+        assert_ne!(server_key("https://a:6443"), server_key("https://a:6444"));
+        assert_ne!(server_key("https://a/x"), server_key("https://a/y"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use anyhow::Result;
 use futures::{StreamExt, stream};
 
 use crate::audit::findings::Finding;
-use crate::audit::fleet::{ClusterRanges, cross_cluster_overlaps};
+use crate::audit::fleet::{ClusterRanges, cross_cluster_overlaps, server_key};
 use crate::audit::usage::StatusReport;
 use crate::cluster::{Cluster, Connection};
 use crate::commands::print;
@@ -115,24 +115,28 @@ pub async fn status(
     args: &StatusTask,
 ) -> Result<Exit> {
     let members = each(base, chunk_size, fleet, |cluster| async move {
-        let (snapshot, _) = cluster.snapshot(false).await?;
+        // The cluster's own UID tells two names of one server apart from two clusters; a user
+        // who may not read kube-system falls back to the server's URL.
+        let (snapshot, identity) = tokio::join!(cluster.snapshot(false), cluster.identity());
+        let (snapshot, _) = snapshot?;
+        let key = identity.unwrap_or_else(|_| server_key(cluster.server()));
         let r = report(
             &snapshot,
             &args.names,
             SystemTime::now(),
             !style.output.is_table(),
         )?;
-        Ok::<(StatusReport, Vec<ServiceCidr>), anyhow::Error>((r, snapshot.ranges))
+        Ok::<(StatusReport, Vec<ServiceCidr>, String), anyhow::Error>((r, snapshot.ranges, key))
     })
     .await?;
     let overlaps = args.cross_cluster.then(|| {
         let clusters: Vec<ClusterRanges> = members
             .iter()
             .filter_map(|m| {
-                let (_, ranges) = m.result.as_ref().ok()?;
+                let (_, ranges, key) = m.result.as_ref().ok()?;
                 Some(ClusterRanges {
                     context: &m.context,
-                    server: &m.server,
+                    cluster: key,
                     ranges,
                 })
             })

@@ -110,7 +110,7 @@ fn error_row(style: &Style, context: &str, columns: usize, error: &str) -> Vec<C
 pub fn write_status(
     out: &mut impl Write,
     style: &Style,
-    members: &[Member<(StatusReport, Vec<ServiceCidr>)>],
+    members: &[Member<(StatusReport, Vec<ServiceCidr>, String)>],
     overlaps: Option<&[CrossOverlap]>,
 ) -> io::Result<()> {
     if !style.output.is_table() {
@@ -118,7 +118,7 @@ pub fn write_status(
             contexts: members
                 .iter()
                 .map(|m| {
-                    context_doc(m, |(r, _)| StatusBody {
+                    context_doc(m, |(r, _, _)| StatusBody {
                         status: status::document(r),
                     })
                 })
@@ -134,7 +134,7 @@ pub fn write_status(
     let mut notes = Vec::new();
     for m in members {
         match &m.result {
-            Ok((report, _)) => {
+            Ok((report, _, _)) => {
                 let (rows, footnotes) = status::rows(style, report);
                 for row in rows {
                     let mut r = vec![Cell::new(sanitize(&m.context))];
