@@ -58,14 +58,10 @@ pub fn server_key(url: &str) -> String {
 
 /// Whether an IP allocatable from `a` can also be allocated from `b`. Prefixes overlap only by
 /// nesting, and the inner one's allocatable addresses (`PrefixContainsIP`) all lie inside the
-/// outer one's, so they share one exactly when the inner one holds any.
+/// outer one's, so they share one exactly when both hand out any: an IPv6 outer range shorter
+/// than /64 hands out nothing, whatever it contains.
 pub fn share_an_address(a: &IpNet, b: &IpNet) -> bool {
-    let inner = if a.prefix_len() >= b.prefix_len() {
-        a
-    } else {
-        b
-    };
-    overlaps(a, b) && capacity(inner) > 0
+    overlaps(a, b) && capacity(a) > 0 && capacity(b) > 0
 }
 
 /// Every pair of CIDRs from clusters with different servers that share an address, in the order
@@ -107,7 +103,6 @@ pub fn cross_cluster_overlaps(clusters: &[ClusterRanges]) -> Vec<CrossOverlap> {
 mod tests {
     use super::*;
     use crate::audit::index::tests::range;
-    use crate::audit::range::contains_ip;
     use proptest::prelude::*;
     use std::net::{IpAddr, Ipv4Addr};
 
@@ -174,24 +169,54 @@ mod tests {
         assert!(!share_an_address(&n("10.0.0.0/24"), &n("10.0.0.4/31")));
         assert!(share_an_address(&n("10.0.0.0/24"), &n("10.0.0.4/30")));
         assert!(share_an_address(&n("fd00::/112"), &n("fd00::4/127")));
+        assert!(!share_an_address(&n("fd00::/48"), &n("fd00::/112")));
+        assert!(!share_an_address(&n("fd00::/112"), &n("fd00::/48")));
+        assert!(share_an_address(&n("fd00::/64"), &n("fd00::/112")));
         assert!(!share_an_address(&n("10.0.0.0/24"), &n("10.0.1.0/24")));
     }
 
     proptest! {
-        // Against brute force over every address, with Kubernetes' PrefixContainsIP as the only
-        // rule: two CIDRs share an address when some IP is allocatable from both.
+        // Against brute force, from Kubernetes' rule written out here (not the crate's own
+        // `contains_ip`): an IP is allocatable from a CIDR when the CIDR holds it and it is not the
+        // network address, nor for IPv4 the broadcast address, and an IPv6 CIDR is /64 or longer.
+        // IPv4 over every address of a /24; IPv6 over the first 256 addresses of fd00::/48, with
+        // prefixes on both sides of /64.
         #[test]
         fn share_an_address_is_an_allocatable_ip_in_both(
             a in (0u32..256, 24u8..=32),
             b in (0u32..256, 24u8..=32),
+            c in (0u128..256, proptest::sample::select(vec![48u8, 56, 63, 64, 96, 120, 124, 126, 127, 128])),
+            d in (0u128..256, proptest::sample::select(vec![48u8, 56, 63, 64, 96, 120, 124, 126, 127, 128])),
         ) {
-            let net = |(host, len): (u32, u8)| -> IpNet {
+            fn allocatable(net: &IpNet, ip: IpAddr) -> bool {
+                let bits = |ip: IpAddr| match ip {
+                    IpAddr::V4(v) => u128::from(u32::from(v)),
+                    IpAddr::V6(v) => u128::from(v),
+                };
+                let width = if ip.is_ipv4() { 32 } else { 128 };
+                let host_bits = width - u32::from(net.prefix_len());
+                let host_mask = if host_bits == 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
+                let (first, x) = (bits(net.network()), bits(ip));
+                let last = first | host_mask;
+                let family_ok = ip.is_ipv4() || net.prefix_len() >= 64;
+                family_ok && x >= first && x <= last && x != first && !(ip.is_ipv4() && x == last)
+            }
+            let v4 = |(host, len): (u32, u8)| -> IpNet {
                 IpNet::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | host)), len).unwrap().trunc()
             };
-            let (x, y) = (net(a), net(b));
+            let (x, y) = (v4(a), v4(b));
             let brute = (0u32..256)
                 .map(|h| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | h)))
-                .any(|ip| contains_ip(&x, ip) && contains_ip(&y, ip));
+                .any(|ip| allocatable(&x, ip) && allocatable(&y, ip));
+            prop_assert_eq!(share_an_address(&x, &y), brute, "{} {}", x, y);
+            let base = u128::from(std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0));
+            let v6 = |(host, len): (u128, u8)| -> IpNet {
+                IpNet::new(IpAddr::V6((base | host).into()), len).unwrap().trunc()
+            };
+            let (x, y) = (v6(c), v6(d));
+            let brute = (0u128..256)
+                .map(|h| IpAddr::V6((base | h).into()))
+                .any(|ip| allocatable(&x, ip) && allocatable(&y, ip));
             prop_assert_eq!(share_an_address(&x, &y), brute, "{} {}", x, y);
         }
     }
