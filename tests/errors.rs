@@ -561,3 +561,28 @@ current-context: hangs
         "{doc:#}"
     );
 }
+
+/// A kubeconfig that sends the cluster through a proxy is refused, not connected around the
+/// proxy, and the proxy's credentials are not printed.
+#[test]
+fn a_proxy_url_is_refused_rather_than_bypassed() {
+    let cp = ControlPlane::shared();
+    let kubeconfig = kubeconfig_with(
+        cp,
+        "proxied-kubeconfig",
+        "    server: ",
+        "    proxy-url: http://someone:PROXYSECRET@127.0.0.1:3128\n    server: ",
+    );
+    let out = run(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "status",
+        "-vv",
+    ]);
+    fails(
+        &out,
+        1,
+        "error: the kubeconfig sends this cluster through the proxy http://127.0.0.1:3128/ (proxy-url), which kubectl-servicecidr does not do yet",
+    );
+    assert!(!stderr_of(&out).contains("PROXYSECRET"));
+}

@@ -53,6 +53,10 @@ pub enum ConfigError {
         "the credential plugin of the kubeconfig gave no credentials within {0} (--request-timeout bounds it)"
     )]
     CredentialsTimeout(String),
+    #[error(
+        "the kubeconfig sends this cluster through the proxy {0} (proxy-url), which kubectl-servicecidr does not do yet: it refuses rather than connect around the proxy; reach the API server directly with a kubeconfig without proxy-url"
+    )]
+    Proxy(String),
 }
 
 fn kubeconfig_error(path: String, e: KubeconfigError) -> ConfigError {
@@ -206,6 +210,10 @@ impl Connection {
         // A connection (TCP and TLS) gets --request-timeout or our default; the whole of each
         // request is bounded in `Cluster::call`, and watches are not requests: no read timeout,
         // or an idle watch would be cut.
+        // Connecting around a proxy the kubeconfig names could bypass a policy: refused.
+        if let Some(proxy) = &config.proxy_url {
+            return Err(ConfigError::Proxy(without_userinfo(&proxy.to_string())));
+        }
         config.cluster_url = without_userinfo(&config.cluster_url.to_string())
             .parse()
             .map_err(|e: http::uri::InvalidUri| ConfigError::Invalid(e.to_string()))?;
