@@ -582,7 +582,45 @@ fn a_proxy_url_is_refused_rather_than_bypassed() {
     fails(
         &out,
         1,
-        "error: the kubeconfig sends this cluster through the proxy http://127.0.0.1:3128/ (proxy-url), which kubectl-servicecidr does not do yet",
+        "error: the kubeconfig (proxy-url) sends this cluster through the proxy http://127.0.0.1:3128, which kubectl-servicecidr does not do yet",
     );
     assert!(!stderr_of(&out).contains("PROXYSECRET"));
+    // HTTPS_PROXY as kubectl reads it: used for a server by name, not for loopback or NO_PROXY.
+    let by_name = kubeconfig_with(
+        cp,
+        "by-name-kubeconfig",
+        "https://127.0.0.1:",
+        "https://k8s.invalid:",
+    );
+    let with_env = |no_proxy: &str| {
+        Command::new(PLUGIN)
+            .args([
+                "--kubeconfig",
+                by_name.to_str().unwrap(),
+                "status",
+                "--request-timeout",
+                "2s",
+            ])
+            .env("HTTPS_PROXY", "http://someone:PROXYSECRET@127.0.0.1:3128")
+            .env("NO_PROXY", no_proxy)
+            .output()
+            .unwrap()
+    };
+    let out = with_env("");
+    fails(
+        &out,
+        1,
+        "error: the environment (HTTPS_PROXY or HTTP_PROXY) sends this cluster through the proxy http://127.0.0.1:3128, which kubectl-servicecidr does not do yet",
+    );
+    assert!(!stderr_of(&out).contains("PROXYSECRET"));
+    // Exempted, it is connected to directly (and the name does not resolve).
+    let out = with_env(".invalid");
+    assert!(!stderr_of(&out).contains("proxy"), "{}", stderr_of(&out));
+    let out = run(&["--kubeconfig", cp.kubeconfig.to_str().unwrap(), "status"]);
+    assert_eq!(
+        code(&out),
+        0,
+        "loopback is never proxied: {}",
+        stderr_of(&out)
+    );
 }

@@ -54,9 +54,13 @@ pub enum ConfigError {
     )]
     CredentialsTimeout(String),
     #[error(
-        "the kubeconfig sends this cluster through the proxy {0} (proxy-url), which kubectl-servicecidr does not do yet: it refuses rather than connect around the proxy; reach the API server directly with a kubeconfig without proxy-url"
+        "{from} sends this cluster through the proxy {proxy}, which kubectl-servicecidr does not do yet: it refuses rather than connect around the proxy; reach the API server directly ({hint})"
     )]
-    Proxy(String),
+    Proxy {
+        proxy: String,
+        from: &'static str,
+        hint: &'static str,
+    },
 }
 
 fn kubeconfig_error(path: String, e: KubeconfigError) -> ConfigError {
@@ -196,6 +200,14 @@ impl Connection {
                     user: self.user.clone(),
                 };
                 check_exec_plugin(&kc, &opts)?;
+                // Connecting around a proxy that kubectl would use could bypass a policy: refused.
+                if let Some(proxy) = kubeconfig_proxy(&kc, &opts) {
+                    return Err(ConfigError::Proxy {
+                        proxy: without_userinfo(&proxy),
+                        from: "the kubeconfig (proxy-url)",
+                        hint: "a kubeconfig without proxy-url",
+                    });
+                }
                 self.bounded(move || {
                     futures::executor::block_on(Config::from_custom_kubeconfig(kc, &opts))
                 })
@@ -210,9 +222,14 @@ impl Connection {
         // A connection (TCP and TLS) gets --request-timeout or our default; the whole of each
         // request is bounded in `Cluster::call`, and watches are not requests: no read timeout,
         // or an idle watch would be cut.
-        // Connecting around a proxy the kubeconfig names could bypass a policy: refused.
-        if let Some(proxy) = &config.proxy_url {
-            return Err(ConfigError::Proxy(without_userinfo(&proxy.to_string())));
+        // kube folds HTTPS_PROXY into proxy_url whatever NO_PROXY says; decided here instead.
+        config.proxy_url = None;
+        if let Some(proxy) = env_proxy(&config.cluster_url, |k| std::env::var(k).ok()) {
+            return Err(ConfigError::Proxy {
+                proxy: without_userinfo(&proxy),
+                from: "the environment (HTTPS_PROXY or HTTP_PROXY)",
+                hint: "add the server to NO_PROXY",
+            });
         }
         config.cluster_url = without_userinfo(&config.cluster_url.to_string())
             .parse()
@@ -251,6 +268,69 @@ impl Connection {
             )),
         }
     }
+}
+
+/// The `proxy-url` of the kubeconfig cluster the chosen context (or `--cluster`) names.
+fn kubeconfig_proxy(kc: &Kubeconfig, opts: &KubeConfigOptions) -> Option<String> {
+    let context_name = opts.context.as_ref().or(kc.current_context.as_ref());
+    let cluster_name = opts.cluster.clone().or_else(|| {
+        let ctx = kc.contexts.iter().find(|c| Some(&c.name) == context_name)?;
+        ctx.context.as_ref().map(|c| c.cluster.clone())
+    })?;
+    kc.clusters
+        .iter()
+        .find(|c| c.name == cluster_name)?
+        .cluster
+        .as_ref()?
+        .proxy_url
+        .clone()
+        .filter(|p| !p.is_empty())
+}
+
+/// The proxy kubectl (Go's net/http) would send this server's requests through, from
+/// `HTTPS_PROXY`/`HTTP_PROXY` and `NO_PROXY` (either case): none for localhost and loopback
+/// addresses, nor for a host that a `NO_PROXY` entry names (`*`, the host, a parent domain, an IP
+/// or a CIDR holding it).
+fn env_proxy(server: &http::Uri, var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let either = |k: &str| {
+        var(k)
+            .or_else(|| var(&k.to_ascii_lowercase()))
+            .filter(|v| !v.is_empty())
+    };
+    let proxy = match server.scheme_str() {
+        Some("http") => either("HTTP_PROXY"),
+        _ => either("HTTPS_PROXY"),
+    }?;
+    let host = server
+        .host()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let ip = host.parse::<std::net::IpAddr>().ok();
+    if host == "localhost" || ip.is_some_and(|ip| ip.is_loopback()) {
+        return None;
+    }
+    let exempt = either("NO_PROXY").unwrap_or_default();
+    let named = exempt
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .any(|e| {
+            let e = e.to_ascii_lowercase();
+            if e == "*" {
+                return true;
+            }
+            if let (Some(ip), Ok(net)) = (ip, e.parse::<ipnet::IpNet>()) {
+                return net.contains(&ip);
+            }
+            let name = e
+                .rsplit_once(':')
+                .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+                .map_or(e.as_str(), |(h, _)| h);
+            let name = name.trim_start_matches('.');
+            host == name || host.ends_with(&format!(".{name}"))
+        });
+    (!named).then_some(proxy)
 }
 
 /// A URL without the `user:password@` a kubeconfig's `server` may carry. Nothing sends it (the
@@ -300,6 +380,50 @@ fn build(config: &Config) -> kube::Result<Client> {
 #[cfg(test)]
 mod tests {
     use super::without_userinfo;
+
+    #[test]
+    fn the_environment_proxy_applies_as_go_applies_it() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let uri = |s: &str| s.parse::<http::Uri>().unwrap();
+        let proxy = env(&[("HTTPS_PROXY", "http://p:3128")]);
+        assert_eq!(
+            super::env_proxy(&uri("https://api.example:6443"), proxy).as_deref(),
+            Some("http://p:3128")
+        );
+        assert_eq!(
+            super::env_proxy(&uri("https://127.0.0.1:6443"), proxy),
+            None
+        );
+        assert_eq!(
+            super::env_proxy(&uri("https://localhost:6443"), proxy),
+            None
+        );
+        assert_eq!(
+            super::env_proxy(&uri("http://api.example"), proxy),
+            None,
+            "http needs HTTP_PROXY"
+        );
+        let lower = env(&[
+            ("https_proxy", "http://p:3128"),
+            ("no_proxy", ".example, 10.0.0.0/8"),
+        ]);
+        assert_eq!(
+            super::env_proxy(&uri("https://api.example:6443"), lower),
+            None
+        );
+        assert_eq!(super::env_proxy(&uri("https://10.1.2.3:6443"), lower), None);
+        assert!(super::env_proxy(&uri("https://11.1.2.3:6443"), lower).is_some());
+        assert!(super::env_proxy(&uri("https://notexample:6443"), lower).is_some());
+        let all = env(&[("HTTPS_PROXY", "http://p:3128"), ("NO_PROXY", "*")]);
+        assert_eq!(super::env_proxy(&uri("https://api.example"), all), None);
+    }
 
     #[test]
     fn a_password_in_a_url_is_dropped() {
