@@ -282,6 +282,16 @@ fn fleet_flags_are_checked_before_any_cluster_is_asked() {
         stderr_of(&out)
     );
     assert_eq!(stdout_of(&out), "");
+    // A context named with a comma is out of --contexts' reach, and the error says so.
+    let mut comma = renamed(&a.kubeconfig, "a");
+    comma["contexts"][0]["name"] = json!("x,y");
+    let kc2 = merged(&[comma], "comma");
+    let out = plugin(&kc2, &["status", "--contexts", "x,y"]);
+    assert!(
+        stderr_of(&out).contains("a context whose name holds a comma cannot be named in --contexts: use --context NAME or --all-contexts"),
+        "{}",
+        stderr_of(&out)
+    );
     for bad in [
         &["status", "--all-contexts", "--context", "a-admin"][..],
         &["status", "--all-contexts", "--watch"],

@@ -41,8 +41,14 @@ where
         Some(named) => {
             // Every name is checked before any cluster is asked.
             if let Some(unknown) = named.iter().find(|n| !known.contains(n)) {
+                // --contexts splits on commas: a name holding one is out of its reach.
+                let comma = if known.iter().any(|k| k.contains(',')) {
+                    "; a context whose name holds a comma cannot be named in --contexts: use --context NAME or --all-contexts"
+                } else {
+                    ""
+                };
                 anyhow::bail!(
-                    "context {unknown:?} not found in kubeconfig (known: {})",
+                    "context {unknown:?} not found in kubeconfig (known: {}){comma}",
                     known.join(", ")
                 );
             }
