@@ -32,16 +32,7 @@ fn service(cp: &ControlPlane, ns: &str, name: &str, spec: Value, pinned: bool) -
             .as_str()
             .is_some_and(|ip| ip != "None")
     {
-        cp.kubectl_ok(&[
-            "patch",
-            "service",
-            name,
-            "-n",
-            ns,
-            "--type=merge",
-            "-p",
-            r#"{"metadata":{"managedFields":[{}]}}"#,
-        ]);
+        patch_service(cp, ns, name, r#"{"metadata":{"managedFields":[{}]}}"#);
     }
     cp.get_in(Some(ns), &format!("service/{name}")).unwrap()
 }
@@ -478,22 +469,19 @@ fn moved_names(report: &Value) -> Vec<&str> {
         .collect()
 }
 
-/// A proxy that, as the plugin deletes Service `victim`, creates Service `name` with `ip` in the
-/// same namespace straight on the cluster (with kubectl), then lets the delete through.
-fn when_deleted_create(
+/// A proxy that, at the first request `at` picks (before letting it through), has a real client
+/// (kubectl) create the Service `svc` straight on the cluster.
+fn when_sent_create(
     cp: &ControlPlane,
-    case: &Case,
-    victim: &str,
-    name: &str,
-    ip: &str,
+    mut at: impl FnMut(&Seen) -> bool + Send + 'static,
+    svc: Value,
 ) -> FaultProxy {
     let proxy = FaultProxy::start(cp, &unique_name("migrate-meanwhile"));
     let (bin, kubeconfig) = (cp.bin.join("kubectl"), cp.kubeconfig.clone());
-    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": case.ns},
-        "spec": {"clusterIP": ip, "ports": [{"port": 80}]}});
-    let delete = format!("/api/v1/namespaces/{}/services/{victim}", case.ns);
+    let mut done = false;
     proxy.set_rule(move |s| {
-        if is_write(s, "DELETE", &delete) {
+        if !done && at(s) {
+            done = true;
             let mut c = Command::new(&bin)
                 .arg("--kubeconfig")
                 .arg(&kubeconfig)
@@ -507,11 +495,25 @@ fn when_deleted_create(
                 .unwrap()
                 .write_all(svc.to_string().as_bytes())
                 .unwrap();
-            assert!(c.wait().unwrap().success());
+            assert!(c.wait().unwrap().success(), "the competing client failed");
         }
         Action::Forward
     });
     proxy
+}
+
+/// As the plugin deletes Service `victim`, Service `name` with `ip` appears in its namespace.
+fn when_deleted_create(
+    cp: &ControlPlane,
+    case: &Case,
+    victim: &str,
+    name: &str,
+    ip: &str,
+) -> FaultProxy {
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": case.ns},
+        "spec": {"clusterIP": ip, "ports": [{"port": 80}]}});
+    let delete = format!("/api/v1/namespaces/{}/services/{victim}", case.ns);
+    when_sent_create(cp, move |s| is_write(s, "DELETE", &delete), svc)
 }
 
 fn is_write(s: &Seen, method: &str, prefix: &str) -> bool {
@@ -1150,6 +1152,38 @@ fn node_port_case(cp: &ControlPlane, count: u128, base: i64) -> Case {
     case
 }
 
+/// s2 was deleted by its owner: the same command run again finishes the migration of the other
+/// two and never brings s2 back.
+fn rerun_leaves_s2_deleted(cp: &ControlPlane, case: &Case, why: &str) {
+    let out = cp.plugin(&case.args(&[]));
+    assert_eq!(code(&out), 0, "{why}: {}", stderr_of(&out));
+    assert!(
+        cp.get_in(Some(&case.ns), "service/s2").is_none(),
+        "{why}: a deleted Service came back"
+    );
+    case.assert_finished(cp, 2, why);
+}
+
+/// Puts a finalizer of someone else's on Service `name` (None: takes them all off).
+fn set_finalizer(cp: &ControlPlane, ns: &str, name: &str, finalizer: Option<&str>) {
+    let patch = json!({"metadata": {"finalizers": finalizer.map(|f| vec![f])}});
+    patch_service(cp, ns, name, &patch.to_string());
+}
+
+/// `kubectl patch service --type=merge`.
+fn patch_service(cp: &ControlPlane, ns: &str, name: &str, patch: &str) {
+    cp.kubectl_ok(&[
+        "patch",
+        "service",
+        name,
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        patch,
+    ]);
+}
+
 /// The journal's entries (`namespace/name`) on the case's new range.
 fn in_flight(cp: &ControlPlane, case: &Case) -> Vec<String> {
     match journal_of(cp, &case.name) {
@@ -1205,40 +1239,13 @@ fn json_of_any(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr_of(out)))
 }
 
-/// A proxy that, right before the plugin's first real Service create in the case's namespace goes
-/// through, runs a real competing client (kubectl) that creates `thief` asking for node port
-/// `port`.
+/// Right before the plugin's first real Service create in the case's namespace goes through, a
+/// competing client creates `thief` asking for node port `port`.
 fn when_recreated_steal_port(cp: &ControlPlane, case: &Case, thief: &str, port: i64) -> FaultProxy {
-    let proxy = FaultProxy::start(cp, &unique_name("migrate-steal"));
-    let (bin, kubeconfig) = (cp.bin.join("kubectl"), cp.kubeconfig.clone());
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": thief, "namespace": case.ns},
         "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": port}]}});
     let creates = format!("/api/v1/namespaces/{}/services?", case.ns);
-    let mut stolen = false;
-    proxy.set_rule(move |s| {
-        if !stolen && is_write(s, "POST", &creates) {
-            stolen = true;
-            let mut c = Command::new(&bin)
-                .arg("--kubeconfig")
-                .arg(&kubeconfig)
-                .args(["create", "-f", "-"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap();
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(svc.to_string().as_bytes())
-                .unwrap();
-            assert!(
-                c.wait().unwrap().success(),
-                "the competing client could not take the port"
-            );
-        }
-        Action::Forward
-    });
-    proxy
+    when_sent_create(cp, move |s| is_write(s, "POST", &creates), svc)
 }
 
 #[test]
@@ -1356,16 +1363,7 @@ fn a_service_its_owner_is_deleting_is_never_moved_nor_recreated() {
     let cp = ControlPlane::shared();
     let case = Case::new(cp, 3);
     let ns = case.ns.clone();
-    cp.kubectl_ok(&[
-        "patch",
-        "service",
-        "s2",
-        "-n",
-        &ns,
-        "--type=merge",
-        "-p",
-        r#"{"metadata":{"finalizers":["example.com/owner-cleanup"]}}"#,
-    ]);
+    set_finalizer(cp, &ns, "s2", Some("example.com/owner-cleanup"));
     cp.kubectl_ok(&["delete", "service", "s2", "-n", &ns, "--wait=false"]);
     let out = cp.plugin(&case.args(&["--timeout", "3s"]));
     let report = json_of_any(&out);
@@ -1377,26 +1375,11 @@ fn a_service_its_owner_is_deleting_is_never_moved_nor_recreated() {
         "{report:#}"
     );
     // The owner's finalizer goes: s2 is gone for good, and a rerun leaves it so.
-    cp.kubectl_ok(&[
-        "patch",
-        "service",
-        "s2",
-        "-n",
-        &ns,
-        "--type=merge",
-        "-p",
-        r#"{"metadata":{"finalizers":null}}"#,
-    ]);
+    set_finalizer(cp, &ns, "s2", None);
     cp.wait_for_in(Some(&ns), "service/s2", Duration::from_secs(30), |s| {
         s.is_none()
     });
-    let out = cp.plugin(&case.args(&[]));
-    assert_eq!(code(&out), 0, "{}", stderr_of(&out));
-    assert!(
-        cp.get_in(Some(&ns), "service/s2").is_none(),
-        "a deleted Service came back"
-    );
-    case.assert_finished(cp, 2, "an owner's delete");
+    rerun_leaves_s2_deleted(cp, &case, "an owner's delete");
 }
 
 #[test]
@@ -1435,13 +1418,7 @@ fn a_delete_refused_by_a_policy_is_forgotten_so_the_owners_later_delete_stands()
     // The owner deletes s2 after all; the rerun never brings it back.
     cp.allow_again(&policy, enforced);
     cp.kubectl_ok(&["delete", "service", "s2", "-n", &ns]);
-    let out = cp.plugin(&case.args(&[]));
-    assert_eq!(code(&out), 0, "{}", stderr_of(&out));
-    assert!(
-        cp.get_in(Some(&ns), "service/s2").is_none(),
-        "a deleted Service came back"
-    );
-    case.assert_finished(cp, 2, "a refused delete");
+    rerun_leaves_s2_deleted(cp, &case, "a refused delete");
 }
 
 #[test]
@@ -1482,16 +1459,7 @@ fn ctrl_c_while_a_finalizer_holds_the_service_exits_130_at_once_and_a_rerun_recr
     let case = Case::new(cp, 3);
     let ns = case.ns.clone();
     let before = snapshot(cp, &ns);
-    cp.kubectl_ok(&[
-        "patch",
-        "service",
-        "s2",
-        "-n",
-        &ns,
-        "--type=merge",
-        "-p",
-        r#"{"metadata":{"finalizers":["example.com/slow-cleanup"]}}"#,
-    ]);
+    set_finalizer(cp, &ns, "s2", Some("example.com/slow-cleanup"));
     let proxy = FaultProxy::start(cp, &unique_name("migrate-held"));
     let child = case.spawn_via(&proxy, true);
     let delete = format!("/api/v1/namespaces/{ns}/services/s2");
@@ -1528,16 +1496,7 @@ fn ctrl_c_while_a_finalizer_holds_the_service_exits_130_at_once_and_a_rerun_recr
     );
     assert_eq!(in_flight(cp, &case), [format!("{ns}/s2")]);
     // The finalizer goes; the rerun recreates s2 (from the journal, not the directory).
-    cp.kubectl_ok(&[
-        "patch",
-        "service",
-        "s2",
-        "-n",
-        &ns,
-        "--type=merge",
-        "-p",
-        r#"{"metadata":{"finalizers":null}}"#,
-    ]);
+    set_finalizer(cp, &ns, "s2", None);
     let elsewhere = Case {
         backups: cp.dir.join(unique_name("elsewhere")),
         ..case.clone()

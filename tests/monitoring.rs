@@ -178,16 +178,34 @@ fn until_metrics(addr: &str, what: &str, want: impl Fn(&str) -> bool) -> String 
     }
 }
 
+/// Waits until the exporter says it is ready (its first list done), or fails after 20 s.
+fn until_ready(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(addr, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `serve --listen 127.0.0.1:0`, and the address it says it serves on.
 fn spawn_exporter(kubeconfig: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(PLUGIN)
+    spawn_exporter_with(kubeconfig, |_| {})
+}
+
+/// The same, `adjust` given the command first.
+fn spawn_exporter_with(
+    kubeconfig: &std::path::Path,
+    adjust: impl FnOnce(&mut Command),
+) -> (Child, String) {
+    let mut command = Command::new(PLUGIN);
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--kubeconfig"])
         .arg(kubeconfig)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    adjust(&mut command);
+    let mut child = command.spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stderr.take().unwrap())
         .read_line(&mut line)
@@ -219,11 +237,7 @@ fn the_exporter_follows_watches_lists_again_after_gone_and_stops_on_sigterm() {
         }
     });
     let (mut exporter, addr) = spawn_exporter(&proxy.kubeconfig);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get(&addr, "/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "never ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    until_ready(&addr);
     assert_eq!(get(&addr, "/healthz").0, 200);
     let first = until_metrics(&addr, "the list after 410 Gone", |m| {
         sample(m, "servicecidr_exporter_relists_total") == Some(1.0)
@@ -283,41 +297,17 @@ fn the_exporter_follows_watches_lists_again_after_gone_and_stops_on_sigterm() {
     assert!(stopped.elapsed() < Duration::from_secs(5));
 }
 
-/// Every list of ServiceCIDRs the proxy has seen (the watches excluded).
-fn range_lists(proxy: &FaultProxy) -> usize {
-    proxy
-        .seen()
-        .iter()
-        .filter(|s| {
-            s.method == "GET" && s.path.contains("/servicecidrs?") && !s.path.contains("watch=")
-        })
-        .count()
-}
-
 /// Behind a proxy that answers every watch with 410 Gone, the exporter lists again at a growing,
 /// jittered pace (a list succeeding does not reset it), and the relists are counted.
 #[test]
 fn a_watch_that_is_always_gone_is_listed_for_at_a_pace_not_in_a_storm() {
     let cp = ControlPlane::shared();
     let proxy = FaultProxy::start(cp, "exporter-gone");
-    proxy.set_rule(|seen| {
-        if seen.path.contains("watch=") {
-            Action::Answer {
-                status: 410,
-                retry_after: None,
-            }
-        } else {
-            Action::Forward
-        }
-    });
+    proxy.answer_every_watch_gone();
     let (mut exporter, addr) = spawn_exporter(&proxy.kubeconfig);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get(&addr, "/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "never ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    until_ready(&addr);
     std::thread::sleep(Duration::from_secs(10));
-    let lists = range_lists(&proxy);
+    let lists = proxy.lists_of("servicecidrs");
     // Waits of 0.5-1, 1-2, 2-4 and 4-8 s: at most 5 lists in 10 s (hundreds without a pace).
     assert!((2..=6).contains(&lists), "{lists} lists in 10 s");
     let metrics = get(&addr, "/metrics").1;
@@ -366,38 +356,22 @@ fn metrics_are_unavailable_until_the_first_list() {
 fn idle_and_unfinished_connections_are_bounded_and_survived() {
     use std::os::unix::process::CommandExt;
     let cp = ControlPlane::shared();
-    let mut child = Command::new(PLUGIN);
-    child
-        .args(["serve", "--listen", "127.0.0.1:0", "--kubeconfig"])
-        .arg(&cp.kubeconfig)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    // SAFETY: setrlimit only, between fork and exec.
-    unsafe {
-        child.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 128,
-                rlim_max: 128,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
-    let mut exporter = child.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(exporter.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap()
-        .to_owned();
+    let (mut exporter, addr) = spawn_exporter_with(&cp.kubeconfig, |command| {
+        // SAFETY: setrlimit only, between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 128,
+                    rlim_max: 128,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    });
     until_metrics(&addr, "the first list", |_| true);
     // 200 connections: half silent, half with a header that never ends.
     let mut held = Vec::new();

@@ -344,16 +344,7 @@ fn a_watch_that_is_always_gone_is_listed_for_at_a_pace_not_in_a_storm() {
     let name = unique_name("gone");
     cp.create_ready_service_cidr(&name, &[&cp.next_v4_block()]);
     let proxy = FaultProxy::start(cp, &name);
-    proxy.set_rule(|s| {
-        if s.path.contains("watch=") {
-            Action::Answer {
-                status: 410,
-                retry_after: None,
-            }
-        } else {
-            Action::Forward
-        }
-    });
+    proxy.answer_every_watch_gone();
     let (child, rx) = watch(&proxy.kubeconfig, &[&name]);
     line(
         &rx,
@@ -362,13 +353,7 @@ fn a_watch_that_is_always_gone_is_listed_for_at_a_pace_not_in_a_storm() {
         "the first view",
     );
     std::thread::sleep(Duration::from_secs(10));
-    let lists = proxy
-        .seen()
-        .iter()
-        .filter(|s| {
-            s.method == "GET" && s.path.contains("/servicecidrs?") && !s.path.contains("watch=")
-        })
-        .count();
+    let lists = proxy.lists_of("servicecidrs");
     // Waits of 0.5-1, 1-2, 2-4 and 4-8 s: at most 5 lists in 10 s (387 in 11 s without a pace).
     assert!((2..=6).contains(&lists), "{lists} lists in 10 s");
     assert_eq!(interrupt(child, Duration::from_secs(2)), 130);

@@ -384,17 +384,7 @@ mod tests {
                 Verdict::Busy => unreachable!("one run at a time"),
                 Verdict::NotDeleted | Verdict::Replaced => w.entry = None,
                 Verdict::AwaitGone => return, // a later run finds it gone
-                Verdict::Recreate => {
-                    if !clock.next(w) {
-                        return;
-                    }
-                    w.create();
-                    w.unanswered = true;
-                    if !clock.next(w) {
-                        return;
-                    }
-                    w.entry = None;
-                }
+                Verdict::Recreate => create_and_forget(w, &mut clock),
             }
             return;
         }
@@ -437,6 +427,12 @@ mod tests {
         if w.svc.as_ref().is_some_and(|o| o.uid == read.uid) {
             return; // held by a finalizer: the run stops and a rerun waits again
         }
+        create_and_forget(w, &mut clock);
+    }
+
+    /// The create, then the entry removed: the create's answer, unread until then, is what
+    /// tells this tool's Service from one its owner made and deleted meanwhile.
+    fn create_and_forget(w: &mut World, clock: &mut Steps) {
         if !clock.next(w) {
             return;
         }

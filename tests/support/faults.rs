@@ -132,6 +132,30 @@ impl FaultProxy {
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
+
+    /// From now on every watch is answered 410 Gone (too old to resume), as a proxy or server in
+    /// a bad state may; everything else goes through.
+    pub fn answer_every_watch_gone(&self) {
+        self.set_rule(|s| {
+            if s.path.contains("watch=") {
+                Action::Answer {
+                    status: 410,
+                    retry_after: None,
+                }
+            } else {
+                Action::Forward
+            }
+        });
+    }
+
+    /// How many lists (not watches) of `resource` (`servicecidrs`, ...) it has seen.
+    pub fn lists_of(&self, resource: &str) -> usize {
+        let path = format!("/{resource}?");
+        self.seen()
+            .iter()
+            .filter(|s| s.method == "GET" && s.path.contains(&path) && !s.path.contains("watch="))
+            .count()
+    }
 }
 
 impl Drop for FaultProxy {
