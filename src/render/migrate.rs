@@ -284,6 +284,15 @@ pub fn foreign_journal(range: &str, theirs: &str, ours: &str) -> String {
     )
 }
 
+pub fn unreadable_entry(range: &str, service: &str, error: &str) -> String {
+    format!(
+        "the migration journal on servicecidr {range:?} holds service {} to recreate, but its manifest cannot be read ({}); nothing was changed: recreate it by hand from the annotation {} or the local backup",
+        sanitize(service),
+        sanitize(error),
+        crate::cluster::journal::JOURNAL_KEY
+    )
+}
+
 pub fn range_gone(range: &str) -> String {
     format!(
         "servicecidr {range:?}, which holds this migration's journal, was deleted during the run; nothing more was deleted"

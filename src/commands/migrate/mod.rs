@@ -30,6 +30,8 @@ use ledger::Ledger;
 /// A Service this tool deleted and has not recreated: known from the journal only.
 struct Pending {
     entry: Entry,
+    /// Read from the journal's manifest, with the ClusterIPs it had.
+    facts: ServiceFacts,
     /// Still there, held by finalizers: wait for it to go first.
     await_gone: bool,
 }
@@ -57,14 +59,7 @@ impl Observed {
             .filter(|s| !claimed(s))
             .map(|s| s.facts.clone())
             .collect();
-        for p in &self.pending {
-            // The journal's copy is what was deleted; checked when it was written.
-            if let Ok(mut f) = cluster::wire::service_facts(&p.entry.manifest) {
-                f.cluster_ips = p.entry.from.clone();
-                f.missing = true;
-                facts.push(f);
-            }
-        }
+        facts.extend(self.pending.iter().map(|p| p.facts.clone()));
         let journals: Vec<(String, Record)> = self
             .journals
             .iter()
@@ -118,18 +113,30 @@ async fn observe(cluster: &Cluster, req: &Request, run: &str, warn: bool) -> Res
             Some(_) => Now::Other,
         };
         let fresh = entry.run != run && written_within(&entry.at, IN_FLIGHT);
-        match journal::resolve(now, fresh) {
-            Verdict::Busy => {}
-            Verdict::NotDeleted | Verdict::Replaced => seen.settled.push(entry.key()),
-            Verdict::AwaitGone => seen.pending.push(Pending {
-                entry,
-                await_gone: true,
-            }),
-            Verdict::Recreate => seen.pending.push(Pending {
-                entry,
-                await_gone: false,
-            }),
-        }
+        let await_gone = match journal::resolve(now, fresh) {
+            Verdict::Busy => continue,
+            Verdict::NotDeleted | Verdict::Replaced => {
+                seen.settled.push(entry.key());
+                continue;
+            }
+            Verdict::AwaitGone => true,
+            Verdict::Recreate => false,
+        };
+        // A Service to recreate that cannot be read from the journal stops the run: left out of
+        // the plan, it would be lost without a word.
+        let mut facts = cluster::wire::service_facts(&entry.manifest).map_err(|e| {
+            anyhow::anyhow!(
+                "{}",
+                words::unreadable_entry(&req.name, &entry.key(), &e.to_string())
+            )
+        })?;
+        facts.cluster_ips = entry.from.clone();
+        facts.missing = true;
+        seen.pending.push(Pending {
+            entry,
+            facts,
+            await_gone,
+        });
     }
     Ok(seen)
 }
