@@ -1555,3 +1555,36 @@ fn a_run_with_yes_still_says_the_plans_warnings() {
     );
     cp.kubectl_ok(&["delete", "node", &node]);
 }
+
+#[test]
+fn a_journal_entry_that_cannot_be_read_stops_the_run_before_anything_changes() {
+    let cp = ControlPlane::shared();
+    let case = Case::new(cp, 1);
+    let before = snapshot(cp, &case.ns);
+    let uid = cp.kubectl_ok(&[
+        "get",
+        "namespace",
+        "kube-system",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let record = json!({"cluster": uid, "to": [case.target], "from": [{"name": case.old, "cidrs": [case.block]}],
+        "moves": {format!("{}/ghost", case.ns): {"namespace": case.ns, "name": "ghost", "uid": "u-1", "run": "r-1",
+            "at": "2026-01-01T00:00:00Z", "from": [ip_in(&case.block, 9)], "to": [ip_in(&case.target, 9)],
+            "manifest": {"spec": {"clusterIPs": 5}}}}});
+    cp.create(&json!({"apiVersion": cp.networking, "kind": "ServiceCIDR",
+        "metadata": {"name": case.name, "labels": {JOURNAL: "journal"}, "annotations": {JOURNAL: record.to_string()}},
+        "spec": {"cidrs": [case.target]}}));
+    let out = cp.plugin(&case.args(&[]));
+    assert_eq!(code(&out), 1, "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains(&format!(
+            "holds service {}/ghost to recreate, but its manifest cannot be read",
+            case.ns
+        )),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_kept(cp, &case.ns, &before, &["s1"]);
+    assert_eq!(in_flight(cp, &case), [format!("{}/ghost", case.ns)]);
+}
