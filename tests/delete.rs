@@ -494,3 +494,28 @@ fn a_delete_refused_by_admission_leaves_no_guard() {
         cp.delete("servicecidr", &probe);
     }
 }
+
+/// Dropping the grace period and taking the release over is allowed, but never without a word
+/// about the race the grace period exists for.
+#[test]
+fn no_grace_period_with_remove_finalizer_is_warned_about() {
+    let cp = ControlPlane::shared();
+    let warning = "warning: --grace-period 0s with --remove-finalizer releases a range as soon as its check passes";
+    let name = ready_range(cp, &[&cp.next_v4_block()]);
+    let out = cp.plugin(&[
+        "delete",
+        &name,
+        "--wait",
+        "--grace-period",
+        "0s",
+        "--remove-finalizer",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(result(&json_of(&out))["outcome"], "Deleted");
+    assert!(stderr_of(&out).contains(warning), "{}", stderr_of(&out));
+    let name = ready_range(cp, &[&cp.next_v4_block()]);
+    let out = cp.plugin(&retire_args(&name));
+    assert_eq!(result(&json_of(&out))["outcome"], "Deleted");
+    assert!(!stderr_of(&out).contains(warning), "{}", stderr_of(&out));
+}

@@ -33,6 +33,11 @@ pub async fn run(
     env: &Environment,
     args: DeleteTask,
 ) -> Result<Exit> {
+    // The grace period is what keeps an apiserver that learns of the deletion late from handing
+    // out an IP in the range after its release: without it, say so before anything is done.
+    if args.remove_finalizer && args.grace_period.is_zero() && args.dry_run == DryRun::None {
+        render::to_stderr(render::delete::NO_GRACE_WARNING);
+    }
     let results = retire(cluster, env, &args).await;
     // A single range that could not be handled is an error, said in one line.
     if let [only] = results.as_slice()

@@ -15,6 +15,8 @@ use crate::render::{Style, sanitize, table, write_document};
 
 pub const KIND: &str = "ServiceCIDRDeletion";
 
+pub const NO_GRACE_WARNING: &str = "warning: --grace-period 0s with --remove-finalizer releases a range as soon as its check passes: an API server that has not yet seen the deletion can still hand out an IP in it, which is then orphaned (kube-controller-manager waits 10 s for this)\n";
+
 fn resume(name: &str) -> String {
     format!("resume with: kubectl servicecidr delete {name} --wait")
 }
