@@ -519,3 +519,49 @@ fn no_grace_period_with_remove_finalizer_is_warned_about() {
     assert_eq!(result(&json_of(&out))["outcome"], "Deleted");
     assert!(!stderr_of(&out).contains(warning), "{}", stderr_of(&out));
 }
+
+/// Someone strips the plugin's guard while the controller is down, and the controller, once back,
+/// releases the range by its own rule (which ignores IPAddresses not made by the allocator): the
+/// plugin says so at once, and its result is not "Deleted" but what the release left behind. A
+/// range the controller never held (made while it was down) is the plugin's release.
+#[test]
+fn a_guard_stripped_by_another_client_is_noticed_and_the_release_not_vouched_for() {
+    let (cp, name, block) = without_controller();
+    let fresh = unique_name("unheld");
+    cp.create_service_cidr(&fresh, &[&cp.next_v4_block()]);
+    let child = spawn(
+        &cp,
+        &[
+            "delete",
+            &name,
+            "--wait",
+            "--controller-timeout",
+            "5m",
+            "-o",
+            "json",
+        ],
+    );
+    // The guard goes on before the delete, so a terminating range carries it.
+    terminating(&cp, &name);
+    cp.set_finalizers("servicecidr", &name, &[SERVICE_CIDR_FINALIZER]);
+    let ip = ip_in(&block, 7);
+    cp.create_ipaddress(&ip, "default", "by-hand", false);
+
+    let doc = json_of(&cp.plugin(&retire_args(&fresh)));
+    assert_eq!(result(&doc)["outcome"], "Deleted");
+    assert_eq!(result(&doc)["releasedBy"], "plugin");
+
+    cp.start_controller();
+    let out = child.wait_with_output().unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(code(&out), 3, "{stderr}");
+    assert!(
+        stderr.contains("another client removed the plugin's guard finalizer"),
+        "{stderr}"
+    );
+    let doc = json_of(&out);
+    assert_eq!(result(&doc)["outcome"], "Orphaned", "{stderr}");
+    assert_eq!(result(&doc)["releasedBy"], "controller");
+    assert_eq!(result(&doc)["guardRemovedByAnotherClient"], true);
+    assert_eq!(result(&doc)["orphanedIPs"][0], ip.as_str());
+}

@@ -498,11 +498,29 @@ current-context: url-password
     assert!(all.contains(&format!("\"server\": \"{server}")), "{all}");
 }
 
+/// Whether a process has ended (gone, or a zombie waiting to be reaped).
+fn ended(pid: &str) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
 /// An exec credential plugin is a wait like any other: one that never returns fails the command
-/// within --request-timeout, alone and as one context of many.
+/// within --request-timeout, alone and as one context of many, and is killed with what it started.
 #[test]
 fn a_credential_plugin_that_never_returns_is_bounded_by_the_request_timeout() {
-    let plugin = temp_file("hanging-plugin.sh", "#!/bin/sh\nexec sleep 120\n");
+    let pids = temp_file("hanging-plugin.pids", "");
+    let plugin = temp_file(
+        "hanging-plugin.sh",
+        &format!(
+            "#!/bin/sh\necho $$ >> {0}\nsleep 120 &\necho $! >> {0}\nwait\n",
+            pids.display()
+        ),
+    );
     fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let kubeconfig = temp_file(
         "hanging-kubeconfig",
@@ -560,6 +578,16 @@ current-context: hangs
             .contains("gave no credentials within 2s"),
         "{doc:#}"
     );
+    let started = fs::read_to_string(&pids).unwrap();
+    assert_eq!(started.lines().count(), 4, "{started}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !started.lines().all(ended) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "plugin processes left running: {started}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A kubeconfig that sends the cluster through a proxy is refused, not connected around the

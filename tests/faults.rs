@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::faults::{Action, FaultProxy, Seen};
-use support::{ControlPlane, PLUGIN, code, json_of, retire_args, stderr_of, unique_name};
+use support::{
+    ControlPlane, PLUGIN, SERVICE_CIDR_FINALIZER, code, json_of, retire_args, stderr_of,
+    unique_name,
+};
 
 /// The plugin, verbose, talking to the cluster through the proxy.
 fn plugin_via(proxy: &FaultProxy, args: &[&str]) -> Output {
@@ -284,4 +287,41 @@ fn timeout_bounds_the_whole_command_while_the_apiserver_hangs() {
         )),
         "{doc}"
     );
+}
+
+/// delete's wait is a retry loop like serve's: behind a proxy that answers every watch 410, it
+/// reads the range at the retry pace, not as fast as the watches fail.
+#[test]
+fn the_wait_behind_watches_that_always_fail_keeps_to_the_retry_pace() {
+    let cp = ControlPlane::shared();
+    let name = unique_name("held");
+    cp.create_ready_service_cidr(&name, &[&cp.next_v4_block()]);
+    // Someone else's finalizer keeps it terminating once the controller and the plugin are done.
+    cp.set_finalizers(
+        "servicecidr",
+        &name,
+        &[SERVICE_CIDR_FINALIZER, "example.com/hold"],
+    );
+    let proxy = FaultProxy::start(cp, &name);
+    proxy.answer_every_watch_gone();
+    let out = plugin_via(
+        &proxy,
+        &["delete", &name, "--wait", "--timeout", "20s", "-o", "json"],
+    );
+    assert_eq!(code(&out), 1, "{}", stderr_of(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["results"][0]["outcome"], "TimedOut");
+    let reads = proxy
+        .seen()
+        .iter()
+        .filter(|s| {
+            s.method == "GET"
+                && s.path.contains(&format!("/servicecidrs/{name}"))
+                && !s.path.contains("watch=")
+        })
+        .count();
+    // Waits of 0.5-1, 1-2, 2-4, 4-8 and 8-16 s, and a read at the grace period's end: at most
+    // about 8 in 20 s (hundreds without a pace).
+    assert!((3..=10).contains(&reads), "{reads} reads in 20 s");
+    cp.set_finalizers("servicecidr", &name, &[]);
 }

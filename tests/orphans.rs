@@ -77,14 +77,7 @@ fn stripping_a_finalizer_by_hand_orphans_the_ip_and_the_suggested_range_covers_i
     let cp = ControlPlane::shared();
     let (name, ns, ip) = terminating_range_with_a_service(cp);
     // What people do today when a range hangs in Terminating.
-    cp.kubectl_ok(&[
-        "patch",
-        "servicecidr",
-        &name,
-        "--type=merge",
-        "-p",
-        r#"{"metadata":{"finalizers":null}}"#,
-    ]);
+    cp.set_finalizers("servicecidr", &name, &[]);
     cp.wait_for(
         &format!("servicecidr/{name}"),
         Duration::from_secs(30),

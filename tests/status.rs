@@ -6,7 +6,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{ControlPlane, PLUGIN, code, ip_in, json_of, stderr_of, stdout_of, unique_name};
+use support::{
+    ControlPlane, PLUGIN, SERVICE_CIDR_FINALIZER, code, ip_in, json_of, stderr_of, stdout_of,
+    unique_name,
+};
 
 fn range_doc<'a>(doc: &'a Value, name: &str) -> &'a Value {
     doc["serviceCIDRs"]
@@ -298,4 +301,51 @@ fn a_terminal_sees_what_is_read_and_how_far_along() {
     let piped = Command::new(PLUGIN).args(args).output().unwrap();
     assert_eq!(code(&piped), 0, "{}", stderr_of(&piped));
     assert_eq!(stderr_of(&piped), "", "nothing on a piped stderr");
+}
+
+/// Twin ServiceCIDRs (the same CIDR) share one allocator in kube-apiserver, which goes not ready
+/// only while a single range names its CIDR: two terminating twins still hand out IPs, and
+/// `status` says so instead of implying that nothing is allocated from them.
+#[test]
+fn terminating_twins_that_still_get_ips_are_said_to() {
+    let cp = ControlPlane::start_dedicated(true);
+    let (twin_block, lone_block) = (cp.next_v4_block(), cp.next_v4_block());
+    let (a, b, lone) = (
+        unique_name("twin-a"),
+        unique_name("twin-b"),
+        unique_name("lone"),
+    );
+    for (name, block) in [(&a, &twin_block), (&b, &twin_block), (&lone, &lone_block)] {
+        cp.create_ready_service_cidr(name, &[block]);
+        cp.set_finalizers(
+            "servicecidr",
+            name,
+            &[SERVICE_CIDR_FINALIZER, "example.com/hold"],
+        );
+    }
+    for name in [&a, &b, &lone] {
+        cp.delete("servicecidr", name);
+    }
+    // The allocator has seen all three deletions once the last one stops it handing out IPs.
+    let ns = unique_name("probe");
+    cp.until_allocator(&ns, &lone_block, 10, false);
+    assert!(
+        cp.allocator_gives(&ns, &ip_in(&twin_block, 10)),
+        "the twins' shared allocator stopped"
+    );
+
+    let doc = json_of(&cp.plugin(&["status", "-o", "json"]));
+    for (name, twin) in [(&a, &b), (&b, &a)] {
+        let cidr = &range_doc(&doc, name)["cidrs"][0];
+        assert_eq!(range_doc(&doc, name)["state"], "Terminating");
+        assert_eq!(cidr["allocating"], "unknown", "{name}");
+        assert_eq!(cidr["sharesAllocatorWith"], serde_json::json!([twin]));
+    }
+    assert_eq!(range_doc(&doc, &lone)["cidrs"][0]["allocating"], "no");
+    let table = stdout_of(&cp.plugin(&["status"]));
+    assert!(
+        table.contains(&format!("! {twin_block} ({a}) may still get new IPs")),
+        "{table}"
+    );
+    assert!(!table.contains(&format!("({lone}) may")), "{table}");
 }

@@ -69,13 +69,19 @@ pub enum Step {
     NotTerminating,
 }
 
-/// One range's retirement; keeps only what the next step depends on.
+/// One range's retirement; keeps only what the next step and the ending depend on.
 #[derive(Debug, Clone)]
 pub struct Retirement {
     uid: String,
     opts: RetireOptions,
     first_seen: Option<Duration>,
     grace_end: Option<Duration>,
+    saw_controller: bool,
+    saw_guard: bool,
+    /// Someone else removed the guard before our release did.
+    guard_lost: bool,
+    /// Our release went through; whether it took the controller's part.
+    released: Option<bool>,
 }
 
 /// The controller has judged that deleting the range would orphan IPAddresses: it wrote
@@ -98,6 +104,44 @@ impl Retirement {
             opts,
             first_seen: None,
             grace_end: None,
+            saw_controller: false,
+            saw_guard: false,
+            guard_lost: false,
+            released: None,
+        }
+    }
+
+    /// Our release of `Step::Release` went through.
+    pub fn released(&mut self, takeover: bool) {
+        self.released = Some(takeover);
+    }
+
+    /// Another client removed the guard while the range was held: whatever releases it now does
+    /// so without the plugin's final check.
+    pub fn guard_lost(&self) -> bool {
+        self.guard_lost
+    }
+
+    /// Who let the range go: the plugin when it took the controller's part, or when the
+    /// controller never held it (its finalizer never seen: it was not running when the range was
+    /// made); else the controller.
+    pub fn released_by(&self) -> ReleasedBy {
+        if self.released == Some(true) || !self.saw_controller {
+            ReleasedBy::Plugin
+        } else {
+            ReleasedBy::Controller
+        }
+    }
+
+    /// How a retirement ends once the range is gone: IPs left outside every range are the worst;
+    /// a release without our final check (guard removed by another client) is not vouched for.
+    pub fn ending(&self, left_outside: bool) -> Outcome {
+        if left_outside {
+            Outcome::Orphaned
+        } else if self.guard_lost {
+            Outcome::Unguarded
+        } else {
+            Outcome::Deleted
         }
     }
 
@@ -136,6 +180,12 @@ impl Retirement {
         let grace_end = self.grace_end(deleting, server_now, now);
         let controller = range.has_controller_finalizer();
         let guard = range.has_guard();
+        self.saw_controller |= controller;
+        if guard {
+            self.saw_guard = true;
+        } else if self.saw_guard && self.released.is_none() {
+            self.guard_lost = true;
+        }
         match (controller, guard) {
             (false, false) => {
                 return Step::Wait {
@@ -211,6 +261,9 @@ pub enum Outcome {
     AtRisk,
     /// Gone, but IPs that appeared meanwhile were left outside every range.
     Orphaned,
+    /// Gone, released by others after another client removed the guard: no IP was found left
+    /// outside, but the release was not held for the plugin's final check.
+    Unguarded,
     /// Still terminating at --timeout because the controller counts IPAddresses that would be
     /// orphaned; its word stands.
     Blocked,
@@ -223,9 +276,11 @@ impl Outcome {
     pub fn exit(self) -> Exit {
         match self {
             Outcome::Deleted | Outcome::Terminating | Outcome::DryRun => Exit::Success,
-            Outcome::Refused | Outcome::AtRisk | Outcome::Orphaned | Outcome::Blocked => {
-                Exit::Findings
-            }
+            Outcome::Refused
+            | Outcome::AtRisk
+            | Outcome::Orphaned
+            | Outcome::Unguarded
+            | Outcome::Blocked => Exit::Findings,
             Outcome::TimedOut | Outcome::Failed => Exit::Error,
             Outcome::Interrupted => Exit::Interrupted,
         }
@@ -263,6 +318,8 @@ pub struct DeleteResult {
     /// For a timeout while the controller blocks: the IPAddresses it counts.
     pub controller_blockers: Vec<std::net::IpAddr>,
     pub phase: Phase,
+    /// Another client removed the guard during the wait.
+    pub guard_lost: bool,
     /// An error's own line, for Failed.
     pub error: Option<String>,
     pub elapsed: Duration,
@@ -285,6 +342,7 @@ impl DeleteResult {
             left_outside: vec![],
             controller_blockers: vec![],
             phase,
+            guard_lost: false,
             error: None,
             elapsed,
         }
@@ -378,6 +436,47 @@ mod tests {
                 takeover: false
             }
         );
+    }
+
+    #[test]
+    fn who_released_it_and_whether_the_guard_held() {
+        let both = deleting(&[SERVICE_CIDR_FINALIZER, GUARD_FINALIZER]);
+        let guard_only = deleting(&[GUARD_FINALIZER]);
+        let controller_only = deleting(&[SERVICE_CIDR_FINALIZER]);
+        // The controller released its part, the plugin the guard: the controller's release.
+        let mut m = Retirement::new(&both.uid, opts(false));
+        m.next(at(&both, 0), S(0));
+        m.next(at(&guard_only, 11), S(11));
+        m.released(false);
+        assert_eq!(m.next(Observed::Gone, S(12)), Step::Gone);
+        assert_eq!(m.released_by(), ReleasedBy::Controller);
+        assert!(!m.guard_lost());
+        assert_eq!(m.ending(false), Outcome::Deleted);
+        assert_eq!(m.ending(true), Outcome::Orphaned);
+        // The controller never held it (not running when the range was made): the plugin's.
+        let mut m = Retirement::new(&both.uid, opts(false));
+        m.next(at(&guard_only, 0), S(0));
+        m.next(at(&guard_only, 11), S(11));
+        m.released(false);
+        assert_eq!(m.released_by(), ReleasedBy::Plugin);
+        // Taken over: the plugin's.
+        let mut m = Retirement::new(&both.uid, opts(true));
+        m.next(at(&both, 0), S(0));
+        m.released(true);
+        assert_eq!(m.released_by(), ReleasedBy::Plugin);
+        // Another client stripped the guard: noticed at once, and the ending is not vouched for.
+        let mut m = Retirement::new(&both.uid, opts(false));
+        m.next(at(&both, 0), S(0));
+        assert!(!m.guard_lost());
+        m.next(at(&controller_only, 1), S(1));
+        assert!(m.guard_lost());
+        assert_eq!(m.ending(false), Outcome::Unguarded);
+        assert_eq!(m.ending(true), Outcome::Orphaned);
+        assert_eq!(m.released_by(), ReleasedBy::Controller);
+        // A guard never seen is not lost.
+        let mut m = Retirement::new(&both.uid, opts(false));
+        m.next(at(&controller_only, 0), S(0));
+        assert!(!m.guard_lost());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Usage of every range: capacity, allocated, free, overlaps, and why a terminating range waits.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -51,6 +51,34 @@ pub struct CidrUsage {
     pub attributed: u64,
     /// Names of the other ServiceCIDRs with a CIDR overlapping this one.
     pub overlaps_with: Vec<String>,
+    /// Names of the other ServiceCIDRs with this very CIDR: kube-apiserver keeps one allocator
+    /// per CIDR string, shared by all of them.
+    pub twins: Vec<String>,
+    pub allocating: Allocating,
+}
+
+/// Whether kube-apiserver hands out new IPs from a CIDR. Its allocator for a CIDR string is
+/// ready when any ServiceCIDR naming it is usable, and is made not ready only while a single
+/// ServiceCIDR names it (`syncAllocators` in cidrallocator.go): twins none of which is usable
+/// leave it as it was, which the objects do not show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Allocating {
+    Yes,
+    No,
+    Unknown,
+}
+
+impl Allocating {
+    fn of(range: &ServiceCidr, twins: &[&ServiceCidr]) -> Allocating {
+        if range.is_usable() || twins.iter().any(|t| t.is_usable()) {
+            Allocating::Yes
+        } else if twins.is_empty() {
+            Allocating::No
+        } else {
+            Allocating::Unknown
+        }
+    }
 }
 
 impl CidrUsage {
@@ -122,6 +150,12 @@ pub fn status_report(
     let mut containing: Vec<Entry> = Vec::new();
     let mut inside_by_family: BTreeMap<Family, u64> = BTreeMap::new();
     let mut overlaps_with = overlapping(ranges);
+    let mut naming: HashMap<IpNet, Vec<&ServiceCidr>> = HashMap::new();
+    for r in ranges {
+        for net in &r.cidrs {
+            naming.entry(*net).or_default().push(r);
+        }
+    }
     for alloc in ips {
         containing.clear();
         containing.extend(index.containing(alloc.ip));
@@ -167,13 +201,22 @@ pub fn status_report(
                 .cidrs
                 .iter()
                 .enumerate()
-                .map(|(c, net)| CidrUsage {
-                    cidr: *net,
-                    family: Family::of_net(net),
-                    capacity: capacity(net),
-                    allocated: allocated[r][c],
-                    attributed: attributed[r][c],
-                    overlaps_with: std::mem::take(&mut overlaps_with[r][c]),
+                .map(|(c, net)| {
+                    let twins: Vec<&ServiceCidr> = naming[net]
+                        .iter()
+                        .copied()
+                        .filter(|t| t.name != range.name)
+                        .collect();
+                    CidrUsage {
+                        cidr: *net,
+                        family: Family::of_net(net),
+                        capacity: capacity(net),
+                        allocated: allocated[r][c],
+                        attributed: attributed[r][c],
+                        overlaps_with: std::mem::take(&mut overlaps_with[r][c]),
+                        allocating: Allocating::of(range, &twins),
+                        twins: twins.iter().map(|t| t.name.clone()).collect(),
+                    }
                 })
                 .collect(),
         })
@@ -299,6 +342,53 @@ mod tests {
             SystemTime::UNIX_EPOCH + Duration::from_secs(600),
             true,
         )
+    }
+
+    #[test]
+    fn twins_share_one_allocator_whose_readiness_neither_shows_alone() {
+        let gone = |mut r: ServiceCidr| {
+            r.deleting = Some(SystemTime::UNIX_EPOCH);
+            r
+        };
+        let unknown = |mut r: ServiceCidr| {
+            r.ready.as_mut().unwrap().status = ConditionStatus::Unknown;
+            r
+        };
+        let allocating = |ranges: &[ServiceCidr]| -> Vec<(Allocating, Vec<String>)> {
+            report(ranges, &[])
+                .ranges
+                .iter()
+                .map(|r| (r.cidrs[0].allocating, r.cidrs[0].twins.clone()))
+                .collect()
+        };
+        let (a, b) = (range("a", &["10.1.0.0/24"]), range("b", &["10.1.0.0/24"]));
+        let nested = range("c", &["10.1.0.0/25"]);
+        // Alone: the range's own state decides.
+        assert_eq!(allocating(&[gone(a.clone())]), [(Allocating::No, vec![])]);
+        assert_eq!(
+            allocating(std::slice::from_ref(&a)),
+            [(Allocating::Yes, vec![])]
+        );
+        // A usable twin keeps the shared allocator ready; a nested range is no twin.
+        assert_eq!(
+            allocating(&[gone(a.clone()), b.clone(), gone(nested.clone())]),
+            [
+                (Allocating::Yes, vec!["b".into()]),
+                (Allocating::Yes, vec!["a".into()]),
+                (Allocating::No, vec![]),
+            ]
+        );
+        // No twin usable: the allocator stays as it was.
+        for pair in [
+            [gone(a.clone()), gone(b.clone())],
+            [unknown(a.clone()), unknown(b.clone())],
+        ] {
+            assert!(
+                allocating(&pair)
+                    .iter()
+                    .all(|(x, _)| *x == Allocating::Unknown)
+            );
+        }
     }
 
     #[test]

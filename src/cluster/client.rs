@@ -13,6 +13,7 @@ use tower::buffer::BufferLayer;
 use tower::retry::RetryLayer;
 
 use crate::cluster::error::ApiError;
+use crate::cluster::exec_mark::Mark;
 use crate::cluster::retry::RetryPolicy;
 
 /// What the user typed that selects a cluster and credentials.
@@ -177,8 +178,14 @@ impl Connection {
 
     /// Resolves the flags into a client config without contacting the server.
     pub async fn config(&self) -> Result<Config, ConfigError> {
+        self.config_marked(&Mark::fresh()).await
+    }
+
+    /// [`Connection::config`], the exec plugins it runs marked with `mark`.
+    async fn config_marked(&self, mark: &Mark) -> Result<Config, ConfigError> {
         let mut config = match self.load_kubeconfig()? {
-            Some(kc) => {
+            Some(mut kc) => {
+                mark.apply(&mut kc);
                 check_entry(
                     "context",
                     &self.context,
@@ -208,7 +215,7 @@ impl Connection {
                         hint: "a kubeconfig without proxy-url",
                     });
                 }
-                self.bounded(move || {
+                self.bounded(mark, move || {
                     futures::executor::block_on(Config::from_custom_kubeconfig(kc, &opts))
                 })
                 .await?
@@ -242,10 +249,11 @@ impl Connection {
 
     /// The client, and the server's URL as it may be shown (no credentials in it).
     pub async fn client(&self) -> Result<(Client, String), ConfigError> {
-        let config = self.config().await?;
+        let mark = Mark::fresh();
+        let config = self.config_marked(&mark).await?;
         let url = config.cluster_url.to_string();
         let client = self
-            .bounded(move || build(&config))
+            .bounded(&mark, move || build(&config))
             .await?
             .map_err(|e| ConfigError::Client(ApiError::from_kube(&url, e).to_string()))?;
         Ok((client, url))
@@ -254,18 +262,23 @@ impl Connection {
     /// Runs `work` on a thread of its own under the connection bound: kube runs an exec
     /// credential plugin synchronously while it loads a kubeconfig and builds a client (for the
     /// token, and for a client certificate it may return), and a plugin that never returns must
-    /// not hold the command. What it leaves running ends with the process (main.rs).
+    /// not hold the command: when the bound passes, the plugins marked with `mark` are killed,
+    /// and the thread left waiting for them ends with the process (main.rs).
     async fn bounded<T: Send + 'static>(
         &self,
+        mark: &Mark,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ConfigError> {
         let bound = self.connect_timeout();
         match tokio::time::timeout(bound, tokio::task::spawn_blocking(work)).await {
             Ok(Ok(done)) => Ok(done),
             Ok(Err(join)) => Err(ConfigError::Client(join.to_string())),
-            Err(_) => Err(ConfigError::CredentialsTimeout(
-                humantime::format_duration(bound).to_string(),
-            )),
+            Err(_) => {
+                mark.kill();
+                Err(ConfigError::CredentialsTimeout(
+                    humantime::format_duration(bound).to_string(),
+                ))
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod error;
+pub mod exec_mark;
 pub mod journal;
 pub mod page;
 pub mod proto;
@@ -959,6 +960,9 @@ impl Cluster {
         let events = self
             .watch_service_cidrs(Some(name), resource_version)
             .await?;
+        // An ERROR event (410: too old to resume) ends the watch, as a closed one does.
+        let events =
+            events.take_while(|ev| std::future::ready(!matches!(ev, Ok(WatchEvent::Error(_)))));
         Ok(events.filter_map(|ev| async move {
             match ev {
                 Ok(WatchEvent::Bookmark(_)) => None,

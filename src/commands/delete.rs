@@ -12,11 +12,11 @@ use futures::StreamExt;
 use tokio::time::{Instant, sleep_until};
 
 use crate::audit::retire::{
-    self, DeleteResult, Observed, Outcome, Phase, ReleasedBy, RetireOptions, Retirement, Step,
-    Waiting,
+    self, DeleteResult, Observed, Outcome, Phase, RetireOptions, Retirement, Step, Waiting,
 };
 use crate::audit::safety::{Blocker, controller_blockers, left_outside, set_blockers};
 use crate::cluster::{self, ApiError, Cluster, RangeRead};
+use crate::commands::follow::Pace;
 use crate::commands::print;
 use crate::exit::Exit;
 use crate::model::{DEFAULT_SERVICE_CIDR, GUARD_FINALIZER, ServiceCidr};
@@ -75,6 +75,14 @@ pub async fn retire(cluster: &Cluster, env: &Environment, args: &DeleteTask) -> 
     };
     job.progress.finish();
     job.results(ended)
+}
+
+#[derive(PartialEq, Eq)]
+enum Watched {
+    Changed,
+    Due,
+    /// The watch failed or closed.
+    Ended,
 }
 
 enum Release {
@@ -366,8 +374,8 @@ impl Job<'_> {
             remove_finalizer: self.args.remove_finalizer,
         };
         let mut machine = Retirement::new(uid.clone(), opts);
-        let mut released_by = ReleasedBy::Controller;
         let mut cidrs = Vec::new();
+        let mut pace = Pace::default();
         loop {
             let got = match first.take() {
                 Some(read) => Ok(Some(read)),
@@ -392,8 +400,13 @@ impl Job<'_> {
                 }
                 None => Observed::Gone,
             };
-            match machine.next(observed, self.started.elapsed()) {
-                Step::Gone => return self.after_release(name, &cidrs, released_by).await,
+            let lost_before = machine.guard_lost();
+            let step = machine.next(observed, self.started.elapsed());
+            if machine.guard_lost() && !lost_before {
+                self.progress.note(&render::delete::guard_lost_note(name));
+            }
+            match step {
+                Step::Gone => return self.after_release(name, &cidrs, &machine).await,
                 Step::NotTerminating => {
                     return DeleteResult {
                         error: Some("not terminating: someone else must have recreated it".into()),
@@ -411,14 +424,20 @@ impl Job<'_> {
                         continue;
                     };
                     let until = until.map(|u| self.started + u);
-                    // A closed or failed watch only means: observe again.
-                    let _ = self.watch_until(range, until, &machine).await;
+                    let watched = Instant::now();
+                    if self.watch_until(range, until, &machine).await == Watched::Ended {
+                        // A watch that failed or closed at once only means: observe again, but
+                        // not faster than the retry pace (a proxy answering every watch with
+                        // 410 must not turn the wait into a storm of reads).
+                        pace.watched(watched.elapsed());
+                        let wait = Instant::now() + pace.failed();
+                        sleep_until(until.map_or(wait, |u| u.min(wait))).await;
+                    }
                 }
                 Step::Release { remove, takeover } => {
                     self.set_phase(name, Phase::Releasing);
                     match self.release(name, &uid, &remove).await {
-                        Ok(Release::Released) if takeover => released_by = ReleasedBy::Plugin,
-                        Ok(Release::Released) => {}
+                        Ok(Release::Released) => machine.released(takeover),
                         Ok(Release::Stale) => self.progress.note(&format!(
                             "servicecidr {:?}: changed while releasing: checking again",
                             render::sanitize(name)
@@ -453,24 +472,31 @@ impl Job<'_> {
         }
     }
 
-    /// Returns at the first change to the range, a closed watch, or `until`; counts down meanwhile.
+    /// Returns at the first change to the range, a closed or failed watch, or `until`; counts
+    /// down meanwhile.
     async fn watch_until(
         &self,
         range: &ServiceCidr,
         until: Option<Instant>,
         machine: &Retirement,
-    ) -> Result<(), cluster::Error> {
-        let mut events = pin!(
-            self.cluster
-                .changes_of_service_cidr(&range.name, &range.resource_version)
-                .await?
-        );
+    ) -> Watched {
+        let Ok(events) = self
+            .cluster
+            .changes_of_service_cidr(&range.name, &range.resource_version)
+            .await
+        else {
+            return Watched::Ended;
+        };
+        let mut events = pin!(events);
         let forever = self.started + self.args.timeout;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
-                ev = events.next() => return ev.map_or(Ok(()), |r| r.map(|_| ())),
-                _ = sleep_until(until.unwrap_or(forever)) => return Ok(()),
+                ev = events.next() => return match ev {
+                    Some(Ok(_)) => Watched::Changed,
+                    _ => Watched::Ended,
+                },
+                _ = sleep_until(until.unwrap_or(forever)) => return Watched::Due,
                 _ = tick.tick(), if self.progress.is_tty() => {
                     let now = self.started.elapsed();
                     let countdown = machine.timers().and_then(|(grace, takeover)| {
@@ -529,23 +555,20 @@ impl Job<'_> {
         &self,
         name: &str,
         cidrs: &[ipnet::IpNet],
-        released_by: ReleasedBy,
+        machine: &Retirement,
     ) -> DeleteResult {
         let gone = DeleteResult {
-            released_by: Some(released_by),
-            ..self.result(name, Outcome::Deleted)
+            released_by: Some(machine.released_by()),
+            guard_lost: machine.guard_lost(),
+            ..self.result(name, machine.ending(false))
         };
         match self.cluster.snapshot(true).await {
             Ok((snapshot, _)) => {
                 let left = left_outside(&snapshot, cidrs);
-                if left.is_empty() {
-                    gone
-                } else {
-                    DeleteResult {
-                        left_outside: left,
-                        outcome: Outcome::Orphaned,
-                        ..gone
-                    }
+                DeleteResult {
+                    outcome: machine.ending(!left.is_empty()),
+                    left_outside: left,
+                    ..gone
                 }
             }
             Err(e) => DeleteResult {

@@ -17,6 +17,14 @@ pub const KIND: &str = "ServiceCIDRDeletion";
 
 pub const NO_GRACE_WARNING: &str = "warning: --grace-period 0s with --remove-finalizer releases a range as soon as its check passes: an API server that has not yet seen the deletion can still hand out an IP in it, which is then orphaned (kube-controller-manager waits 10 s for this)\n";
 
+/// Said on stderr the moment the guard is seen gone.
+pub fn guard_lost_note(name: &str) -> String {
+    format!(
+        "warning: servicecidr {:?}: another client removed the plugin's guard finalizer; whatever releases it now does so without the plugin's final check (a finalizer cannot be added back to a terminating object)",
+        sanitize(name)
+    )
+}
+
 fn resume(name: &str) -> String {
     format!("resume with: kubectl servicecidr delete {name} --wait")
 }
@@ -90,10 +98,16 @@ pub fn message(r: &DeleteResult) -> String {
             resume(name)
         ),
         Outcome::Orphaned => format!(
-            "gone, but {} IP(s) that appeared inside while it was released are now outside every range; {}",
+            "gone, but {} IP(s) that appeared inside while it was released are now outside every range{}; {}",
             r.left_outside.len(),
+            if r.guard_lost {
+                " (another client had removed the plugin's guard, so the release was not held for its check)"
+            } else {
+                ""
+            },
             left_unblock(&r.left_outside)
         ),
+        Outcome::Unguarded => "gone, but another client removed the plugin's guard while it waited, so it was released without the plugin's final check; no IP was found outside every range (kubectl servicecidr orphans checks again)".into(),
         Outcome::Blocked => {
             let ips: Vec<String> = r.controller_blockers.iter().map(ToString::to_string).collect();
             format!(
@@ -120,6 +134,8 @@ struct ResultDoc<'a> {
     blocking_ip_addresses: Vec<BlockerDoc>,
     #[serde(rename = "orphanedIPs", skip_serializing_if = "Vec::is_empty")]
     orphaned_ips: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    guard_removed_by_another_client: bool,
     message: String,
     elapsed_seconds: f64,
 }
@@ -181,6 +197,7 @@ pub fn write(out: &mut impl Write, style: &Style, results: &[DeleteResult]) -> i
                     released_by: r.released_by,
                     blocking_ip_addresses: r.blockers.iter().map(blocker_doc).collect(),
                     orphaned_ips: r.left_outside.iter().map(|u| u.ip.to_string()).collect(),
+                    guard_removed_by_another_client: r.guard_lost,
                     message: message(r),
                     elapsed_seconds: (r.elapsed.as_secs_f64() * 10.0).round() / 10.0,
                 })

@@ -6,7 +6,7 @@ use comfy_table::{Cell, Color};
 use serde::Serialize;
 
 use crate::audit::usage::{
-    CRITICAL_PERCENT, CidrUsage, RangeStatus, State, StatusReport, WARNING_PERCENT,
+    Allocating, CRITICAL_PERCENT, CidrUsage, RangeStatus, State, StatusReport, WARNING_PERCENT,
 };
 use crate::model::{ConditionStatus, Family, GUARD_FINALIZER};
 use crate::render::{Style, age, count, percent, sanitize, table, write_document};
@@ -57,6 +57,8 @@ struct CidrDoc<'a> {
     usage_percent: f64,
     attributed: u64,
     overlaps_with: &'a [String],
+    allocating: Allocating,
+    shares_allocator_with: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -136,6 +138,8 @@ fn range_doc(r: &RangeStatus) -> RangeDoc<'_> {
                 usage_percent: (c.percent() * 100.0).round() / 100.0,
                 attributed: c.attributed,
                 overlaps_with: &c.overlaps_with,
+                allocating: c.allocating,
+                shares_allocator_with: &c.twins,
             })
             .collect(),
     }
@@ -213,7 +217,31 @@ pub fn headers(style: &Style) -> Vec<&'static str> {
 /// The right-aligned columns of [`headers`].
 pub const NUMERIC: [usize; 2] = [4, 5];
 
-/// A row per CIDR, and a footnote per CIDR that overlaps another range.
+/// For a CIDR whose range is not usable but whose allocator still serves a twin: what the state
+/// column alone would hide.
+fn shared_allocator_note(r: &RangeStatus, c: &CidrUsage) -> Option<String> {
+    if matches!(r.state, State::Ready | State::Pending) {
+        return None;
+    }
+    let twins = c
+        .twins
+        .iter()
+        .map(|n| sanitize(n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let head = format!("! {} ({})", c.cidr, sanitize(&r.name));
+    match c.allocating {
+        Allocating::Yes => Some(format!(
+            "{head} still gets new IPs: kube-apiserver keeps one allocator per CIDR, shared with {twins}, which is usable"
+        )),
+        Allocating::Unknown => Some(format!(
+            "{head} may still get new IPs: kube-apiserver keeps one allocator per CIDR, shared with {twins}, and with none of them usable it stays as it was"
+        )),
+        Allocating::No => None,
+    }
+}
+
+/// A row per CIDR, and a footnote per CIDR that overlaps another range or shares its allocator.
 pub fn rows(style: &Style, report: &StatusReport) -> (Vec<Vec<Cell>>, Vec<String>) {
     let mut rows = Vec::new();
     let mut footnotes = Vec::new();
@@ -233,6 +261,10 @@ pub fn rows(style: &Style, report: &StatusReport) -> (Vec<Vec<Cell>>, Vec<String
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
+            }
+            if let Some(note) = shared_allocator_note(r, c) {
+                cidr.push('!');
+                footnotes.push(note);
             }
             let mut row = vec![
                 Cell::new(if first {

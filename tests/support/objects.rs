@@ -283,6 +283,21 @@ impl ControlPlane {
         }))
     }
 
+    /// Sets the finalizers of a cluster-scoped object to exactly `finalizers` (a merge patch, as
+    /// people strip them by hand; none: takes them all off).
+    pub fn set_finalizers(&self, kind: &str, name: &str, finalizers: &[&str]) {
+        let patch =
+            json!({"metadata": {"finalizers": (!finalizers.is_empty()).then_some(finalizers)}});
+        self.kubectl_ok(&[
+            "patch",
+            kind,
+            name,
+            "--type=merge",
+            "-p",
+            &patch.to_string(),
+        ]);
+    }
+
     /// Deletes a cluster-scoped object (`kind` as kubectl takes it: `servicecidr`, `ipaddress`, ...)
     /// without waiting for finalizers; no error if it does not exist.
     pub fn delete(&self, kind: &str, name: &str) {
