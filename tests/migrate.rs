@@ -605,6 +605,11 @@ fn refusals_are_one_line_and_change_nothing() {
             2,
             "DNS labels".into(),
         ),
+        (
+            vec!["--from", &old, "--to", &target, "--name", &old],
+            3,
+            format!("cannot be named {old:?}: that is an old range (choose another with --name)"),
+        ),
     ];
     for (args, want, text) in cases {
         for step in ["plan", "run"] {
