@@ -35,6 +35,7 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -s
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -s V -l version -d 'Print version'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "status" -d 'Every ServiceCIDR with its ranges, state and usage (allocated, free, percent)'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "orphans" -d 'IPAddresses whose range is gone, and every other inconsistency between Services, IPAddresses and ServiceCIDRs, with what to do about each'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "doctor" -d 'Check what surrounds the ServiceCIDRs: the apiservers\' flags, the controller, nodes, versions and events, each check with its evidence and remedy (read only)'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "delete" -d 'Retire ServiceCIDRs safely: check, delete, wait out the grace period, release'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "migrate" -d 'Renumber: move every Service out of old ranges into a new one, then retire the old ones'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_needs_command" -f -a "serve" -d 'Export Prometheus metrics over HTTP: list once, then follow watches (/metrics, /healthz, /readyz); ends on SIGTERM or Ctrl-C'
@@ -89,6 +90,24 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -l no-headers -d 'Leave out table headers'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand orphans" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand doctor" -l contexts -d 'These contexts (comma-separated), read concurrently' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand doctor" -l concurrency -d 'How many contexts to read at the same time' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand doctor" -l color -d 'When to colour the table' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
+always\t'Always colour tables'
+never\t'Never colour'"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand doctor" -s o -l output -d 'Output format' -r -f -a "table\t'A table for people'
+json\t'A JSON document with stable field names'
+yaml\t'The same document as YAML'"
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand doctor" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)' -r -F
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand doctor" -l context -d 'The kubeconfig context to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand doctor" -l cluster -d 'The kubeconfig cluster to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand doctor" -l user -d 'The kubeconfig user to use' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand doctor" -l request-timeout -d 'How long to wait for each request before giving up (30s, 1m, or a number of seconds; 0: no limit)' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand doctor" -l chunk-size -d 'Objects per list request (page size); pages are read as they arrive, so memory does not grow with it' -r
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand doctor" -l all-contexts -d 'Every context of the kubeconfig, read concurrently; one failing does not stop the others'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand doctor" -l no-headers -d 'Leave out table headers'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand doctor" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand doctor" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l wait -d 'Wait until each range is gone, releasing it only when provably safe (as kubectl delete, on by default); with --wait=false the range stays guarded until a later run finishes it' -r -f -a "true\t''
 false\t''"
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand delete" -l dry-run -d 'Change nothing on the cluster. A bare --dry-run is --dry-run=client: the same checks and verdict as a real run, with no request that writes' -r -f -a "none\t'Change the cluster'
@@ -186,12 +205,13 @@ complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand 
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -l chunk-size -d 'Objects per list request (page size); pages are read as they arrive, so memory does not grow with it' -r
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -s v -l verbose -d 'Log requests to stderr (-v: requests, -vv: more); credentials are never logged'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand completion" -s h -l help -d 'Print help'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete migrate serve completion help" -f -a "status" -d 'Every ServiceCIDR with its ranges, state and usage (allocated, free, percent)'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete migrate serve completion help" -f -a "orphans" -d 'IPAddresses whose range is gone, and every other inconsistency between Services, IPAddresses and ServiceCIDRs, with what to do about each'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete migrate serve completion help" -f -a "delete" -d 'Retire ServiceCIDRs safely: check, delete, wait out the grace period, release'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete migrate serve completion help" -f -a "migrate" -d 'Renumber: move every Service out of old ranges into a new one, then retire the old ones'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete migrate serve completion help" -f -a "serve" -d 'Export Prometheus metrics over HTTP: list once, then follow watches (/metrics, /healthz, /readyz); ends on SIGTERM or Ctrl-C'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete migrate serve completion help" -f -a "completion" -d 'Print a shell completion script'
-complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans delete migrate serve completion help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans doctor delete migrate serve completion help" -f -a "status" -d 'Every ServiceCIDR with its ranges, state and usage (allocated, free, percent)'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans doctor delete migrate serve completion help" -f -a "orphans" -d 'IPAddresses whose range is gone, and every other inconsistency between Services, IPAddresses and ServiceCIDRs, with what to do about each'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans doctor delete migrate serve completion help" -f -a "doctor" -d 'Check what surrounds the ServiceCIDRs: the apiservers\' flags, the controller, nodes, versions and events, each check with its evidence and remedy (read only)'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans doctor delete migrate serve completion help" -f -a "delete" -d 'Retire ServiceCIDRs safely: check, delete, wait out the grace period, release'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans doctor delete migrate serve completion help" -f -a "migrate" -d 'Renumber: move every Service out of old ranges into a new one, then retire the old ones'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans doctor delete migrate serve completion help" -f -a "serve" -d 'Export Prometheus metrics over HTTP: list once, then follow watches (/metrics, /healthz, /readyz); ends on SIGTERM or Ctrl-C'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans doctor delete migrate serve completion help" -f -a "completion" -d 'Print a shell completion script'
+complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and not __fish_seen_subcommand_from status orphans doctor delete migrate serve completion help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "plan" -d 'Print the runbook: the new range, each Service\'s new ClusterIPs, what is skipped and why, and the manual steps; changes nothing'
 complete -c kubectl-servicecidr -n "__fish_kubectl_servicecidr_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "run" -d 'Carry out the plan: create the new range, recreate each Service in it (original saved first), retire the old ranges, verify. A rerun resumes'

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The plugin doing its main job on a throwaway local control plane: a realistic scene, then
-# status, orphans and a safe delete --wait. Everything is stopped and removed at the end.
+# status, orphans, doctor and a safe delete --wait. Everything is stopped and removed at the end.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -57,6 +57,8 @@ say kubectl servicecidr status
 kubectl servicecidr status
 say kubectl servicecidr orphans
 kubectl servicecidr orphans || echo "(exit $?: findings)"
+say kubectl servicecidr doctor
+kubectl servicecidr doctor || echo "(exit $?: findings)"
 say kubectl servicecidr delete blue
 kubectl servicecidr delete blue || echo "(exit $?: refused, nothing was deleted)"
 say kubectl servicecidr delete spare --wait

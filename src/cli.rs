@@ -11,7 +11,7 @@ use crate::audit::migrate;
 use crate::cluster::Connection;
 use crate::render::Style;
 use crate::settings::{
-    self, ColorChoice, DeleteTask, DryRun, Environment, Fleet, MigrateRun, MigrateTask,
+    self, ColorChoice, DeleteTask, DoctorTask, DryRun, Environment, Fleet, MigrateRun, MigrateTask,
     OrphansTask, Output, ServeTask, Settings, StatusTask, Task,
 };
 
@@ -205,6 +205,13 @@ pub enum Command {
         after_help = "Exit status: 0 when clean, 3 when anything was found.\n\nExamples:\n  kubectl servicecidr orphans\n  kubectl servicecidr orphans --kind Orphaned,AtRisk -o json\n  kubectl servicecidr orphans --suggest-range | kubectl apply -f -"
     )]
     Orphans(OrphansArgs),
+    /// Check what surrounds the ServiceCIDRs: the apiservers' flags, the controller, nodes,
+    /// versions and events, each check with its evidence and remedy (read only)
+    #[command(
+        mut_arg("output", |a| a.value_parser(reports())),
+        after_help = "Exit status: 0 when every check is ok or skipped, 3 when one warns or fails.\n\nExamples:\n  kubectl servicecidr doctor\n  kubectl servicecidr doctor -o json | jq '.checks[] | select(.status != \"ok\")'\n  kubectl servicecidr doctor --all-contexts"
+    )]
+    Doctor(DoctorArgs),
     /// Retire ServiceCIDRs safely: check, delete, wait out the grace period, release
     #[command(
         mut_arg("output", |a| a.value_parser(reports())),
@@ -258,6 +265,14 @@ pub struct OrphansArgs {
     /// Print a ServiceCIDR manifest covering the orphaned and at-risk IPs, ready for kubectl apply
     #[arg(long, conflicts_with_all = ["output", "no_headers", "all_contexts", "contexts"])]
     pub suggest_range: bool,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
     #[command(flatten)]
     pub fleet: FleetArgs,
     #[command(flatten)]
@@ -485,6 +500,12 @@ impl Cli {
                     kinds: a.kind,
                     include_recent: a.include_recent,
                     suggest_range: a.suggest_range,
+                    fleet: a.fleet.fleet(),
+                }),
+            ),
+            Command::Doctor(a) => (
+                style(&a.output),
+                Task::Doctor(DoctorTask {
                     fleet: a.fleet.fleet(),
                 }),
             ),

@@ -123,6 +123,7 @@ pub struct Settings {
 pub enum Task {
     Status(StatusTask),
     Orphans(OrphansTask),
+    Doctor(DoctorTask),
     Delete(DeleteTask),
     Serve(ServeTask),
     Migrate(MigrateTask),
@@ -173,6 +174,11 @@ pub struct OrphansTask {
     pub kinds: Vec<FindingKind>,
     pub include_recent: bool,
     pub suggest_range: bool,
+    pub fleet: Option<Fleet>,
+}
+
+#[derive(Debug)]
+pub struct DoctorTask {
     pub fleet: Option<Fleet>,
 }
 

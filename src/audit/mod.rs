@@ -1,5 +1,6 @@
 //! Pure logic over the model: no I/O, no kube types, so every rule is a fast unit test.
 
+pub mod doctor;
 pub mod findings;
 pub mod fleet;
 pub mod index;

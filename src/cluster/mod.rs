@@ -8,6 +8,7 @@ pub mod journal;
 pub mod page;
 pub mod proto;
 pub mod retry;
+pub mod surroundings;
 pub mod wire;
 
 use std::sync::Arc;

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 use futures::{StreamExt, stream};
 
+use crate::audit::doctor::healthy;
 use crate::audit::findings::Finding;
 use crate::audit::fleet::{ClusterRanges, cross_cluster_overlaps, server_key};
 use crate::audit::usage::StatusReport;
@@ -167,4 +168,18 @@ pub async fn orphans(
     .await?;
     print(|out| render::write_orphans(out, style, &members))?;
     Ok(exit(&members, |(findings, _)| !findings.is_empty()))
+}
+
+pub async fn doctor(
+    base: &Connection,
+    chunk_size: u32,
+    style: &Style,
+    fleet: &Fleet,
+) -> Result<Exit> {
+    let members = each(base, chunk_size, fleet, |cluster| async move {
+        super::doctor::checks(&cluster).await
+    })
+    .await?;
+    print(|out| render::write_doctor(out, style, &members, SystemTime::now()))?;
+    Ok(exit(&members, |checks| !healthy(checks)))
 }

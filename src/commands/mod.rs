@@ -1,6 +1,7 @@
 //! Each command fetches through `cluster`, reasons through `audit`, prints through `render`.
 
 pub mod delete;
+pub mod doctor;
 pub mod fleet;
 pub mod follow;
 pub mod migrate;
@@ -39,18 +40,23 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         Task::Orphans(t) if let Some(f) = &t.fleet => {
             return fleet::orphans(&connection, chunk_size, &style, f, t).await;
         }
+        Task::Doctor(t) if let Some(f) = &t.fleet => {
+            return fleet::doctor(&connection, chunk_size, &style, f).await;
+        }
         _ => {}
     }
     let cluster = Cluster::connect(&connection, chunk_size).await?;
     let reading = ReadProgress::new(match &task {
         Task::Status(t) => !t.watch && settings::read_progress(&style, &env),
         Task::Orphans(t) => !t.suggest_range && settings::read_progress(&style, &env),
+        Task::Doctor(_) => settings::read_progress(&style, &env),
         _ => false,
     });
     let cluster = cluster.with_progress(reading.on_page());
     match task {
         Task::Status(t) => status::run(&cluster, &style, &env, &reading, t).await,
         Task::Orphans(t) => orphans::run(&cluster, &style, &reading, t).await,
+        Task::Doctor(_) => doctor::run(&cluster, &style, &reading).await,
         Task::Delete(t) => delete::run(&cluster, &style, &env, t).await,
         Task::Serve(t) => serve::run(&cluster, t).await,
         Task::Migrate(t) => migrate::run(&cluster, &style, &env, t).await,

@@ -6,14 +6,18 @@ use std::io::{self, Write};
 use comfy_table::{Cell, Color};
 use serde::Serialize;
 
+use std::time::SystemTime;
+
+use crate::audit::doctor::Check;
 use crate::audit::findings::Finding;
 use crate::audit::fleet::{CrossOverlap, Side};
 use crate::audit::usage::StatusReport;
 use crate::model::ServiceCidr;
-use crate::render::{Style, orphans, sanitize, status, table, to_stderr, write_document};
+use crate::render::{Style, doctor, orphans, sanitize, status, table, to_stderr, write_document};
 
 pub const STATUS_KIND: &str = "ServiceCIDRFleetStatus";
 pub const AUDIT_KIND: &str = "ServiceCIDRFleetAudit";
+pub const DOCTOR_KIND: &str = "ServiceCIDRFleetDoctor";
 
 /// What one context gave.
 #[derive(Debug)]
@@ -242,6 +246,59 @@ pub fn write_orphans(
     }
     if style.headers && !clean.is_empty() {
         writeln!(out, "No inconsistencies found in: {}", clean.join(", "))?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct DoctorBody {
+    doctor: doctor::DoctorDoc,
+}
+
+pub fn write_doctor(
+    out: &mut impl Write,
+    style: &Style,
+    members: &[Member<Vec<Check>>],
+    now: SystemTime,
+) -> io::Result<()> {
+    if !style.output.is_table() {
+        let doc = FleetStatusDoc {
+            contexts: members
+                .iter()
+                .map(|m| {
+                    context_doc(m, |checks| DoctorBody {
+                        doctor: doctor::document(checks, now),
+                    })
+                })
+                .collect(),
+            cross_cluster_overlaps: None,
+        };
+        return write_document(out, style.output, DOCTOR_KIND, &doc);
+    }
+    let mut headers = vec!["CONTEXT"];
+    headers.extend(doctor::headers());
+    let mut t = table::new(style, &headers);
+    let mut all_details = Vec::new();
+    for m in members {
+        match &m.result {
+            Ok(checks) => {
+                let (rows, details) = doctor::rows(style, checks, now, &[sanitize(&m.context)]);
+                rows.into_iter().for_each(|r| {
+                    t.add_row(r);
+                });
+                all_details.extend(details);
+            }
+            Err(e) => {
+                t.add_row(error_row(style, &m.context, headers.len(), e));
+            }
+        }
+    }
+    table::finish(&mut t, &[]);
+    table::write(out, &t)?;
+    if style.headers {
+        for d in all_details {
+            write!(out, "\n{d}")?;
+        }
     }
     Ok(())
 }

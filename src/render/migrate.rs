@@ -48,7 +48,9 @@ pub fn refusal(r: &Refusal) -> String {
             "{c} holds no address the allocator hands out (IPv4 needs a prefix of /30 or shorter, IPv6 one of /64 to /127)"
         ),
         Refusal::NameIsSource(n) => {
-            format!("the new range cannot be named {n:?}: that is an old range (choose another with --name)")
+            format!(
+                "the new range cannot be named {n:?}: that is an old range (choose another with --name)"
+            )
         }
         Refusal::NameTaken {
             name,

@@ -3,6 +3,7 @@
 //! Renderers write to any `io::Write` with a decided `Style`, so tests render into a `Vec<u8>`.
 
 pub mod delete;
+pub mod doctor;
 pub mod fleet;
 pub mod migrate;
 pub mod orphans;

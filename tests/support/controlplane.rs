@@ -228,6 +228,28 @@ impl ControlPlane {
         self.script("restart-apiserver");
     }
 
+    /// Restarts kube-apiserver as [`ControlPlane::restart_apiserver`] does, its
+    /// `--service-cluster-ip-range` changed to `range`, as an operator renumbering by flag would.
+    pub fn restart_apiserver_with_range(&self, range: &str) {
+        let cmd = self.dir.join("cmd/kube-apiserver.sh");
+        let text = fs::read_to_string(&cmd).unwrap();
+        let flag = "--service-cluster-ip-range=";
+        let start = text
+            .find(flag)
+            .expect("no range flag in the apiserver's command")
+            + flag.len();
+        let end = start + text[start..].find(' ').unwrap();
+        // The script's own quoting escapes the comma.
+        let changed = format!(
+            "{}{}{}",
+            &text[..start],
+            range.replace(',', "\\,"),
+            &text[end..]
+        );
+        fs::write(&cmd, changed).unwrap();
+        self.restart_apiserver();
+    }
+
     /// Stops every component, keeping the directory (certificates, kubeconfig) as a cluster that
     /// went away would. Only on a dedicated control plane.
     pub fn stop(&self) {

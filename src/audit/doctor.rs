@@ -1,0 +1,845 @@
+//! `doctor`: what surrounds the ServiceCIDR objects (the apiservers' flags, the controller, nodes,
+//! versions, events) judged against what the objects say. Each check turns what was read into a
+//! status and the facts behind it; `render::doctor` words them.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::audit::findings::{FindingKind, counts};
+use crate::audit::range::{bits, capacity, contains_ip};
+use crate::audit::usage::{CRITICAL_PERCENT, StatusReport, WARNING_PERCENT};
+use crate::model::{ConditionStatus, DEFAULT_SERVICE_CIDR, ServiceCidr, Snapshot};
+
+/// A range without the controller's Ready condition this long after its creation means no
+/// controller is acting on it.
+pub const CONTROLLER_SILENCE: Duration = Duration::from_secs(30);
+/// The alert rules' horizon for "full soon".
+pub const FULL_SOON: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The window over which the allocation rate is measured.
+pub const RATE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// The default ServiceCIDR controller's events.
+pub const DEFAULT_RANGE_EVENTS: [&str; 2] = [
+    "KubernetesDefaultServiceCIDRInconsistent",
+    "KubernetesDefaultServiceCIDRError",
+];
+/// The repair loop's events.
+pub const REPAIR_EVENTS: [&str; 6] = [
+    "ClusterIPOutOfRange",
+    "ClusterIPNotAllocated",
+    "ClusterIPAlreadyAllocated",
+    "ClusterIPNotValid",
+    "IPAddressNotAllocated",
+    "IPAddressWrongReference",
+];
+
+/// A right a read needs: `verb` on `resource` (in `namespace`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Right {
+    pub verb: &'static str,
+    pub resource: &'static str,
+    pub namespace: Option<&'static str>,
+}
+
+/// One read of the surroundings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read<T> {
+    Got(T),
+    /// RBAC refused it.
+    Denied(Right),
+    /// Failed otherwise (the error's one line).
+    Failed(String),
+}
+
+impl<T> Read<T> {
+    fn got(&self) -> Option<&T> {
+        match self {
+            Read::Got(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    fn denied(&self) -> Option<&Right> {
+        match self {
+            Read::Denied(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// A Warning or Normal event, as far as the checks need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSeen {
+    pub reason: String,
+    /// `Kind namespace/name` or `Kind name`.
+    pub object: String,
+    pub count: u64,
+    pub last: Option<SystemTime>,
+    pub message: String,
+}
+
+/// A kube-apiserver Pod (kubeadm's static Pods, mirrored in kube-system) and its Service range
+/// flag; None when the flag is absent or not a list of CIDRs (the raw text is kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiserverPod {
+    pub name: String,
+    pub flag: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeNet {
+    pub name: String,
+    pub pod_cidrs: Vec<IpNet>,
+    pub addresses: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub git: String,
+}
+
+/// Everything read besides the ServiceCIDRs, IPAddresses and Services.
+#[derive(Debug, Clone)]
+pub struct Surroundings {
+    /// The events whose reasons [`DEFAULT_RANGE_EVENTS`] and [`REPAIR_EVENTS`] name.
+    pub events: Read<Vec<EventSeen>>,
+    pub apiservers: Read<Vec<ApiserverPod>>,
+    /// `networking.serviceSubnet` of the `kubeadm-config` ConfigMap; None without one.
+    pub kubeadm_subnet: Read<Option<String>>,
+    pub nodes: Read<Vec<NodeNet>>,
+    pub version: Read<ServerVersion>,
+    /// The networking.k8s.io version serving ServiceCIDRs (`v1`, `v1beta1`).
+    pub served: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Fail,
+    Warn,
+    Skipped,
+    Ok,
+}
+
+/// The checks, in the order they run; their ids are part of the interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckId {
+    DefaultRangeFlags,
+    Controller,
+    KubernetesService,
+    UnusableRanges,
+    NodeOverlap,
+    VersionHazards,
+    RepairEvents,
+    Capacity,
+    Orphans,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub id: CheckId,
+    pub status: Status,
+    pub facts: Facts,
+}
+
+/// What a check saw, for its summary, evidence and remedy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Facts {
+    /// Nothing to judge with: these reads were refused.
+    Unreadable(Vec<Right>),
+    /// Nothing to judge with: the read failed (its error).
+    Failed(String),
+    DefaultRange {
+        range: Option<Vec<IpNet>>,
+        ready: Option<ConditionStatus>,
+        /// Each apiserver Pod's flag, parsed.
+        flags: Vec<(String, Result<Vec<IpNet>, String>)>,
+        /// The apiservers disagree with each other.
+        split: bool,
+        /// Apiservers whose flag differs from the default range.
+        differ: Vec<String>,
+        kubeadm: Option<(String, bool)>,
+        events: Vec<EventSeen>,
+        unread: Vec<Right>,
+    },
+    Controller {
+        /// Ranges with no Ready condition, and how old.
+        silent: Vec<(String, Duration)>,
+        /// Terminating ranges the controller never held (no finalizer of its).
+        unheld: Vec<String>,
+        ranges: usize,
+    },
+    KubernetesService {
+        ip: Option<IpAddr>,
+        expected: Vec<IpAddr>,
+    },
+    Unusable {
+        /// CIDRs the allocator hands nothing out of, or only a handful.
+        small: Vec<(String, IpNet, u128)>,
+        twins: Vec<(IpNet, Vec<String>)>,
+    },
+    NodeOverlap {
+        nodes: usize,
+        pod_cidrs: Vec<(String, IpNet, String, IpNet)>,
+        addresses: Vec<(String, IpAddr, String, IpNet)>,
+    },
+    Version {
+        version: ServerVersion,
+        served: &'static str,
+        hazards: Vec<Hazard>,
+    },
+    RepairEvents {
+        /// Per reason: count, last seen, one object.
+        reasons: Vec<(String, u64, Option<SystemTime>, String)>,
+        orphans: usize,
+    },
+    Capacity {
+        /// Per CIDR at or past the warning threshold or full soon.
+        tight: Vec<CidrOutlook>,
+        cidrs: usize,
+    },
+    Orphans(Vec<(FindingKind, usize)>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CidrOutlook {
+    pub range: String,
+    pub cidr: IpNet,
+    pub percent: f64,
+    /// IPAddresses made per hour over the last day, and the time until full at that rate.
+    pub per_hour: f64,
+    pub full_in: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hazard {
+    /// kubernetes#138374: IPv6 ranges of /64 hand out IPs outside themselves (fixed in 1.35 by
+    /// PR #134193; in 1.34 only from the patch release carrying PR #138385).
+    Ipv6Slash64,
+    /// The v1beta1 API serves ServiceCIDRs: Kubernetes 1.31-1.32, deprecated, gone in v1.
+    Beta,
+}
+
+/// Runs every check.
+pub fn diagnose(
+    snapshot: &Snapshot,
+    report: &StatusReport,
+    findings: &[crate::audit::findings::Finding],
+    s: &Surroundings,
+    now: SystemTime,
+) -> Vec<Check> {
+    let orphan_count = findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::Orphaned)
+        .count();
+    vec![
+        default_range_flags(&snapshot.ranges, s),
+        controller(&snapshot.ranges, now),
+        kubernetes_service(snapshot),
+        unusable_ranges(&snapshot.ranges),
+        node_overlap(&snapshot.ranges, &s.nodes),
+        version_hazards(&snapshot.ranges, s),
+        repair_events(&s.events, orphan_count),
+        capacity_outlook(snapshot, report, now),
+        orphans(findings),
+    ]
+}
+
+fn check(id: CheckId, status: Status, facts: Facts) -> Check {
+    Check { id, status, facts }
+}
+
+/// A check skipped for want of what it reads.
+fn skipped<T>(id: CheckId, read: &Read<T>) -> Check {
+    let facts = match read {
+        Read::Denied(right) => Facts::Unreadable(vec![right.clone()]),
+        Read::Failed(e) => Facts::Failed(e.clone()),
+        Read::Got(_) => Facts::Unreadable(vec![]),
+    };
+    check(id, Status::Skipped, facts)
+}
+
+fn parse_cidrs(flag: &str) -> Result<Vec<IpNet>, String> {
+    let mut nets: Vec<IpNet> = flag
+        .split(',')
+        .map(|c| c.trim().parse::<IpNet>().map_err(|_| flag.to_owned()))
+        .collect::<Result<_, _>>()?;
+    nets.sort();
+    Ok(nets)
+}
+
+fn default_range_flags(ranges: &[ServiceCidr], s: &Surroundings) -> Check {
+    let default = ranges.iter().find(|r| r.name == DEFAULT_SERVICE_CIDR);
+    let range = default.map(|r| {
+        let mut c = r.cidrs.clone();
+        c.sort();
+        c
+    });
+    let unread: Vec<Right> = [
+        s.apiservers.denied(),
+        s.kubeadm_subnet.denied(),
+        s.events.denied(),
+    ]
+    .into_iter()
+    .flatten()
+    .cloned()
+    .collect();
+    let flags: Vec<(String, Result<Vec<IpNet>, String>)> = s
+        .apiservers
+        .got()
+        .map(|pods| {
+            pods.iter()
+                .filter_map(|p| Some((p.name.clone(), parse_cidrs(p.flag.as_deref()?))))
+                .collect()
+        })
+        .unwrap_or_default();
+    let parsed: Vec<&Vec<IpNet>> = flags.iter().filter_map(|(_, f)| f.as_ref().ok()).collect();
+    let split = parsed.windows(2).any(|w| w[0] != w[1]) || flags.iter().any(|(_, f)| f.is_err());
+    let differ: Vec<String> = flags
+        .iter()
+        .filter(|(_, f)| range.as_ref().is_some_and(|r| f.as_ref().ok() != Some(r)))
+        .map(|(n, _)| n.clone())
+        .collect();
+    let kubeadm = s
+        .kubeadm_subnet
+        .got()
+        .and_then(|k| k.clone())
+        .map(|subnet| {
+            let agrees = parse_cidrs(&subnet).ok() == range;
+            (subnet, agrees)
+        });
+    let events: Vec<EventSeen> = s
+        .events
+        .got()
+        .map(|e| {
+            e.iter()
+                .filter(|e| DEFAULT_RANGE_EVENTS.contains(&e.reason.as_str()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let ready = default.and_then(|r| r.ready.as_ref().map(|c| c.status));
+    let status = if split || !differ.is_empty() {
+        Status::Fail
+    } else if range.is_none()
+        || !events.is_empty()
+        || kubeadm.as_ref().is_some_and(|(_, agrees)| !agrees)
+        || ready.is_some_and(|r| r != ConditionStatus::True)
+    {
+        Status::Warn
+    } else if unread.len() == 3 {
+        return check(
+            CheckId::DefaultRangeFlags,
+            Status::Skipped,
+            Facts::Unreadable(unread),
+        );
+    } else {
+        Status::Ok
+    };
+    check(
+        CheckId::DefaultRangeFlags,
+        status,
+        Facts::DefaultRange {
+            range,
+            ready,
+            flags,
+            split,
+            differ,
+            kubeadm,
+            events,
+            unread,
+        },
+    )
+}
+
+fn controller(ranges: &[ServiceCidr], now: SystemTime) -> Check {
+    let silent: Vec<(String, Duration)> = ranges
+        .iter()
+        .filter(|r| r.ready.is_none())
+        .filter_map(|r| {
+            let age = now.duration_since(r.created?).ok()?;
+            (age >= CONTROLLER_SILENCE).then(|| (r.name.clone(), age))
+        })
+        .collect();
+    let unheld: Vec<String> = ranges
+        .iter()
+        .filter(|r| {
+            r.is_terminating()
+                && !r.has_controller_finalizer()
+                && r.ready.is_none()
+                && r.deleting
+                    .and_then(|d| now.duration_since(d).ok())
+                    .is_some_and(|age| age >= CONTROLLER_SILENCE)
+        })
+        .map(|r| r.name.clone())
+        .collect();
+    let status = if silent.is_empty() && unheld.is_empty() {
+        Status::Ok
+    } else {
+        Status::Warn
+    };
+    check(
+        CheckId::Controller,
+        status,
+        Facts::Controller {
+            silent,
+            unheld,
+            ranges: ranges.len(),
+        },
+    )
+}
+
+/// The first address of a CIDR: what kube-apiserver gives the `kubernetes` Service.
+fn first_address(net: &IpNet) -> Option<IpAddr> {
+    let first = bits(net.network()).checked_add(1)?;
+    Some(match net {
+        IpNet::V4(_) => IpAddr::V4(std::net::Ipv4Addr::from(u32::try_from(first).ok()?)),
+        IpNet::V6(_) => IpAddr::V6(std::net::Ipv6Addr::from(first)),
+    })
+}
+
+fn kubernetes_service(snapshot: &Snapshot) -> Check {
+    let expected: Vec<IpAddr> = snapshot
+        .ranges
+        .iter()
+        .find(|r| r.name == DEFAULT_SERVICE_CIDR)
+        .map(|r| r.cidrs.iter().filter_map(first_address).collect())
+        .unwrap_or_default();
+    let ip = snapshot
+        .services
+        .iter()
+        .find(|s| s.namespace == "default" && s.name == "kubernetes")
+        .and_then(|s| s.cluster_ips.first().copied());
+    let status = match ip {
+        Some(ip) if expected.contains(&ip) => Status::Ok,
+        Some(_) => Status::Fail,
+        None => Status::Warn,
+    };
+    check(
+        CheckId::KubernetesService,
+        status,
+        Facts::KubernetesService { ip, expected },
+    )
+}
+
+/// Fewer addresses than this in a range is a mistake more often than a plan.
+const FEW: u128 = 4;
+
+fn unusable_ranges(ranges: &[ServiceCidr]) -> Check {
+    let small: Vec<(String, IpNet, u128)> = ranges
+        .iter()
+        .flat_map(|r| r.cidrs.iter().map(move |c| (r, c)))
+        .filter(|(_, c)| capacity(c) < FEW)
+        .map(|(r, c)| (r.name.clone(), *c, capacity(c)))
+        .collect();
+    let mut by_cidr: BTreeMap<IpNet, Vec<String>> = BTreeMap::new();
+    for r in ranges {
+        for c in &r.cidrs {
+            by_cidr.entry(*c).or_default().push(r.name.clone());
+        }
+    }
+    let twins: Vec<(IpNet, Vec<String>)> =
+        by_cidr.into_iter().filter(|(_, n)| n.len() > 1).collect();
+    let status = if small.iter().any(|(_, _, n)| *n == 0) {
+        Status::Fail
+    } else if small.is_empty() && twins.is_empty() {
+        Status::Ok
+    } else {
+        Status::Warn
+    };
+    check(
+        CheckId::UnusableRanges,
+        status,
+        Facts::Unusable { small, twins },
+    )
+}
+
+fn node_overlap(ranges: &[ServiceCidr], nodes: &Read<Vec<NodeNet>>) -> Check {
+    let Some(nodes) = nodes.got() else {
+        return skipped(CheckId::NodeOverlap, nodes);
+    };
+    let cidrs: Vec<(&str, &IpNet)> = ranges
+        .iter()
+        .flat_map(|r| r.cidrs.iter().map(move |c| (r.name.as_str(), c)))
+        .collect();
+    let mut pod_cidrs = Vec::new();
+    let mut addresses = Vec::new();
+    for node in nodes {
+        for pod in &node.pod_cidrs {
+            for (name, c) in &cidrs {
+                if c.contains(pod) || pod.contains(*c) {
+                    pod_cidrs.push((node.name.clone(), *pod, (*name).to_owned(), **c));
+                }
+            }
+        }
+        for ip in &node.addresses {
+            for (name, c) in &cidrs {
+                if c.contains(ip) {
+                    addresses.push((node.name.clone(), *ip, (*name).to_owned(), **c));
+                }
+            }
+        }
+    }
+    let status = if pod_cidrs.is_empty() && addresses.is_empty() {
+        Status::Ok
+    } else {
+        Status::Fail
+    };
+    check(
+        CheckId::NodeOverlap,
+        status,
+        Facts::NodeOverlap {
+            nodes: nodes.len(),
+            pod_cidrs,
+            addresses,
+        },
+    )
+}
+
+fn version_hazards(ranges: &[ServiceCidr], s: &Surroundings) -> Check {
+    let Some(version) = s.version.got().cloned() else {
+        return skipped(CheckId::VersionHazards, &s.version);
+    };
+    let mut hazards = Vec::new();
+    let slash64 = ranges
+        .iter()
+        .flat_map(|r| &r.cidrs)
+        .any(|c| matches!(c, IpNet::V6(_)) && c.prefix_len() == 64);
+    if slash64 && version.major == 1 && version.minor <= 34 {
+        hazards.push(Hazard::Ipv6Slash64);
+    }
+    if s.served == "v1beta1" {
+        hazards.push(Hazard::Beta);
+    }
+    let status = if hazards.is_empty() {
+        Status::Ok
+    } else {
+        Status::Warn
+    };
+    check(
+        CheckId::VersionHazards,
+        status,
+        Facts::Version {
+            version,
+            served: s.served,
+            hazards,
+        },
+    )
+}
+
+fn repair_events(events: &Read<Vec<EventSeen>>, orphans: usize) -> Check {
+    let Some(events) = events.got() else {
+        return skipped(CheckId::RepairEvents, events);
+    };
+    let mut reasons: Vec<(String, u64, Option<SystemTime>, String)> = Vec::new();
+    for reason in REPAIR_EVENTS {
+        let of: Vec<&EventSeen> = events.iter().filter(|e| e.reason == reason).collect();
+        let Some(latest) = of.iter().max_by_key(|e| e.last) else {
+            continue;
+        };
+        let count = of.iter().map(|e| e.count.max(1)).sum();
+        reasons.push((reason.to_owned(), count, latest.last, latest.object.clone()));
+    }
+    let status = if reasons.is_empty() {
+        Status::Ok
+    } else {
+        Status::Warn
+    };
+    check(
+        CheckId::RepairEvents,
+        status,
+        Facts::RepairEvents { reasons, orphans },
+    )
+}
+
+fn capacity_outlook(snapshot: &Snapshot, report: &StatusReport, now: SystemTime) -> Check {
+    let since = now
+        .checked_sub(RATE_WINDOW)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut tight = Vec::new();
+    let mut cidrs = 0;
+    for r in &report.ranges {
+        for c in &r.cidrs {
+            cidrs += 1;
+            let made = snapshot
+                .ips
+                .iter()
+                .filter(|a| a.created.is_some_and(|t| t >= since) && contains_ip(&c.cidr, a.ip))
+                .count();
+            let per_hour = made as f64 / (RATE_WINDOW.as_secs_f64() / 3600.0);
+            let full_in = (per_hour > 0.0)
+                .then(|| Duration::from_secs_f64((c.free() as f64 / per_hour * 3600.0).min(1e12)));
+            let percent = c.percent();
+            if percent >= WARNING_PERCENT || full_in.is_some_and(|d| d <= FULL_SOON) {
+                tight.push(CidrOutlook {
+                    range: r.name.clone(),
+                    cidr: c.cidr,
+                    percent,
+                    per_hour,
+                    full_in,
+                });
+            }
+        }
+    }
+    let status = if tight.iter().any(|t| t.percent >= CRITICAL_PERCENT) {
+        Status::Fail
+    } else if tight.is_empty() {
+        Status::Ok
+    } else {
+        Status::Warn
+    };
+    check(CheckId::Capacity, status, Facts::Capacity { tight, cidrs })
+}
+
+fn orphans(findings: &[crate::audit::findings::Finding]) -> Check {
+    let counted = counts(findings);
+    let status = if counted.is_empty() {
+        Status::Ok
+    } else {
+        Status::Warn
+    };
+    check(CheckId::Orphans, status, Facts::Orphans(counted))
+}
+
+/// The exit status of a set of checks: findings when anything warns or fails.
+pub fn healthy(checks: &[Check]) -> bool {
+    checks
+        .iter()
+        .all(|c| matches!(c.status, Status::Ok | Status::Skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::index::tests::{alloc, range};
+    use crate::audit::usage::status_report;
+    use crate::model::ServiceIps;
+    use proptest::prelude::*;
+
+    const NOW: Duration = Duration::from_secs(1_000_000);
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + NOW
+    }
+
+    fn surroundings() -> Surroundings {
+        Surroundings {
+            events: Read::Got(vec![]),
+            apiservers: Read::Got(vec![]),
+            kubeadm_subnet: Read::Got(None),
+            nodes: Read::Got(vec![]),
+            version: Read::Got(ServerVersion {
+                major: 1,
+                minor: 37,
+                git: "v1.37.2".into(),
+            }),
+            served: "v1",
+        }
+    }
+
+    fn default_range() -> ServiceCidr {
+        range(DEFAULT_SERVICE_CIDR, &["10.96.0.0/16", "fd00:10:96::/112"])
+    }
+
+    fn pod(name: &str, flag: &str) -> ApiserverPod {
+        ApiserverPod {
+            name: name.into(),
+            flag: Some(flag.into()),
+        }
+    }
+
+    fn status_of(c: Check) -> Status {
+        c.status
+    }
+
+    #[test]
+    fn the_default_range_against_flags_kubeadm_events_and_rights() {
+        let ranges = [default_range()];
+        let with = |f: &dyn Fn(&mut Surroundings)| {
+            let mut s = surroundings();
+            f(&mut s);
+            status_of(default_range_flags(&ranges, &s))
+        };
+        let same = "fd00:10:96::/112,10.96.0.0/16";
+        assert_eq!(with(&|_| {}), Status::Ok);
+        // Order inside the flag does not matter.
+        assert_eq!(
+            with(&|s| s.apiservers = Read::Got(vec![pod("a", same)])),
+            Status::Ok
+        );
+        assert_eq!(
+            with(&|s| s.apiservers = Read::Got(vec![pod("a", "10.97.0.0/16")])),
+            Status::Fail
+        );
+        assert_eq!(
+            with(&|s| s.apiservers = Read::Got(vec![pod("a", same), pod("b", "banana")])),
+            Status::Fail
+        );
+        assert_eq!(
+            with(&|s| s.kubeadm_subnet = Read::Got(Some("10.96.0.0/12".into()))),
+            Status::Warn
+        );
+        assert_eq!(
+            with(&|s| {
+                s.events = Read::Got(vec![EventSeen {
+                    reason: DEFAULT_RANGE_EVENTS[0].into(),
+                    object: "ServiceCIDR kubernetes".into(),
+                    count: 1,
+                    last: None,
+                    message: String::new(),
+                }])
+            }),
+            Status::Warn
+        );
+        fn denied<T>(resource: &'static str) -> Read<T> {
+            Read::Denied(Right {
+                verb: "list",
+                resource,
+                namespace: None,
+            })
+        }
+        assert_eq!(
+            with(&|s| {
+                s.events = denied("events");
+                s.apiservers = denied("pods");
+                s.kubeadm_subnet = denied("configmaps");
+            }),
+            Status::Skipped
+        );
+        assert_eq!(
+            status_of(default_range_flags(&[], &surroundings())),
+            Status::Warn
+        );
+    }
+
+    #[test]
+    fn a_range_without_the_controllers_condition_is_silence_only_once_old() {
+        let mut young = range("young", &["10.1.0.0/24"]);
+        young.ready = None;
+        young.created = Some(now() - CONTROLLER_SILENCE + Duration::from_secs(1));
+        let mut old = young.clone();
+        old.name = "old".into();
+        old.created = Some(now() - CONTROLLER_SILENCE);
+        assert_eq!(
+            controller(std::slice::from_ref(&young), now()).status,
+            Status::Ok
+        );
+        let c = controller(&[young, old], now());
+        assert_eq!(c.status, Status::Warn);
+        let Facts::Controller { silent, .. } = c.facts else {
+            panic!()
+        };
+        assert_eq!(silent, [("old".to_owned(), CONTROLLER_SILENCE)]);
+    }
+
+    #[test]
+    fn the_kubernetes_service_holds_the_first_address_of_the_default_range() {
+        let svc = |ip: &str| ServiceIps {
+            namespace: "default".into(),
+            name: "kubernetes".into(),
+            cluster_ips: vec![ip.parse().unwrap()],
+            created: None,
+        };
+        let snap = |ip: &str| Snapshot {
+            ranges: vec![default_range()],
+            ips: vec![],
+            services: vec![svc(ip)],
+        };
+        assert_eq!(kubernetes_service(&snap("10.96.0.1")).status, Status::Ok);
+        assert_eq!(
+            kubernetes_service(&snap("fd00:10:96::1")).status,
+            Status::Ok
+        );
+        assert_eq!(kubernetes_service(&snap("10.96.0.2")).status, Status::Fail);
+        assert_eq!(kubernetes_service(&snap("10.0.0.1")).status, Status::Fail);
+    }
+
+    #[test]
+    fn tiny_empty_and_twin_ranges() {
+        let s = |cidrs: &[&str]| unusable_ranges(&[range("a", cidrs)]).status;
+        assert_eq!(s(&["10.1.0.0/29"]), Status::Ok);
+        assert_eq!(s(&["10.1.0.0/30"]), Status::Warn);
+        assert_eq!(s(&["10.1.0.0/31"]), Status::Fail);
+        assert_eq!(s(&["fd00::/48"]), Status::Fail);
+        assert_eq!(s(&["fd00::/126"]), Status::Warn);
+        let twins = unusable_ranges(&[range("a", &["10.1.0.0/24"]), range("b", &["10.1.0.0/24"])]);
+        assert_eq!(twins.status, Status::Warn);
+    }
+
+    #[test]
+    fn capacity_by_usage_and_by_the_days_allocation_rate() {
+        let r = range("small", &["10.1.0.0/28"]);
+        let made = |n: u8, ago: Duration| -> Vec<crate::model::IpAllocation> {
+            (1..=n)
+                .map(|h| crate::model::IpAllocation {
+                    created: Some(now() - ago),
+                    ..alloc(&format!("10.1.0.{h}"))
+                })
+                .collect()
+        };
+        let status = |ips: Vec<crate::model::IpAllocation>| {
+            let snapshot = Snapshot {
+                ranges: vec![r.clone()],
+                ips,
+                services: vec![],
+            };
+            let report = status_report(&snapshot.ranges, &snapshot.ips, now(), false);
+            capacity_outlook(&snapshot, &report, now()).status
+        };
+        // 14 addresses: 2 made long ago is calm; 11 (79%) made within the day fill it in hours.
+        assert_eq!(status(made(2, RATE_WINDOW * 2)), Status::Ok);
+        assert_eq!(status(made(11, RATE_WINDOW * 2)), Status::Ok);
+        assert_eq!(status(made(11, Duration::from_secs(60))), Status::Warn);
+        assert_eq!(status(made(12, RATE_WINDOW * 2)), Status::Warn);
+        assert_eq!(status(made(14, RATE_WINDOW * 2)), Status::Fail);
+    }
+
+    fn net() -> impl Strategy<Value = IpNet> {
+        (0u32..256, 20u8..=32).prop_map(|(b, len)| {
+            IpNet::new(std::net::Ipv4Addr::new(10, 0, b as u8, 0).into(), len)
+                .unwrap()
+                .trunc()
+        })
+    }
+
+    proptest! {
+        // Node overlap against a brute force over every address of 10.0.0.0/16: two prefixes
+        // overlap when they share an address; an address is inside when the prefix holds it.
+        #[test]
+        fn node_overlap_matches_a_scan_of_every_address(
+            service in prop::collection::vec(net(), 1..4),
+            pods in prop::collection::vec(net(), 0..3),
+            addr in prop::collection::vec(0u32..65_536, 0..3),
+        ) {
+            let ranges: Vec<ServiceCidr> = service.iter().enumerate().map(|(i, n)| {
+                let mut r = range(&format!("r{i}"), &[]);
+                r.cidrs = vec![*n];
+                r
+            }).collect();
+            let addresses: Vec<IpAddr> = addr.iter().map(|a| IpAddr::V4((0x0a00_0000 | a).into())).collect();
+            let node = NodeNet { name: "n".into(), pod_cidrs: pods.clone(), addresses: addresses.clone() };
+            let c = node_overlap(&ranges, &Read::Got(vec![node]));
+            let Facts::NodeOverlap { pod_cidrs, addresses: inside, .. } = c.facts else { panic!() };
+            let holds = |n: &IpNet, a: u32| n.contains(&IpAddr::V4((0x0a00_0000 | a).into()));
+            let mut expected_pods = 0;
+            for p in &pods {
+                for s in &service {
+                    if (0..65_536u32).any(|a| holds(p, a) && holds(s, a)) {
+                        expected_pods += 1;
+                    }
+                }
+            }
+            let expected_addrs = addr.iter().map(|a| service.iter().filter(|s| holds(s, *a)).count()).sum::<usize>();
+            prop_assert_eq!(pod_cidrs.len(), expected_pods);
+            prop_assert_eq!(inside.len(), expected_addrs);
+            prop_assert_eq!(c.status == Status::Fail, expected_pods + expected_addrs > 0);
+        }
+    }
+}
