@@ -25,6 +25,9 @@ _kubectl__servicecidr() {
             kubectl__servicecidr,doctor)
                 cmd="kubectl__servicecidr__subcmd__doctor"
                 ;;
+            kubectl__servicecidr,explain)
+                cmd="kubectl__servicecidr__subcmd__explain"
+                ;;
             kubectl__servicecidr,help)
                 cmd="kubectl__servicecidr__subcmd__help"
                 ;;
@@ -48,6 +51,9 @@ _kubectl__servicecidr() {
                 ;;
             kubectl__servicecidr__subcmd__help,doctor)
                 cmd="kubectl__servicecidr__subcmd__help__subcmd__doctor"
+                ;;
+            kubectl__servicecidr__subcmd__help,explain)
+                cmd="kubectl__servicecidr__subcmd__help__subcmd__explain"
                 ;;
             kubectl__servicecidr__subcmd__help,help)
                 cmd="kubectl__servicecidr__subcmd__help__subcmd__help"
@@ -83,7 +89,7 @@ _kubectl__servicecidr() {
 
     case "${cmd}" in
         kubectl__servicecidr)
-            opts="-v -h -V --kubeconfig --context --cluster --user --request-timeout --verbose --chunk-size --help --version status orphans doctor delete migrate serve completion help"
+            opts="-v -h -V --kubeconfig --context --cluster --user --request-timeout --verbose --chunk-size --help --version status orphans doctor explain delete migrate serve completion help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -286,8 +292,58 @@ _kubectl__servicecidr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kubectl__servicecidr__subcmd__explain)
+            opts="-o -v -h --no-headers --color --output --kubeconfig --context --cluster --user --request-timeout --verbose --chunk-size --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json yaml" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json yaml" -- "${cur}"))
+                    return 0
+                    ;;
+                --kubeconfig)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cluster)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chunk-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kubectl__servicecidr__subcmd__help)
-            opts="status orphans doctor delete migrate serve completion help"
+            opts="status orphans doctor explain delete migrate serve completion help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -329,6 +385,20 @@ _kubectl__servicecidr() {
             return 0
             ;;
         kubectl__servicecidr__subcmd__help__subcmd__doctor)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kubectl__servicecidr__subcmd__help__subcmd__explain)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The plugin doing its main job on a throwaway local control plane: a realistic scene, then
-# status, orphans, doctor and a safe delete --wait. Everything is stopped and removed at the end.
+# status, orphans, doctor, explain and a safe delete --wait. Everything is stopped and removed at the end.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -59,6 +59,10 @@ say kubectl servicecidr orphans
 kubectl servicecidr orphans || echo "(exit $?: findings)"
 say kubectl servicecidr doctor
 kubectl servicecidr doctor || echo "(exit $?: findings)"
+say kubectl servicecidr explain 10.102.0.7
+kubectl servicecidr explain 10.102.0.7
+say kubectl servicecidr explain spare
+kubectl servicecidr explain spare
 say kubectl servicecidr delete blue
 kubectl servicecidr delete blue || echo "(exit $?: refused, nothing was deleted)"
 say kubectl servicecidr delete spare --wait

@@ -12,7 +12,7 @@ use crate::cluster::Connection;
 use crate::render::Style;
 use crate::settings::{
     self, ColorChoice, DeleteTask, DoctorTask, DryRun, Environment, Fleet, MigrateRun, MigrateTask,
-    OrphansTask, Output, ServeTask, Settings, StatusTask, Task,
+    OrphansTask, Output, ServeTask, Settings, StatusTask, Subject, Task,
 };
 
 #[derive(Debug, Parser)]
@@ -212,6 +212,14 @@ pub enum Command {
         after_help = "Exit status: 0 when every check is ok or skipped, 3 when one warns or fails.\n\nExamples:\n  kubectl servicecidr doctor\n  kubectl servicecidr doctor -o json | jq '.checks[] | select(.status != \"ok\")'\n  kubectl servicecidr doctor --all-contexts"
     )]
     Doctor(DoctorArgs),
+    /// One IP or one ServiceCIDR as the allocator sees it: the ranges holding an IP, its
+    /// IPAddress, Service and findings; why a range does or does not hand out IPs, and where a
+    /// new ClusterIP comes from
+    #[command(
+        mut_arg("output", |a| a.value_parser(reports())),
+        after_help = "Examples:\n  kubectl servicecidr explain 10.96.0.10\n  kubectl servicecidr explain blue\n  kubectl servicecidr explain blue -o json"
+    )]
+    Explain(ExplainArgs),
     /// Retire ServiceCIDRs safely: check, delete, wait out the grace period, release
     #[command(
         mut_arg("output", |a| a.value_parser(reports())),
@@ -277,6 +285,23 @@ pub struct DoctorArgs {
     pub fleet: FleetArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// An IP address, or the name of a ServiceCIDR
+    #[arg(value_parser = parse_subject, value_name = "IP|NAME")]
+    pub subject: Subject,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// An IP when it parses as one, else a ServiceCIDR name.
+fn parse_subject(s: &str) -> Result<Subject, String> {
+    match s.parse() {
+        Ok(ip) => Ok(Subject::Ip(ip)),
+        Err(_) => parse_name(s).map(Subject::Range),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -509,6 +534,7 @@ impl Cli {
                     fleet: a.fleet.fleet(),
                 }),
             ),
+            Command::Explain(a) => (style(&a.output), Task::Explain(a.subject)),
             Command::Delete(a) => (
                 style(&a.output),
                 Task::Delete(DeleteTask {

@@ -124,6 +124,7 @@ pub enum Task {
     Status(StatusTask),
     Orphans(OrphansTask),
     Doctor(DoctorTask),
+    Explain(Subject),
     Delete(DeleteTask),
     Serve(ServeTask),
     Migrate(MigrateTask),
@@ -175,6 +176,13 @@ pub struct OrphansTask {
     pub include_recent: bool,
     pub suggest_range: bool,
     pub fleet: Option<Fleet>,
+}
+
+/// What `explain` explains.
+#[derive(Debug, Clone)]
+pub enum Subject {
+    Ip(std::net::IpAddr),
+    Range(String),
 }
 
 #[derive(Debug)]

@@ -1,6 +1,7 @@
 //! Pure logic over the model: no I/O, no kube types, so every rule is a fast unit test.
 
 pub mod doctor;
+pub mod explain;
 pub mod findings;
 pub mod fleet;
 pub mod index;

@@ -2,6 +2,7 @@
 
 pub mod delete;
 pub mod doctor;
+pub mod explain;
 pub mod fleet;
 pub mod follow;
 pub mod migrate;
@@ -57,6 +58,7 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         Task::Status(t) => status::run(&cluster, &style, &env, &reading, t).await,
         Task::Orphans(t) => orphans::run(&cluster, &style, &reading, t).await,
         Task::Doctor(_) => doctor::run(&cluster, &style, &reading).await,
+        Task::Explain(subject) => explain::run(&cluster, &style, subject).await,
         Task::Delete(t) => delete::run(&cluster, &style, &env, t).await,
         Task::Serve(t) => serve::run(&cluster, t).await,
         Task::Migrate(t) => migrate::run(&cluster, &style, &env, t).await,

@@ -29,7 +29,7 @@ pub const DIRECTIVE_DEFAULT: u32 = 0;
 pub const DIRECTIVE_NO_FILE_COMP: u32 = 4;
 
 /// Subcommands whose positional arguments name ServiceCIDRs. clap only knows they are strings.
-pub const NAME_SUBCOMMANDS: [&str; 2] = ["status", "delete"];
+pub const NAME_SUBCOMMANDS: [&str; 3] = ["status", "delete", "explain"];
 
 /// Upper bound for connecting and listing ServiceCIDRs: a slow cluster must not hang the shell.
 pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(5);

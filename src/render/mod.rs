@@ -4,6 +4,7 @@
 
 pub mod delete;
 pub mod doctor;
+pub mod explain;
 pub mod fleet;
 pub mod migrate;
 pub mod orphans;
