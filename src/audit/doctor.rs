@@ -116,6 +116,22 @@ pub struct Surroundings {
     pub version: Read<ServerVersion>,
     /// The networking.k8s.io version serving ServiceCIDRs (`v1`, `v1beta1`).
     pub served: &'static str,
+    /// Calico's Service advertisement and pools; None when the cluster does not serve its API.
+    pub calico: Read<Option<Calico>>,
+    /// The allocator's feature gates from kube-apiserver's `/metrics`: name, enabled.
+    pub gates: Read<Vec<(String, bool)>>,
+}
+
+/// The feature gates that decide how ClusterIPs are allocated.
+pub const GATES: [&str; 2] = ["MultiCIDRServiceAllocator", "DisableAllocatorDualWrite"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Calico {
+    /// `spec.serviceClusterIPs` of the `default` BGPConfiguration; None when it has none (Calico
+    /// then advertises no Service range, which is a choice, not a fault).
+    pub advertised: Option<Vec<IpNet>>,
+    /// IPPools: name, CIDR.
+    pub pools: Vec<(String, IpNet)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -136,6 +152,7 @@ pub enum CheckId {
     KubernetesService,
     UnusableRanges,
     NodeOverlap,
+    CniAdvertisement,
     VersionHazards,
     RepairEvents,
     Capacity,
@@ -189,11 +206,22 @@ pub enum Facts {
         nodes: usize,
         pod_cidrs: Vec<(String, IpNet, String, IpNet)>,
         addresses: Vec<(String, IpAddr, String, IpNet)>,
+        /// Calico IPPools overlapping a range, when Calico is there.
+        pools: Vec<(String, IpNet, String, IpNet)>,
+    },
+    /// The cluster does not serve Calico's API.
+    NoCalico,
+    Advertisement {
+        advertised: Option<Vec<IpNet>>,
+        /// Range CIDRs no advertised CIDR holds.
+        missing: Vec<(String, IpNet)>,
     },
     Version {
         version: ServerVersion,
         served: &'static str,
         hazards: Vec<Hazard>,
+        /// [`GATES`] as read; None when /metrics could not be read.
+        gates: Option<Vec<(String, bool)>>,
     },
     RepairEvents {
         /// Per reason: count, last seen, one object.
@@ -225,6 +253,8 @@ pub enum Hazard {
     Ipv6Slash64,
     /// The v1beta1 API serves ServiceCIDRs: Kubernetes 1.31-1.32, deprecated, gone in v1.
     Beta,
+    /// MultiCIDRServiceAllocator is off: the allocator ignores every ServiceCIDR but the flag's.
+    GateOff,
 }
 
 /// Runs every check.
@@ -244,7 +274,8 @@ pub fn diagnose(
         controller(&snapshot.ranges, now),
         kubernetes_service(snapshot),
         unusable_ranges(&snapshot.ranges),
-        node_overlap(&snapshot.ranges, &s.nodes),
+        node_overlap(&snapshot.ranges, &s.nodes, &s.calico),
+        cni_advertisement(&snapshot.ranges, &s.calico),
         version_hazards(&snapshot.ranges, s),
         repair_events(&s.events, orphan_count),
         capacity_outlook(snapshot, report, now),
@@ -461,7 +492,11 @@ fn unusable_ranges(ranges: &[ServiceCidr]) -> Check {
     )
 }
 
-fn node_overlap(ranges: &[ServiceCidr], nodes: &Read<Vec<NodeNet>>) -> Check {
+fn node_overlap(
+    ranges: &[ServiceCidr],
+    nodes: &Read<Vec<NodeNet>>,
+    calico: &Read<Option<Calico>>,
+) -> Check {
     let Some(nodes) = nodes.got() else {
         return skipped(CheckId::NodeOverlap, nodes);
     };
@@ -487,7 +522,19 @@ fn node_overlap(ranges: &[ServiceCidr], nodes: &Read<Vec<NodeNet>>) -> Check {
             }
         }
     }
-    let status = if pod_cidrs.is_empty() && addresses.is_empty() {
+    let mut pools = Vec::new();
+    for (pool, net) in calico
+        .got()
+        .and_then(Option::as_ref)
+        .map_or(&[][..], |c| &c.pools)
+    {
+        for (name, c) in &cidrs {
+            if c.contains(net) || net.contains(*c) {
+                pools.push((pool.clone(), *net, (*name).to_owned(), **c));
+            }
+        }
+    }
+    let status = if pod_cidrs.is_empty() && addresses.is_empty() && pools.is_empty() {
         Status::Ok
     } else {
         Status::Fail
@@ -499,6 +546,38 @@ fn node_overlap(ranges: &[ServiceCidr], nodes: &Read<Vec<NodeNet>>) -> Check {
             nodes: nodes.len(),
             pod_cidrs,
             addresses,
+            pools,
+        },
+    )
+}
+
+fn cni_advertisement(ranges: &[ServiceCidr], calico: &Read<Option<Calico>>) -> Check {
+    let Some(found) = calico.got() else {
+        return skipped(CheckId::CniAdvertisement, calico);
+    };
+    let Some(calico) = found else {
+        return check(CheckId::CniAdvertisement, Status::Skipped, Facts::NoCalico);
+    };
+    let missing: Vec<(String, IpNet)> = match &calico.advertised {
+        None => vec![],
+        Some(advertised) => ranges
+            .iter()
+            .filter(|r| !r.is_terminating())
+            .flat_map(|r| r.cidrs.iter().map(move |c| (r.name.clone(), *c)))
+            .filter(|(_, c)| !advertised.iter().any(|a| a.contains(c)))
+            .collect(),
+    };
+    let status = if missing.is_empty() {
+        Status::Ok
+    } else {
+        Status::Warn
+    };
+    check(
+        CheckId::CniAdvertisement,
+        status,
+        Facts::Advertisement {
+            advertised: calico.advertised.clone(),
+            missing,
         },
     )
 }
@@ -518,6 +597,13 @@ fn version_hazards(ranges: &[ServiceCidr], s: &Surroundings) -> Check {
     if s.served == "v1beta1" {
         hazards.push(Hazard::Beta);
     }
+    let gates = s.gates.got().cloned();
+    if gates
+        .as_ref()
+        .is_some_and(|g| g.iter().any(|(name, on)| name == GATES[0] && !on))
+    {
+        hazards.push(Hazard::GateOff);
+    }
     let status = if hazards.is_empty() {
         Status::Ok
     } else {
@@ -530,6 +616,7 @@ fn version_hazards(ranges: &[ServiceCidr], s: &Surroundings) -> Check {
             version,
             served: s.served,
             hazards,
+            gates,
         },
     )
 }
@@ -641,6 +728,8 @@ mod tests {
                 git: "v1.37.2".into(),
             }),
             served: "v1",
+            calico: Read::Got(None),
+            gates: Read::Got(vec![]),
         }
     }
 
@@ -762,6 +851,36 @@ mod tests {
     }
 
     #[test]
+    fn calico_must_advertise_every_live_range_when_it_advertises_any() {
+        let mut old = range("old", &["10.9.0.0/24"]);
+        old.deleting = Some(now());
+        let ranges = [default_range(), range("blue", &["10.100.0.0/24"]), old];
+        let calico = |advertised: Option<&[&str]>| {
+            Read::Got(Some(Calico {
+                advertised: advertised.map(|a| a.iter().map(|c| c.parse().unwrap()).collect()),
+                pools: vec![],
+            }))
+        };
+        let status = |r: Read<Option<Calico>>| cni_advertisement(&ranges, &r).status;
+        assert_eq!(status(Read::Got(None)), Status::Skipped);
+        assert_eq!(status(calico(None)), Status::Ok);
+        assert_eq!(
+            status(calico(Some(&["10.96.0.0/12", "fd00:10:96::/112"]))),
+            Status::Ok
+        );
+        assert_eq!(status(calico(Some(&["10.96.0.0/16"]))), Status::Warn);
+    }
+
+    #[test]
+    fn the_allocator_gate_off_is_a_hazard() {
+        let mut s = surroundings();
+        s.gates = Read::Got(vec![(GATES[0].into(), false)]);
+        assert_eq!(version_hazards(&[], &s).status, Status::Warn);
+        s.gates = Read::Got(vec![(GATES[0].into(), true), (GATES[1].into(), false)]);
+        assert_eq!(version_hazards(&[], &s).status, Status::Ok);
+    }
+
+    #[test]
     fn tiny_empty_and_twin_ranges() {
         let s = |cidrs: &[&str]| unusable_ranges(&[range("a", cidrs)]).status;
         assert_eq!(s(&["10.1.0.0/29"]), Status::Ok);
@@ -825,7 +944,7 @@ mod tests {
             }).collect();
             let addresses: Vec<IpAddr> = addr.iter().map(|a| IpAddr::V4((0x0a00_0000 | a).into())).collect();
             let node = NodeNet { name: "n".into(), pod_cidrs: pods.clone(), addresses: addresses.clone() };
-            let c = node_overlap(&ranges, &Read::Got(vec![node]));
+            let c = node_overlap(&ranges, &Read::Got(vec![node]), &Read::Got(None));
             let Facts::NodeOverlap { pod_cidrs, addresses: inside, .. } = c.facts else { panic!() };
             let holds = |n: &IpNet, a: u32| n.contains(&IpAddr::V4((0x0a00_0000 | a).into()));
             let mut expected_pods = 0;

@@ -246,31 +246,41 @@ impl Cluster {
         what: impl Into<String>,
     ) -> Result<(T, Option<SystemTime>)> {
         let what = what.into();
+        let (body, date) = self.call_raw(req, &what).await?;
+        let value = serde_json::from_slice(&body).map_err(|e| Error::Api {
+            what,
+            source: ApiError::Decode(e.to_string()),
+        })?;
+        Ok((value, date))
+    }
+
+    /// [`Cluster::call`] without decoding: the body of a successful answer, as bytes.
+    async fn call_raw(
+        &self,
+        req: http::Request<Vec<u8>>,
+        what: &str,
+    ) -> Result<(Vec<u8>, Option<SystemTime>)> {
         let exchange = async {
             let res = self
                 .client
                 .send(req.map(Into::into))
                 .await
-                .map_err(self.wrap(what.clone()))?;
+                .map_err(self.wrap(what))?;
             let date = res
                 .headers()
                 .get(DATE)
                 .and_then(|d| d.to_str().ok())
                 .and_then(|d| httpdate::parse_http_date(d).ok());
             let status = res.status();
-            let body = self.read_body(res.into_body(), MAX_BODY, &what).await?;
+            let body = self.read_body(res.into_body(), MAX_BODY, what).await?;
             Ok::<_, Error>((status, date, body))
         };
-        let (status, date, body) = self.bounded(&what, exchange).await?;
+        let (status, date, body) = self.bounded(what, exchange).await?;
         tracing::debug!("{what}: {status}, {} bytes", body.len());
         if !status.is_success() {
-            return Err(self.failure(status, &body, what));
+            return Err(self.failure(status, &body, what.to_owned()));
         }
-        let value = serde_json::from_slice(&body).map_err(|e| Error::Api {
-            what,
-            source: ApiError::Decode(e.to_string()),
-        })?;
-        Ok((value, date))
+        Ok((body, date))
     }
 
     /// `work` (a request and its whole answer), bounded by --request-timeout when it is set.

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::{ApiError, Cluster, Result, request_error};
 use crate::audit::doctor::{
-    ApiserverPod, DEFAULT_RANGE_EVENTS, EventSeen, NodeNet, REPAIR_EVENTS, Read, Right,
-    ServerVersion, Surroundings,
+    ApiserverPod, Calico, DEFAULT_RANGE_EVENTS, EventSeen, GATES, NodeNet, REPAIR_EVENTS, Read,
+    Right, ServerVersion, Surroundings,
 };
 
 /// Events kept per reason: enough to count and date them.
@@ -123,6 +123,26 @@ fn node(v: &Value) -> NodeNet {
     }
 }
 
+/// [`GATES`] from Prometheus text: `kubernetes_feature_enabled{name="X",stage="..."} 1`.
+fn feature_gates(metrics: &str) -> Vec<(String, bool)> {
+    let mut gates: Vec<(String, bool)> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("kubernetes_feature_enabled{"))
+        .filter_map(|l| {
+            let (labels, value) = l.rsplit_once('}')?;
+            let name = labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("name=\""))?
+                .trim_end_matches('"');
+            GATES
+                .contains(&name)
+                .then(|| (name.to_owned(), value.trim() == "1"))
+        })
+        .collect();
+    gates.sort_by_key(|(name, _)| GATES.iter().position(|g| g == name));
+    gates
+}
+
 /// `networking.serviceSubnet` of kubeadm's ClusterConfiguration (YAML inside the ConfigMap).
 fn kubeadm_subnet(cm: &Value) -> Option<String> {
     let config: serde_yaml_ng::Value =
@@ -230,15 +250,71 @@ impl Cluster {
         })
     }
 
+    /// Calico's `default` BGPConfiguration and IPPools; None when the cluster has no Calico API.
+    async fn calico(&self) -> Result<Option<Calico>> {
+        const API: &str = "/apis/crd.projectcalico.org/v1";
+        match self
+            .get_json(API, "discover the crd.projectcalico.org API")
+            .await
+        {
+            Err(e) if e.api_error().is_some_and(ApiError::is_not_found) => return Ok(None),
+            other => other?,
+        };
+        let advertised = match self
+            .get_json(
+                &format!("{API}/bgpconfigurations/default"),
+                "get bgpconfiguration default",
+            )
+            .await
+        {
+            Ok(bgp) => bgp["spec"]["serviceClusterIPs"].as_array().map(|list| {
+                list.iter()
+                    .filter_map(|c| c["cidr"].as_str()?.parse().ok())
+                    .collect()
+            }),
+            Err(e) if e.api_error().is_some_and(ApiError::is_not_found) => None,
+            Err(e) => return Err(e),
+        };
+        let pools = self
+            .list_json(
+                kube::core::Request::new(format!("{API}/ippools")),
+                &ListParams::default(),
+                "list ippools",
+            )
+            .await?
+            .iter()
+            .filter_map(|p| {
+                let name = p["metadata"]["name"].as_str()?.to_owned();
+                Some((name, p["spec"]["cidr"].as_str()?.parse().ok()?))
+            })
+            .collect();
+        Ok(Some(Calico { advertised, pools }))
+    }
+
+    /// The allocator's feature gates as kube-apiserver's `/metrics` reports them.
+    async fn gates(&self) -> Result<Vec<(String, bool)>> {
+        let what = "get the apiserver's /metrics";
+        let req = http::Request::get("/metrics")
+            .body(Vec::new())
+            .map_err(|e| super::Error::Api {
+                what: what.into(),
+                source: ApiError::Other(e.to_string()),
+            })?;
+        let (body, _) = self.call_raw(req, what).await?;
+        Ok(feature_gates(&String::from_utf8_lossy(&body)))
+    }
+
     /// Every read `doctor` makes besides the ranges, at once.
     pub async fn surroundings(&self) -> Result<Surroundings> {
         let served = self.version().await?;
-        let (events, apiservers, kubeadm, nodes, version) = tokio::join!(
+        let (events, apiservers, kubeadm, nodes, version, calico, gates) = tokio::join!(
             self.events(),
             self.apiserver_pods(),
             self.kubeadm_config(),
             self.nodes(),
             self.server_version(),
+            self.calico(),
+            self.gates(),
         );
         Ok(Surroundings {
             events: read(events, right("list", "events", None)),
@@ -247,6 +323,8 @@ impl Cluster {
             nodes: read(nodes, right("list", "nodes", None)),
             version: read(version, right("get", "/version", None)),
             served,
+            calico: read(calico, right("list", "ippools and bgpconfigurations", None)),
+            gates: read(gates, right("get", "/metrics", None)),
         })
     }
 }
@@ -254,6 +332,21 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn feature_gates_from_metrics_text() {
+        let text = "# HELP kubernetes_feature_enabled ...\n\
+            kubernetes_feature_enabled{name=\"AllAlpha\",stage=\"ALPHA\"} 0\n\
+            kubernetes_feature_enabled{name=\"DisableAllocatorDualWrite\",stage=\"BETA\"} 0\n\
+            kubernetes_feature_enabled{name=\"MultiCIDRServiceAllocator\",stage=\"\"} 1\n";
+        assert_eq!(
+            feature_gates(text),
+            [
+                ("MultiCIDRServiceAllocator".to_owned(), true),
+                ("DisableAllocatorDualWrite".to_owned(), false)
+            ]
+        );
+    }
 
     #[test]
     fn the_range_flag_in_either_spelling() {

@@ -30,6 +30,7 @@ pub fn id(id: CheckId) -> &'static str {
         CheckId::KubernetesService => "kubernetes-service",
         CheckId::UnusableRanges => "unusable-ranges",
         CheckId::NodeOverlap => "node-overlap",
+        CheckId::CniAdvertisement => "cni-advertisement",
         CheckId::VersionHazards => "version-hazards",
         CheckId::RepairEvents => "repair-events",
         CheckId::Capacity => "capacity",
@@ -311,6 +312,7 @@ pub fn words(c: &Check, now: SystemTime) -> Words {
             nodes,
             pod_cidrs,
             addresses,
+            pools,
         } => {
             let mut evidence: Vec<String> = pod_cidrs
                 .iter()
@@ -322,6 +324,13 @@ pub fn words(c: &Check, now: SystemTime) -> Words {
                     )
                 })
                 .collect();
+            evidence.extend(pools.iter().map(|(pool, net, range, c)| {
+                format!(
+                    "Calico ippool {}: {net} overlaps {c} of servicecidr {:?}",
+                    sanitize(pool),
+                    sanitize(range)
+                )
+            }));
             evidence.extend(addresses.iter().map(|(node, ip, range, c)| {
                 format!(
                     "node {}: address {ip} is inside {c} of servicecidr {:?}",
@@ -351,11 +360,23 @@ pub fn words(c: &Check, now: SystemTime) -> Words {
             version,
             served,
             hazards,
+            gates,
         } => {
-            let evidence = vec![format!(
+            let mut evidence = vec![format!(
                 "server {} serves ServiceCIDRs at networking.k8s.io/{served}",
                 sanitize(&version.git)
             )];
+            evidence.push(match gates {
+                Some(g) if !g.is_empty() => format!(
+                    "feature gates (kube-apiserver /metrics): {}",
+                    g.iter()
+                        .map(|(n, on)| format!("{n}={on}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Some(_) => "feature gates: not in kube-apiserver's /metrics".into(),
+                None => "feature gates: not read (kube-apiserver's /metrics needs get on that URL)".into(),
+            });
             if hazards.is_empty() {
                 return w(
                     format!(
@@ -366,10 +387,10 @@ pub fn words(c: &Check, now: SystemTime) -> Words {
                     None,
                 );
             }
-            let mut evidence = evidence;
             evidence.extend(hazards.iter().map(|h| match h {
                 Hazard::Ipv6Slash64 => "kubernetes#138374: an IPv6 /64 ServiceCIDR hands out IPs outside itself before 1.35.0 (PR #134193); 1.34 only from the patch release that carries PR #138385".to_owned(),
                 Hazard::Beta => "networking.k8s.io/v1beta1 only (Kubernetes 1.31-1.32): deprecated, removed in a later release".to_owned(),
+                Hazard::GateOff => "MultiCIDRServiceAllocator is off: the allocator hands out IPs from --service-cluster-ip-range only and ignores every other ServiceCIDR".to_owned(),
             }));
             w(
                 format!(
@@ -383,6 +404,36 @@ pub fn words(c: &Check, now: SystemTime) -> Words {
                 ),
             )
         }
+        Facts::NoCalico => w(
+            "skipped: the cluster does not serve Calico's API (crd.projectcalico.org)".into(),
+            vec![],
+            None,
+        ),
+        Facts::Advertisement { advertised, missing } => match advertised {
+            None => w(
+                "Calico advertises no Service range (no serviceClusterIPs in the default BGPConfiguration)".into(),
+                vec![],
+                None,
+            ),
+            Some(list) => {
+                let mut evidence = vec![format!(
+                    "bgpconfiguration default: serviceClusterIPs {}",
+                    nets(list)
+                )];
+                evidence.extend(missing.iter().map(|(n, c)| {
+                    format!("servicecidr {:?}: {c} is not advertised", sanitize(n))
+                }));
+                if missing.is_empty() {
+                    w("Calico advertises every Service range".into(), evidence, None)
+                } else {
+                    w(
+                        "Calico does not advertise every Service range: their IPs are not routed from outside the cluster".into(),
+                        evidence,
+                        Some("add each missing CIDR to spec.serviceClusterIPs of the default BGPConfiguration (calicoctl patch bgpconfiguration default)"),
+                    )
+                }
+            }
+        },
         Facts::RepairEvents { reasons, orphans } => {
             let evidence: Vec<String> = reasons
                 .iter()
