@@ -145,6 +145,46 @@ pub struct ServiceIps {
     pub created: Option<SystemTime>,
 }
 
+/// A verb on a resource (of an API group), in one namespace or any, on one object or any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Right {
+    pub verb: &'static str,
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    /// Used when allowed, done without otherwise (a warning's reads): not asked for beforehand.
+    pub optional: bool,
+}
+
+impl Right {
+    pub fn new(verb: &'static str, group: &'static str, resource: &'static str) -> Right {
+        Right {
+            verb,
+            group,
+            resource,
+            namespace: None,
+            name: None,
+            optional: false,
+        }
+    }
+
+    pub fn optional(mut self) -> Right {
+        self.optional = true;
+        self
+    }
+
+    pub fn in_namespace(mut self, namespace: &str) -> Right {
+        self.namespace = Some(namespace.to_owned());
+        self
+    }
+
+    pub fn named(mut self, name: &str) -> Right {
+        self.name = Some(name.to_owned());
+        self
+    }
+}
+
 /// How a Service is exposed (`spec.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum ServiceType {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::audit::findings::{FindingKind, counts};
 use crate::audit::range::{bits, capacity, contains_ip};
 use crate::audit::usage::{CRITICAL_PERCENT, StatusReport, WARNING_PERCENT};
-use crate::model::{ConditionStatus, DEFAULT_SERVICE_CIDR, ServiceCidr, Snapshot};
+use crate::model::{ConditionStatus, DEFAULT_SERVICE_CIDR, Right, ServiceCidr, Snapshot};
 
 /// A range without the controller's Ready condition this long after its creation means no
 /// controller is acting on it.
@@ -36,14 +36,6 @@ pub const REPAIR_EVENTS: [&str; 6] = [
     "IPAddressNotAllocated",
     "IPAddressWrongReference",
 ];
-
-/// A right a read needs: `verb` on `resource` (in `namespace`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Right {
-    pub verb: &'static str,
-    pub resource: &'static str,
-    pub namespace: Option<&'static str>,
-}
 
 /// One read of the surroundings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -788,11 +780,7 @@ mod tests {
             Status::Warn
         );
         fn denied<T>(resource: &'static str) -> Read<T> {
-            Read::Denied(Right {
-                verb: "list",
-                resource,
-                namespace: None,
-            })
+            Read::Denied(Right::new("list", "", resource))
         }
         assert_eq!(
             with(&|s| {

@@ -8,6 +8,7 @@ pub mod journal;
 pub mod page;
 pub mod proto;
 pub mod retry;
+pub mod rights;
 pub mod surroundings;
 pub mod wire;
 
@@ -37,6 +38,7 @@ use proto::FromProtobuf;
 use crate::model::{
     GUARD_FINALIZER, IpAllocation, NodeNets, ServiceCidr, ServiceFacts, ServiceIps, Snapshot,
 };
+use rights::{Declared, Right};
 use wire::{InvalidObject, WireIpAddress, WireNode, WireService, WireServiceCidr};
 
 pub const GROUP: &str = "networking.k8s.io";
@@ -54,6 +56,10 @@ pub enum Error {
     NotServed { found: String },
     #[error("servicecidr {0:?} not found")]
     NotFound(String),
+    #[error(
+        "internal error: {what} ({access}) is not among the requests this command declared and checked; not sent (a bug: please report it)"
+    )]
+    Undeclared { what: String, access: String },
     #[error("failed to {what}: {source}")]
     Api {
         what: String,
@@ -92,6 +98,8 @@ pub struct Cluster {
     /// Bounds the whole of each request, body included (--request-timeout).
     request_timeout: Option<Duration>,
     connect_timeout: Duration,
+    /// The requests the running command declared; others are refused unsent.
+    declared: Declared,
 }
 
 /// Objects per list page. kube-apiserver's cost per page grows with the objects still to come, so
@@ -135,12 +143,55 @@ impl Cluster {
             url,
             version: Arc::default(),
             chunk_size,
+            declared: Declared::default(),
             request_timeout: conn.request_timeout(),
             connect_timeout: conn.connect_timeout(),
         })
     }
 
     /// Reports the progress of every list to `on_page`.
+    /// This client, limited to the requests `rights` cover: the list a command checks with
+    /// [`Cluster::missing`] before its first write.
+    pub fn declaring(&self, rights: Vec<Right>) -> Cluster {
+        Cluster {
+            declared: Declared::of(rights),
+            ..self.clone()
+        }
+    }
+
+    /// The rights RBAC denies among `rights` (an access review each, all at once); one that
+    /// cannot be asked about, or is optional, is not counted as denied.
+    pub async fn missing(&self, rights: &[Right]) -> Vec<Right> {
+        let asks = rights.iter().filter(|r| !r.optional).map(|r| async move {
+            let may = self
+                .may_on(
+                    r.group,
+                    r.resource,
+                    r.namespace.as_deref(),
+                    r.verb,
+                    r.name.as_deref(),
+                )
+                .await;
+            (may == Some(false)).then(|| r.clone())
+        });
+        futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Refuses, unsent, a request the running command did not declare.
+    fn permit<B>(&self, req: &http::Request<B>, what: &str) -> Result<()> {
+        match self.declared.undeclared(req.method(), req.uri()) {
+            None => Ok(()),
+            Some(access) => Err(Error::Undeclared {
+                what: what.to_owned(),
+                access: access.to_string(),
+            }),
+        }
+    }
+
     pub fn with_progress(mut self, on_page: OnPage) -> Cluster {
         self.on_page = Some(on_page);
         self
@@ -260,6 +311,7 @@ impl Cluster {
         req: http::Request<Vec<u8>>,
         what: &str,
     ) -> Result<(Vec<u8>, Option<SystemTime>)> {
+        self.permit(&req, what)?;
         let exchange = async {
             let res = self
                 .client
@@ -353,6 +405,7 @@ impl Cluster {
             page.headers_mut()
                 .insert(ACCEPT, http::HeaderValue::from_static(proto::ACCEPT));
         }
+        self.permit(&page, what)?;
         let client = self.client.clone();
         Ok(Pending {
             task: tokio::spawn(async move { client.send(page.map(Into::into)).await }),
@@ -905,6 +958,7 @@ impl Cluster {
         let req = req
             .watch(&wp, resource_version)
             .map_err(|e| request_error(what.clone(), e))?;
+        self.permit(&req, &what)?;
         let send = self.client.send(req.map(Into::into));
         // Only the answer's head is a request's; the stream after it may idle for minutes.
         let res = match self.request_timeout {

@@ -11,17 +11,18 @@ use serde_json::Value;
 use super::{ApiError, Cluster, Result, request_error};
 use crate::audit::doctor::{
     ApiserverPod, Calico, DEFAULT_RANGE_EVENTS, EventSeen, GATES, NodeNet, REPAIR_EVENTS, Read,
-    Right, ServerVersion, Surroundings,
+    ServerVersion, Surroundings,
 };
+use crate::model::Right;
 
 /// Events kept per reason: enough to count and date them.
 const EVENTS_PER_REASON: u32 = 500;
 
-fn right(verb: &'static str, resource: &'static str, namespace: Option<&'static str>) -> Right {
-    Right {
-        verb,
-        resource,
-        namespace,
+fn right(verb: &'static str, resource: &'static str, namespace: Option<&str>) -> Right {
+    let r = Right::new(verb, "", resource);
+    match namespace {
+        Some(ns) => r.in_namespace(ns),
+        None => r,
     }
 }
 

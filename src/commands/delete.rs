@@ -15,7 +15,8 @@ use crate::audit::retire::{
     self, DeleteResult, Observed, Outcome, Phase, RetireOptions, Retirement, Step, Waiting,
 };
 use crate::audit::safety::{Blocker, controller_blockers, left_outside, set_blockers};
-use crate::cluster::{self, ApiError, Cluster, RangeRead};
+use crate::cluster::rights::Right;
+use crate::cluster::{self, ApiError, Cluster, GROUP, RangeRead};
 use crate::commands::follow::Pace;
 use crate::commands::print;
 use crate::exit::Exit;
@@ -49,6 +50,25 @@ pub async fn run(
     Ok(retire::worst(&results))
 }
 
+/// Every request `delete` makes for `names`: asked of RBAC before the first write, and the only
+/// requests its client may send (`cluster::rights`).
+pub fn requests(names: &[String], wait: bool) -> Vec<Right> {
+    let range = || Right::new("get", GROUP, "servicecidrs");
+    let mut rights = vec![
+        Right::new("list", GROUP, "servicecidrs"),
+        Right::new("list", GROUP, "ipaddresses"),
+        Right::new("list", "", "services"),
+    ];
+    for name in names {
+        for verb in ["get", "delete", "patch", "watch"] {
+            if verb != "watch" || wait {
+                rights.push(Right { verb, ..range() }.named(name));
+            }
+        }
+    }
+    rights
+}
+
 /// Retires the named ranges as one set and returns each one's result (`migrate` retires the old
 /// ranges through this too).
 pub async fn retire(cluster: &Cluster, env: &Environment, args: &DeleteTask) -> Vec<DeleteResult> {
@@ -56,6 +76,7 @@ pub async fn retire(cluster: &Cluster, env: &Environment, args: &DeleteTask) -> 
     names.sort();
     names.dedup();
     let started = Instant::now();
+    let cluster = &cluster.declaring(requests(&names, args.wait));
     let job = Job {
         cluster,
         args,
@@ -211,14 +232,14 @@ impl Job<'_> {
             .iter()
             .for_each(|n| self.set_phase(n, Phase::Checking));
         // The access reviews only read, so they go beside the read rather than after it.
-        let (snapshot, rights) = tokio::join!(self.cluster.snapshot(true), async {
+        let (snapshot, missing) = tokio::join!(self.cluster.snapshot(true), async {
             if self.args.dry_run == DryRun::Client {
-                return HashMap::new();
+                return Vec::new();
             }
-            let asks = pending
-                .iter()
-                .map(|&n| async move { (n, self.missing_rights(n).await) });
-            futures::future::join_all(asks).await.into_iter().collect()
+            let names: Vec<String> = pending.iter().map(|n| (*n).to_owned()).collect();
+            self.cluster
+                .missing(&requests(&names, self.args.wait))
+                .await
         });
         let (snapshot, _) = snapshot?;
         let set: Vec<&str> = self.names.iter().map(String::as_str).collect();
@@ -270,12 +291,13 @@ impl Job<'_> {
                 self.finish(self.result(name, Outcome::DryRun));
                 continue;
             }
-            let missing = rights.get(name).map_or(&[][..], Vec::as_slice);
-            if !missing.is_empty() {
-                self.fail(name, format!(
-                    "not deleted: not allowed to {} servicecidr {name:?}; the servicecidr-operator ClusterRole (deploy/rbac) grants what delete needs",
-                    missing.join(", ")
-                ));
+            let mine: Vec<Right> = missing
+                .iter()
+                .filter(|r| r.name.as_ref().is_none_or(|n| n == name))
+                .cloned()
+                .collect();
+            if !mine.is_empty() {
+                self.fail(name, render::delete::not_allowed(name, &mine));
                 continue;
             }
             if self.args.dry_run == DryRun::Server {
@@ -342,27 +364,6 @@ impl Job<'_> {
         // An answer that does not show it terminating says nothing: it is read again.
         let answer = answer.filter(|(r, _)| r.is_terminating());
         Ok((guarded.uid, answer))
-    }
-
-    /// The verbs delete needs that RBAC denies, each with what needs it; asked before any write.
-    async fn missing_rights(&self, name: &str) -> Vec<&'static str> {
-        let needed = [
-            ("get", "get (to read it again at each step)", true),
-            ("delete", "delete", true),
-            ("patch", "patch (to guard and release it)", true),
-            ("watch", "watch (to wait)", self.args.wait),
-        ];
-        let asks = needed
-            .into_iter()
-            .filter(|n| n.2)
-            .map(|(verb, words, _)| async move {
-                (self.cluster.may(verb, name).await == Some(false)).then_some(words)
-            });
-        futures::future::join_all(asks)
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
     }
 
     /// Observe, ask the core for the next step, act; until the range is gone or a step ends it.

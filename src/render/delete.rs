@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::audit::retire::{DeleteResult, Outcome, Phase, ReleasedBy};
 use crate::audit::safety::{Blocker, InUse};
 use crate::audit::suggest::covering_cidrs;
+use crate::cluster::rights::Right;
 use crate::exit::Exit;
 use crate::render::progress::phase_text;
 use crate::render::{Style, sanitize, table, write_document};
@@ -21,6 +22,25 @@ pub const NO_GRACE_WARNING: &str = "warning: --grace-period 0s with --remove-fin
 pub fn guard_lost_note(name: &str) -> String {
     format!(
         "warning: servicecidr {:?}: another client removed the plugin's guard finalizer; whatever releases it now does so without the plugin's final check (a finalizer cannot be added back to a terminating object)",
+        sanitize(name)
+    )
+}
+
+/// The rights delete lacks for `name`, each with what needs it.
+pub fn not_allowed(name: &str, missing: &[Right]) -> String {
+    let each: Vec<String> = missing
+        .iter()
+        .map(|r| match (r.verb, r.name.is_some()) {
+            ("get", true) => "get (to read it again at each step)".to_owned(),
+            ("patch", true) => "patch (to guard and release it)".to_owned(),
+            ("watch", true) => "watch (to wait)".to_owned(),
+            (verb, true) => verb.to_owned(),
+            (verb, false) => format!("{verb} {}", r.resource),
+        })
+        .collect();
+    format!(
+        "not deleted: not allowed to {} servicecidr {:?}; the servicecidr-operator ClusterRole (deploy/rbac) grants what delete needs",
+        each.join(", "),
         sanitize(name)
     )
 }

@@ -9,8 +9,8 @@ use comfy_table::{Cell, Color};
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::audit::doctor::{Check, CheckId, Facts, Hazard, Right, Status};
-use crate::model::DEFAULT_SERVICE_CIDR;
+use crate::audit::doctor::{Check, CheckId, Facts, Hazard, Status};
+use crate::model::{DEFAULT_SERVICE_CIDR, Right};
 use crate::render::{Style, age, sanitize, table, write_document};
 
 pub const KIND: &str = "ServiceCIDRDoctor";
@@ -48,7 +48,7 @@ fn status_name(s: Status) -> &'static str {
 }
 
 fn right(r: &Right) -> String {
-    match r.namespace {
+    match &r.namespace {
         Some(ns) => format!("{} {} in {ns}", r.verb, r.resource),
         None => format!("{} {}", r.verb, r.resource),
     }

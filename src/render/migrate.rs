@@ -1,5 +1,6 @@
 //! The words of `migrate`: the runbook, the per-Service progress, the report and every refusal.
 
+use crate::cluster::rights::Right;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::Path;
@@ -107,20 +108,11 @@ pub fn refusal(r: &Refusal) -> String {
     }
 }
 
-/// A verb on a resource, in a namespace for Services, on one object when named.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Right {
-    pub verb: &'static str,
-    pub resource: &'static str,
-    pub namespace: Option<String>,
-    pub name: Option<&'static str>,
-}
-
 pub fn not_allowed(missing: &[Right]) -> String {
     let each: Vec<String> = missing
         .iter()
         .map(|r| {
-            let object = match r.name {
+            let object = match &r.name {
                 Some(n) => format!("{} {} {n:?}", r.verb, r.resource),
                 None => format!("{} {}", r.verb, r.resource),
             };

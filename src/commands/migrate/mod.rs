@@ -17,7 +17,8 @@ use crate::audit::findings::{AuditOptions, audit};
 use crate::audit::journal::{self, Entry, IN_FLIGHT, Now, Record, Verdict};
 use crate::audit::migrate::{Move, Plan, Refusal, Request, SkipReason, plan};
 use crate::cluster::journal::Journal;
-use crate::cluster::{self, ApiError, Cluster, ServiceObject};
+use crate::cluster::rights::Right;
+use crate::cluster::{self, ApiError, Cluster, GROUP, ServiceObject};
 use crate::commands::{delete, print};
 use crate::exit::Exit;
 use crate::model::{IpAllocation, NodeNets, ServiceCidr, ServiceFacts};
@@ -169,7 +170,7 @@ pub async fn run(
             Err(r) => return refused(&words::refusal(&r)),
         };
         if run.is_some() {
-            let missing = missing_rights(cluster, &plan).await;
+            let missing = cluster.missing(&requests(&plan)).await;
             if !missing.is_empty() {
                 bail!("{}", words::not_allowed(&missing));
             }
@@ -201,6 +202,7 @@ pub async fn run(
         print(|out| words::write_plan(out, style, &plan))?;
         return Ok(Exit::Success);
     };
+    let cluster = &cluster.declaring(requests(&plan));
     let cluster_id = cluster.identity().await?;
     let mut backups = Backups::open(&run.backup_dir)?;
     backups.check(&cluster_id, &request.name, &request.to)?;
@@ -252,53 +254,36 @@ fn run_id() -> String {
     format!("{}-{nanos:x}", std::process::id())
 }
 
-/// What the run would do that RBAC denies, asked before the first write: a Service deleted by a
-/// user who may not create it would stay deleted.
-async fn missing_rights(cluster: &Cluster, plan: &Plan) -> Vec<words::Right> {
-    let mut needed: Vec<words::Right> = Vec::new();
-    let retire = !plan.to_retire().is_empty();
-    let right = |verb, resource, namespace: Option<&str>, name| words::Right {
-        verb,
-        resource,
-        namespace: namespace.map(Into::into),
-        name,
-    };
-    needed.push(right("get", "namespaces", None, Some("kube-system")));
-    // The journal is written on the new range (a patch), read back with get.
-    for (verb, wanted) in [
-        ("get", true),
-        ("patch", true),
-        ("create", !plan.range_exists),
-        ("delete", retire),
-        ("watch", retire),
-    ] {
-        if wanted {
-            needed.push(right(verb, "servicecidrs", None, None));
-        }
+/// Every request a run makes once its plan is made: asked of RBAC before the first write (a
+/// Service deleted by a user who may not create it would stay deleted), and the only requests
+/// its client may send from then on (`cluster::rights`).
+fn requests(plan: &Plan) -> Vec<Right> {
+    let range = |verb| Right::new(verb, GROUP, "servicecidrs");
+    let mut rights = vec![
+        Right::new("get", "", "namespaces").named("kube-system"),
+        // Journals, audits and the look after the run.
+        range("list"),
+        Right::new("list", GROUP, "ipaddresses"),
+        Right::new("list", "", "services"),
+        Right::new("list", "", "nodes").optional(),
+        // The journal lives on the new range: read back, patched.
+        range("get").named(&plan.name),
+        range("patch").named(&plan.name),
+    ];
+    if !plan.range_exists {
+        rights.push(range("create"));
     }
     let mut namespaces: Vec<&str> = plan.moves.iter().map(|m| m.namespace.as_str()).collect();
+    namespaces.sort();
     namespaces.dedup();
     for ns in namespaces {
         for verb in ["get", "delete", "create", "watch"] {
-            needed.push(right(verb, "services", Some(ns), None));
+            rights.push(Right::new(verb, "", "services").in_namespace(ns));
         }
     }
-    let mut missing = Vec::new();
-    for r in needed {
-        let group = if r.resource == "servicecidrs" {
-            cluster::GROUP
-        } else {
-            ""
-        };
-        if cluster
-            .may_on(group, r.resource, r.namespace.as_deref(), r.verb, r.name)
-            .await
-            == Some(false)
-        {
-            missing.push(r);
-        }
-    }
-    missing
+    let retired: Vec<String> = plan.to_retire().iter().map(|s| s.name.clone()).collect();
+    rights.extend(delete::requests(&retired, true));
+    rights
 }
 
 fn refused(line: &str) -> Result<Exit> {
