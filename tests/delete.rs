@@ -121,11 +121,48 @@ fn dry_runs_change_nothing() {
     let cp = ControlPlane::shared();
     let name = ready_range(cp, &[&cp.next_v4_block()]);
     let before = cp.get(&format!("servicecidr/{name}")).unwrap();
-    for mode in ["--dry-run", "--dry-run=server"] {
-        let doc = json_of(&cp.plugin(&["delete", &name, mode, "-o", "json"]));
+    // Each mode says what it did, on stdout and stderr alike, and never that anything was
+    // guarded or deleted.
+    for (mode, message) in [
+        ("--dry-run", "safe to delete; not deleted (dry run)"),
+        (
+            "--dry-run=server",
+            "safe to delete; the server accepted the delete (dry run), nothing changed",
+        ),
+    ] {
+        let out = cp.plugin(&["delete", &name, mode, "-o", "json"]);
+        let doc = json_of(&out);
         assert_eq!(result(&doc)["outcome"], "DryRun", "{mode}");
+        assert_eq!(result(&doc)["message"], message, "{mode}");
+        assert!(
+            !stderr_of(&out).contains("guarded"),
+            "{mode}: {}",
+            stderr_of(&out)
+        );
     }
     assert_untouched(cp, &name, &before);
+    // Resuming a range already terminating: the dry run says what a real run would do.
+    cp.set_finalizers(
+        "servicecidr",
+        &name,
+        &[SERVICE_CIDR_FINALIZER, "example.com/hold"],
+    );
+    cp.delete("servicecidr", &name);
+    terminating(cp, &name);
+    for mode in ["--dry-run", "--dry-run=server"] {
+        let out = cp.plugin(&["delete", &name, mode, "--wait", "-o", "json"]);
+        assert_eq!(
+            result(&json_of(&out))["message"],
+            "already terminating; a real run would wait and release it when safe (dry run, nothing changed)",
+            "{mode}"
+        );
+        assert!(
+            !stderr_of(&out).contains("guarded"),
+            "{mode}: {}",
+            stderr_of(&out)
+        );
+    }
+    cp.set_finalizers("servicecidr", &name, &[]);
 }
 
 #[test]

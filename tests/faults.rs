@@ -325,3 +325,51 @@ fn the_wait_behind_watches_that_always_fail_keeps_to_the_retry_pace() {
     assert!((3..=10).contains(&reads), "{reads} reads in 20 s");
     cp.set_finalizers("servicecidr", &name, &[]);
 }
+
+/// An access review is a request like any other: one the server never answers fails the run
+/// within --request-timeout, before anything is changed.
+#[test]
+fn a_hanging_access_review_is_bounded_by_the_request_timeout() {
+    let cp = ControlPlane::shared();
+    let name = unique_name("review");
+    cp.create_ready_service_cidr(&name, &[&cp.next_v4_block()]);
+    let before = cp.get(&format!("servicecidr/{name}")).unwrap();
+    let proxy = FaultProxy::start(cp, &name);
+    proxy.set_rule(|s| {
+        if s.path.contains("selfsubjectaccessreviews") {
+            Action::Hang
+        } else {
+            Action::Forward
+        }
+    });
+    let started = std::time::Instant::now();
+    let out = plugin_via(
+        &proxy,
+        &[
+            "delete",
+            &name,
+            "--wait",
+            "--request-timeout",
+            "2s",
+            "--timeout",
+            "5m",
+        ],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(code(&out), 1, "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("ask whether this user may")
+            && stderr_of(&out).contains("--request-timeout 2s"),
+        "{}",
+        stderr_of(&out)
+    );
+    let after = cp.get(&format!("servicecidr/{name}")).unwrap();
+    assert_eq!(
+        after["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
+}

@@ -302,6 +302,8 @@ pub enum Phase {
     /// Found already terminating (deleted before): the wait resumes.
     Terminating,
     Deleted,
+    /// A server-side dry run of the delete was accepted: nothing was guarded nor deleted.
+    DryRunAccepted,
     Waiting(Waiting),
     Releasing,
 }

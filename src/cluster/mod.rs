@@ -159,26 +159,15 @@ impl Cluster {
         }
     }
 
-    /// The rights RBAC denies among `rights` (an access review each, all at once); one that
-    /// cannot be asked about, or is optional, is not counted as denied.
-    pub async fn missing(&self, rights: &[Right]) -> Vec<Right> {
-        let asks = rights.iter().filter(|r| !r.optional).map(|r| async move {
-            let may = self
-                .may_on(
-                    r.group,
-                    r.resource,
-                    r.namespace.as_deref(),
-                    r.verb,
-                    r.name.as_deref(),
-                )
-                .await;
-            (may == Some(false)).then(|| r.clone())
-        });
-        futures::future::join_all(asks)
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
+    /// The rights RBAC denies among `rights` but the optional ones (an access review each, all at
+    /// once). A review that fails is an error: a run must not start on rights it could not check.
+    pub async fn missing(&self, rights: &[Right]) -> Result<Vec<Right>> {
+        let asks = rights
+            .iter()
+            .filter(|r| !r.optional)
+            .map(|r| async move { Ok::<_, Error>((!self.may(r).await?).then(|| r.clone())) });
+        let answers = futures::future::try_join_all(asks).await?;
+        Ok(answers.into_iter().flatten().collect())
     }
 
     /// Refuses, unsent, a request the running command did not declare.
@@ -903,45 +892,36 @@ impl Cluster {
         self.call::<serde_json::Value>(req, what).await.map(|_| ())
     }
 
-    /// Whether the server would let this user `verb` the ServiceCIDR `name`, asked with a
-    /// SelfSubjectAccessReview; None when it cannot tell (the review itself failed).
-    pub async fn may(&self, verb: &str, name: &str) -> Option<bool> {
-        self.may_on(GROUP, "servicecidrs", None, verb, Some(name))
-            .await
-    }
-
-    /// Whether the server would let this user `verb` the resource (in `namespace`, named `name`
-    /// when given); None when it cannot tell.
-    pub async fn may_on(
-        &self,
-        group: &str,
-        resource: &str,
-        namespace: Option<&str>,
-        verb: &str,
-        name: Option<&str>,
-    ) -> Option<bool> {
+    /// Whether the server would let this user make a request `right` covers: an access review,
+    /// bounded like every request.
+    async fn may(&self, right: &Right) -> Result<bool> {
         let review = SelfSubjectAccessReview {
             spec: SelfSubjectAccessReviewSpec {
                 resource_attributes: Some(ResourceAttributes {
-                    group: Some(group.into()),
-                    resource: Some(resource.into()),
-                    namespace: namespace.map(Into::into),
-                    verb: Some(verb.into()),
-                    name: name.map(Into::into),
+                    group: Some(right.group.into()),
+                    resource: Some(right.resource.into()),
+                    namespace: right.namespace.clone(),
+                    verb: Some(right.verb.into()),
+                    name: right.name.clone(),
                     ..Default::default()
                 }),
                 ..Default::default()
             },
             ..Default::default()
         };
-        let api: kube::Api<SelfSubjectAccessReview> = kube::Api::all(self.client.clone());
-        match api.create(&PostParams::default(), &review).await {
-            Ok(r) => r.status.map(|s| s.allowed),
-            Err(e) => {
-                tracing::debug!("cannot review access to {verb} {resource} {name:?}: {e}");
-                None
-            }
-        }
+        let what = format!(
+            "ask whether this user may {} {}",
+            right.verb, right.resource
+        );
+        let body = serde_json::to_vec(&review).map_err(|e| Error::Api {
+            what: what.clone(),
+            source: ApiError::Other(e.to_string()),
+        })?;
+        let req = Request::new("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
+            .create(&PostParams::default(), body)
+            .map_err(|e| request_error(what.clone(), e))?;
+        let (answer, _) = self.call::<SelfSubjectAccessReview>(req, what).await?;
+        Ok(answer.status.is_some_and(|s| s.allowed))
     }
 
     async fn watch<T: Clone + DeserializeOwned + 'static>(

@@ -234,7 +234,7 @@ impl Job<'_> {
         // The access reviews only read, so they go beside the read rather than after it.
         let (snapshot, missing) = tokio::join!(self.cluster.snapshot(true), async {
             if self.args.dry_run == DryRun::Client {
-                return Vec::new();
+                return Ok(Vec::new());
             }
             let names: Vec<String> = pending.iter().map(|n| (*n).to_owned()).collect();
             self.cluster
@@ -242,6 +242,7 @@ impl Job<'_> {
                 .await
         });
         let (snapshot, _) = snapshot?;
+        let missing = missing?;
         let set: Vec<&str> = self.names.iter().map(String::as_str).collect();
         let blockers = set_blockers(&snapshot, &set);
         let dry = self.args.dry_run != DryRun::None;
@@ -303,7 +304,7 @@ impl Job<'_> {
             if self.args.dry_run == DryRun::Server {
                 match self.cluster.delete_service_cidr(range, true).await {
                     Ok(_) => {
-                        self.set_phase(name, Phase::Deleted);
+                        self.set_phase(name, Phase::DryRunAccepted);
                         self.finish(self.result(name, Outcome::DryRun));
                     }
                     Err(e) => self.fail(name, e),

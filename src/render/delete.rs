@@ -98,7 +98,7 @@ pub fn message(r: &DeleteResult) -> String {
             "deleted and guarded: it stays terminating until a run that waits releases it ({})",
             resume(name)
         ),
-        Outcome::DryRun if r.phase == Phase::Deleted => {
+        Outcome::DryRun if r.phase == Phase::DryRunAccepted => {
             "safe to delete; the server accepted the delete (dry run), nothing changed".into()
         }
         Outcome::DryRun if n > 0 && r.phase == Phase::Terminating => format!(

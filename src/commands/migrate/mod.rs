@@ -170,7 +170,7 @@ pub async fn run(
             Err(r) => return refused(&words::refusal(&r)),
         };
         if run.is_some() {
-            let missing = cluster.missing(&requests(&plan)).await;
+            let missing = cluster.missing(&requests(&plan)).await?;
             if !missing.is_empty() {
                 bail!("{}", words::not_allowed(&missing));
             }
