@@ -1017,19 +1017,6 @@ impl Cluster {
         }))
     }
 
-    pub async fn watch_ip_addresses(
-        &self,
-        resource_version: &str,
-    ) -> Result<impl Stream<Item = Result<WatchEvent<WireIpAddress>>> + use<>> {
-        self.watch(
-            self.ip_addresses().await?,
-            "ipaddresses",
-            None,
-            resource_version,
-        )
-        .await
-    }
-
     /// The changes to one of the lists a snapshot holds, from a resourceVersion, each with the
     /// resourceVersion to resume from after it. The stream ends when the server closes the watch.
     pub async fn follow(&self, list: Inventory, resource_version: &str) -> Result<Changes> {

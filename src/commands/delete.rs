@@ -18,9 +18,9 @@ use crate::audit::safety::{Blocker, controller_blockers, left_outside, set_block
 use crate::cluster::rights::Right;
 use crate::cluster::{self, ApiError, Cluster, GROUP, RangeRead};
 use crate::commands::follow::Pace;
-use crate::commands::print;
 use crate::exit::Exit;
 use crate::model::{DEFAULT_SERVICE_CIDR, GUARD_FINALIZER, ServiceCidr};
+use crate::render::print;
 use crate::render::progress::{Progress, phase_text};
 use crate::render::{self, Style};
 use crate::settings::{DeleteTask, DryRun, Environment};

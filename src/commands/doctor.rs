@@ -9,8 +9,8 @@ use crate::audit::doctor::{Check, diagnose, healthy};
 use crate::audit::findings::{AuditOptions, audit};
 use crate::audit::usage::status_report;
 use crate::cluster::Cluster;
-use crate::commands::print;
 use crate::exit::Exit;
+use crate::render::print;
 use crate::render::progress::ReadProgress;
 use crate::render::{self, Style};
 

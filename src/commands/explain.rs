@@ -8,8 +8,8 @@ use crate::audit::explain::{explain_ip, explain_range};
 use crate::audit::findings::{AuditOptions, audit};
 use crate::audit::usage::status_report;
 use crate::cluster::{self, Cluster};
-use crate::commands::print;
 use crate::exit::Exit;
+use crate::render::print;
 use crate::render::{self, Style};
 use crate::settings::Subject;
 

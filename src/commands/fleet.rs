@@ -12,12 +12,12 @@ use crate::audit::findings::Finding;
 use crate::audit::fleet::{ClusterRanges, cross_cluster_overlaps, server_key};
 use crate::audit::usage::StatusReport;
 use crate::cluster::{Cluster, Connection};
-use crate::commands::print;
 use crate::commands::status::report;
 use crate::exit::Exit;
 use crate::model::ServiceCidr;
 use crate::render::Style;
 use crate::render::fleet::{self as render, Member};
+use crate::render::print;
 use crate::settings::{Fleet, OrphansTask, StatusTask};
 
 /// Each request of a fleet read is bounded: by --request-timeout, else by this, so a cluster that

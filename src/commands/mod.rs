@@ -10,12 +10,8 @@ pub mod orphans;
 pub mod serve;
 pub mod status;
 
-use std::io::{self, Write};
-
 use anyhow::Result;
-use clap::CommandFactory;
 
-use crate::cli::Cli;
 use crate::cluster::Cluster;
 use crate::exit::Exit;
 use crate::render::progress::ReadProgress;
@@ -31,7 +27,7 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         ..
     } = settings;
     if let Task::Completion(shell) = task {
-        print(|out| completion(shell, out))?;
+        crate::render::print(|out| crate::complete::script(shell, out))?;
         return Ok(Exit::Success);
     }
     match &task {
@@ -64,55 +60,4 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         Task::Migrate(t) => migrate::run(&cluster, &style, &env, t).await,
         Task::Completion(_) => unreachable!("handled before connecting"),
     }
-}
-
-/// A completion script from the clap definition.
-pub fn completion(shell: clap_complete::Shell, out: &mut Vec<u8>) -> io::Result<()> {
-    let mut script = Vec::new();
-    clap_complete::generate(
-        shell,
-        &mut Cli::command(),
-        "kubectl-servicecidr",
-        &mut script,
-    );
-    let mut text = String::from_utf8(script).map_err(io::Error::other)?;
-    match shell {
-        // clap_complete spells subcommand states inconsistently when the bin name has a space
-        // (clap-rs/clap#6421): unify them, or nothing completes after a subcommand.
-        clap_complete::Shell::Bash => {
-            text = text.replace("kubectl__subcmd__servicecidr", "kubectl__servicecidr");
-        }
-        // `*::` hides every option once a name is typed (`delete blue --<TAB>` offers nothing,
-        // clap-rs/clap#6282); `*:` completes names and options alike.
-        clap_complete::Shell::Zsh => text = text.replace("'*::names ", "'*:names "),
-        _ => {}
-    }
-    out.extend_from_slice(text.as_bytes());
-    Ok(())
-}
-
-/// An output that could not be written, kind kept (`main` gives a closed pipe exit 141).
-fn unwritten(e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("cannot write the output: {e}"))
-}
-
-/// Writes a rendering as it is made, for output too large to hold (a row per IP).
-pub fn print_streamed(
-    render: impl FnOnce(&mut io::BufWriter<io::StdoutLock<'static>>) -> io::Result<()>,
-) -> io::Result<()> {
-    let mut out = io::BufWriter::with_capacity(64 << 10, io::stdout().lock());
-    render(&mut out)
-        .and_then(|()| out.flush())
-        .map_err(unwritten)
-}
-
-/// Writes a whole rendering at once, so a redraw never interleaves with other output. An output
-/// that cannot be written is an error of its own (`main` gives a closed pipe exit 141).
-pub fn print(render: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<()> {
-    let mut buf = Vec::new();
-    render(&mut buf)?;
-    let mut out = io::stdout().lock();
-    out.write_all(&buf)
-        .and_then(|()| out.flush())
-        .map_err(unwritten)
 }

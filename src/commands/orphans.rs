@@ -7,11 +7,11 @@ use anyhow::Result;
 use crate::audit::findings::{AuditOptions, Finding, audit, uncovered_ips};
 use crate::audit::suggest::covering_cidrs;
 use crate::cluster::Cluster;
-use crate::commands::{print, print_streamed};
 use crate::exit::Exit;
 use crate::model::Snapshot;
 use crate::render::progress::ReadProgress;
 use crate::render::{self, Style};
+use crate::render::{print, print_streamed};
 use crate::settings::OrphansTask;
 
 /// The findings of the kinds asked for, and how many of other kinds `--kind` left out (counted,

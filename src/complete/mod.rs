@@ -242,6 +242,31 @@ pub async fn complete(words: &[String]) -> String {
     render(&request, &candidates, directive)
 }
 
+/// A completion script from the clap definition.
+pub fn script(shell: clap_complete::Shell, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(
+        shell,
+        &mut <crate::cli::Cli as clap::CommandFactory>::command(),
+        "kubectl-servicecidr",
+        &mut script,
+    );
+    let mut text = String::from_utf8(script).map_err(std::io::Error::other)?;
+    match shell {
+        // clap_complete spells subcommand states inconsistently when the bin name has a space
+        // (clap-rs/clap#6421): unify them, or nothing completes after a subcommand.
+        clap_complete::Shell::Bash => {
+            text = text.replace("kubectl__subcmd__servicecidr", "kubectl__servicecidr");
+        }
+        // `*::` hides every option once a name is typed (`delete blue --<TAB>` offers nothing,
+        // clap-rs/clap#6282); `*:` completes names and options alike.
+        clap_complete::Shell::Zsh => text = text.replace("'*::names ", "'*:names "),
+        _ => {}
+    }
+    out.extend_from_slice(text.as_bytes());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::analyze::tests::words;

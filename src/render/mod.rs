@@ -110,11 +110,6 @@ pub fn age(d: Duration) -> String {
     }
 }
 
-pub fn age_since(now: SystemTime, t: Option<SystemTime>) -> String {
-    t.map(|t| age(now.duration_since(t).unwrap_or_default()))
-        .unwrap_or_else(|| "<unknown>".into())
-}
-
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
@@ -153,6 +148,32 @@ pub fn percent(p: f64) -> String {
     } else {
         format!("{p:.2}%").replace(".00%", "%")
     }
+}
+
+/// An output that could not be written, kind kept (`main` gives a closed pipe exit 141).
+fn unwritten(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot write the output: {e}"))
+}
+
+/// Writes a rendering as it is made, for output too large to hold (a row per IP).
+pub fn print_streamed(
+    render: impl FnOnce(&mut io::BufWriter<io::StdoutLock<'static>>) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut out = io::BufWriter::with_capacity(64 << 10, io::stdout().lock());
+    render(&mut out)
+        .and_then(|()| out.flush())
+        .map_err(unwritten)
+}
+
+/// Writes a whole rendering at once, so a redraw never interleaves with other output. An output
+/// that cannot be written is an error of its own (`main` gives a closed pipe exit 141).
+pub fn print(render: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<()> {
+    let mut buf = Vec::new();
+    render(&mut buf)?;
+    let mut out = io::stdout().lock();
+    out.write_all(&buf)
+        .and_then(|()| out.flush())
+        .map_err(unwritten)
 }
 
 #[cfg(test)]
