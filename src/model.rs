@@ -145,6 +145,26 @@ pub struct ServiceIps {
     pub created: Option<SystemTime>,
 }
 
+/// `--dry-run`: decided once from the command line, carried to every decision and result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DryRun {
+    None,
+    Client,
+    Server,
+}
+
+impl DryRun {
+    pub const ALL: [DryRun; 3] = [DryRun::None, DryRun::Client, DryRun::Server];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DryRun::None => "none",
+            DryRun::Client => "client",
+            DryRun::Server => "server",
+        }
+    }
+}
+
 /// A verb on a resource (of an API group), in one namespace or any, on one object or any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Right {

@@ -45,24 +45,7 @@ impl Output {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DryRun {
-    None,
-    Client,
-    Server,
-}
-
-impl DryRun {
-    pub const ALL: [DryRun; 3] = [DryRun::None, DryRun::Client, DryRun::Server];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            DryRun::None => "none",
-            DryRun::Client => "client",
-            DryRun::Server => "server",
-        }
-    }
-}
+pub use crate::model::DryRun;
 
 /// What the process was started with besides its arguments, read once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -199,6 +182,17 @@ pub struct DeleteTask {
     pub grace_period: Duration,
     pub controller_timeout: Duration,
     pub timeout: Duration,
+}
+
+impl DeleteTask {
+    /// The options of each range's retirement.
+    pub fn retire_options(&self) -> crate::audit::retire::RetireOptions {
+        crate::audit::retire::RetireOptions {
+            grace: self.grace_period,
+            controller_timeout: self.controller_timeout,
+            remove_finalizer: self.remove_finalizer,
+        }
+    }
 }
 
 /// A spinner while lists are read: for a person at a terminal reading a table, never in a

@@ -14,7 +14,9 @@ use serde::Serialize;
 
 use crate::audit::safety::{Blocker, InUse};
 use crate::exit::Exit;
-use crate::model::{ConditionStatus, GUARD_FINALIZER, SERVICE_CIDR_FINALIZER, ServiceCidr};
+use crate::model::{
+    ConditionStatus, DryRun, GUARD_FINALIZER, Right, SERVICE_CIDR_FINALIZER, ServiceCidr,
+};
 
 /// The reason the controller writes on Ready=False while IPAddresses hold the range.
 pub const BLOCKED_REASON: &str = "Terminating";
@@ -246,6 +248,91 @@ impl Retirement {
     }
 }
 
+/// What to do with one named range, decided for the whole set from one read. The only place
+/// `delete` branches on `--dry-run`: a dry run never reaches an action that writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    NotFound,
+    /// Already terminating: follow its retirement.
+    Resume,
+    /// Nothing to do: the result is this outcome, with what blocks the range.
+    Report {
+        outcome: Outcome,
+        blockers: Vec<Blocker>,
+    },
+    /// IPs inside would be left without a usable range. `drop_guard`: a guard of ours, left by an
+    /// interrupted run, comes off, so a refused range keeps nothing of ours.
+    Refuse {
+        blockers: Vec<Blocker>,
+        drop_guard: bool,
+    },
+    /// RBAC denies what the run needs.
+    NotAllowed(Vec<Right>),
+    /// A server-side dry run of the delete.
+    AskServer,
+    /// Guard, delete, then follow when waiting.
+    GuardAndDelete,
+}
+
+/// The action for one range (None: no such range). `blockers` are the set's, `missing` the
+/// rights RBAC denies.
+pub fn decide(
+    range: Option<&ServiceCidr>,
+    blockers: &[Blocker],
+    missing: &[Right],
+    dry_run: DryRun,
+    wait: bool,
+) -> Action {
+    let Some(range) = range else {
+        return Action::NotFound;
+    };
+    let mine: Vec<Blocker> = blockers
+        .iter()
+        .filter(|b| b.ranges.iter().any(|(n, _)| *n == range.name))
+        .cloned()
+        .collect();
+    let dry = dry_run != DryRun::None;
+    if range.is_terminating() {
+        return match (dry, wait) {
+            (false, true) => Action::Resume,
+            _ => Action::Report {
+                outcome: if dry {
+                    Outcome::DryRun
+                } else {
+                    Outcome::Terminating
+                },
+                blockers: mine,
+            },
+        };
+    }
+    if !mine.is_empty() {
+        return Action::Refuse {
+            blockers: mine,
+            drop_guard: !dry && range.has_guard(),
+        };
+    }
+    let denied: Vec<Right> = missing
+        .iter()
+        .filter(|r| r.name.as_ref().is_none_or(|n| *n == range.name))
+        .cloned()
+        .collect();
+    match dry_run {
+        DryRun::Client => Action::Report {
+            outcome: Outcome::DryRun,
+            blockers: vec![],
+        },
+        _ if !denied.is_empty() => Action::NotAllowed(denied),
+        DryRun::Server => Action::AskServer,
+        DryRun::None => Action::GuardAndDelete,
+    }
+}
+
+/// Releasing without a grace period races the apiservers that have not yet seen the deletion:
+/// said before a real run that would.
+pub fn races_the_allocators(opts: &RetireOptions, dry_run: DryRun) -> bool {
+    opts.remove_finalizer && opts.grace.is_zero() && dry_run == DryRun::None
+}
+
 /// How one name's retirement ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Outcome {
@@ -302,8 +389,6 @@ pub enum Phase {
     /// Found already terminating (deleted before): the wait resumes.
     Terminating,
     Deleted,
-    /// A server-side dry run of the delete was accepted: nothing was guarded nor deleted.
-    DryRunAccepted,
     Waiting(Waiting),
     Releasing,
 }
@@ -322,6 +407,8 @@ pub struct DeleteResult {
     pub phase: Phase,
     /// Another client removed the guard during the wait.
     pub guard_lost: bool,
+    /// `--dry-run` as the run was given it, for the words of its result.
+    pub dry_run: DryRun,
     /// An error's own line, for Failed.
     pub error: Option<String>,
     pub elapsed: Duration,
@@ -335,7 +422,13 @@ pub fn worst(results: &[DeleteResult]) -> Exit {
 }
 
 impl DeleteResult {
-    pub fn new(name: &str, outcome: Outcome, phase: Phase, elapsed: Duration) -> Self {
+    pub fn new(
+        name: &str,
+        outcome: Outcome,
+        phase: Phase,
+        elapsed: Duration,
+        dry_run: DryRun,
+    ) -> Self {
         DeleteResult {
             name: name.to_owned(),
             outcome,
@@ -345,6 +438,7 @@ impl DeleteResult {
             controller_blockers: vec![],
             phase,
             guard_lost: false,
+            dry_run,
             error: None,
             elapsed,
         }
@@ -588,6 +682,45 @@ mod tests {
                     why: Waiting::Grace
                 }
             );
+        }
+    }
+
+    fn blocker_in(name: &str) -> Blocker {
+        Blocker {
+            ip: "10.1.0.9".parse().unwrap(),
+            ranges: vec![(name.to_owned(), "10.1.0.0/24".parse().unwrap())],
+            services: vec![],
+            recorded: true,
+        }
+    }
+
+    proptest! {
+        // Whatever the range, its blockers, the rights and the mode: a dry run never reaches an
+        // action that writes, and a write needs a live range, no blocker, every right.
+        #[test]
+        fn a_dry_run_never_writes_and_a_write_needs_every_check(
+            terminating in any::<bool>(),
+            guarded in any::<bool>(),
+            blocked in any::<bool>(),
+            denied in any::<bool>(),
+            mode in prop::sample::select(DryRun::ALL.to_vec()),
+            wait in any::<bool>(),
+        ) {
+            let mut r = range("blue", &["10.1.0.0/24"]);
+            if terminating { r.deleting = Some(SystemTime::UNIX_EPOCH); }
+            if guarded { r.finalizers.push(GUARD_FINALIZER.into()); }
+            let blockers = if blocked { vec![blocker_in("blue"), blocker_in("other")] } else { vec![blocker_in("other")] };
+            let missing = if denied { vec![Right::new("patch", "networking.k8s.io", "servicecidrs").named("blue")] } else { vec![Right::new("patch", "networking.k8s.io", "servicecidrs").named("other")] };
+            let action = decide(Some(&r), &blockers, &missing, mode, wait);
+            let writes = matches!(action, Action::GuardAndDelete | Action::Resume | Action::Refuse { drop_guard: true, .. });
+            prop_assert!(!(mode != DryRun::None && writes), "{action:?}");
+            prop_assert_eq!(action == Action::AskServer, mode == DryRun::Server && !terminating && !blocked && !denied);
+            prop_assert_eq!(action == Action::GuardAndDelete, mode == DryRun::None && !terminating && !blocked && !denied);
+            prop_assert_eq!(action == Action::Resume, mode == DryRun::None && terminating && wait);
+            if let Action::Refuse { blockers, .. } = &action {
+                prop_assert!(blocked && !terminating);
+                prop_assert!(blockers.iter().all(|b| b.ranges[0].0 == "blue"));
+            }
         }
     }
 

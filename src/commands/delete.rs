@@ -12,7 +12,7 @@ use futures::StreamExt;
 use tokio::time::{Instant, sleep_until};
 
 use crate::audit::retire::{
-    self, DeleteResult, Observed, Outcome, Phase, RetireOptions, Retirement, Step, Waiting,
+    self, Action, DeleteResult, Observed, Outcome, Phase, Retirement, Step, Waiting, decide,
 };
 use crate::audit::safety::{Blocker, controller_blockers, left_outside, set_blockers};
 use crate::cluster::rights::Right;
@@ -23,7 +23,7 @@ use crate::model::{DEFAULT_SERVICE_CIDR, GUARD_FINALIZER, ServiceCidr};
 use crate::render::print;
 use crate::render::progress::{Progress, phase_text};
 use crate::render::{self, Style};
-use crate::settings::{DeleteTask, DryRun, Environment};
+use crate::settings::{DeleteTask, Environment};
 
 /// Rounds of check-guard-delete for a range that changes under us.
 const ATTEMPTS: usize = 3;
@@ -36,7 +36,7 @@ pub async fn run(
 ) -> Result<Exit> {
     // The grace period is what keeps an apiserver that learns of the deletion late from handing
     // out an IP in the range after its release: without it, say so before anything is done.
-    if args.remove_finalizer && args.grace_period.is_zero() && args.dry_run == DryRun::None {
+    if retire::races_the_allocators(&args.retire_options(), args.dry_run) {
         render::to_stderr(render::delete::NO_GRACE_WARNING);
     }
     let results = retire(cluster, env, &args).await;
@@ -145,7 +145,13 @@ impl Job<'_> {
     }
 
     fn result(&self, name: &str, outcome: Outcome) -> DeleteResult {
-        DeleteResult::new(name, outcome, self.phase(name), self.started.elapsed())
+        DeleteResult::new(
+            name,
+            outcome,
+            self.phase(name),
+            self.started.elapsed(),
+            self.args.dry_run,
+        )
     }
 
     fn finish(&self, r: DeleteResult) {
@@ -232,104 +238,92 @@ impl Job<'_> {
             .iter()
             .for_each(|n| self.set_phase(n, Phase::Checking));
         // The access reviews only read, so they go beside the read rather than after it.
-        let (snapshot, missing) = tokio::join!(self.cluster.snapshot(true), async {
-            if self.args.dry_run == DryRun::Client {
-                return Ok(Vec::new());
-            }
-            let names: Vec<String> = pending.iter().map(|n| (*n).to_owned()).collect();
-            self.cluster
-                .missing(&requests(&names, self.args.wait))
-                .await
-        });
+        let names: Vec<String> = pending.iter().map(|n| (*n).to_owned()).collect();
+        let rights = requests(&names, self.args.wait);
+        let (snapshot, missing) =
+            tokio::join!(self.cluster.snapshot(true), self.cluster.missing(&rights));
         let (snapshot, _) = snapshot?;
         let missing = missing?;
         let set: Vec<&str> = self.names.iter().map(String::as_str).collect();
         let blockers = set_blockers(&snapshot, &set);
-        let dry = self.args.dry_run != DryRun::None;
         let mut deleted = Vec::new();
         for &name in pending {
-            let Some(range) = snapshot.ranges.iter().find(|r| r.name == name) else {
+            let range = snapshot.ranges.iter().find(|r| r.name == name);
+            let action = decide(
+                range,
+                &blockers,
+                &missing,
+                self.args.dry_run,
+                self.args.wait,
+            );
+            let Some(range) = range else {
                 self.fail(name, cluster::Error::NotFound(name.to_owned()));
                 continue;
             };
-            let mine: Vec<Blocker> = blockers
-                .iter()
-                .filter(|b| b.ranges.iter().any(|(n, _)| n == name))
-                .cloned()
-                .collect();
             if range.is_terminating() {
                 self.set_phase(name, Phase::Terminating);
-                if dry || !self.args.wait {
-                    let outcome = if dry {
-                        Outcome::DryRun
-                    } else {
-                        Outcome::Terminating
-                    };
-                    self.finish(DeleteResult {
-                        blockers: mine,
-                        ..self.result(name, outcome)
-                    });
-                } else {
-                    deleted.push((name, range.uid.clone(), None));
-                }
-                continue;
             }
-            if !mine.is_empty() {
-                if !dry && range.has_guard() {
-                    // Left by an interrupted run; a refused range keeps nothing of ours.
-                    let _ = self
-                        .cluster
-                        .remove_finalizers(range, &[GUARD_FINALIZER.to_owned()])
-                        .await;
-                }
-                self.finish(DeleteResult {
-                    blockers: mine,
-                    ..self.result(name, Outcome::Refused)
-                });
-                continue;
-            }
-            if self.args.dry_run == DryRun::Client {
-                self.finish(self.result(name, Outcome::DryRun));
-                continue;
-            }
-            let mine: Vec<Right> = missing
-                .iter()
-                .filter(|r| r.name.as_ref().is_none_or(|n| n == name))
-                .cloned()
-                .collect();
-            if !mine.is_empty() {
-                self.fail(name, render::delete::not_allowed(name, &mine));
-                continue;
-            }
-            if self.args.dry_run == DryRun::Server {
-                match self.cluster.delete_service_cidr(range, true).await {
-                    Ok(_) => {
-                        self.set_phase(name, Phase::DryRunAccepted);
-                        self.finish(self.result(name, Outcome::DryRun));
+            match action {
+                Action::NotFound => unreachable!("the range was found"),
+                Action::Resume => deleted.push((name, range.uid.clone(), None)),
+                Action::Report { outcome, blockers } => self.finish(DeleteResult {
+                    blockers,
+                    ..self.result(name, outcome)
+                }),
+                Action::Refuse {
+                    blockers,
+                    drop_guard,
+                } => {
+                    if drop_guard {
+                        let _ = self
+                            .cluster
+                            .remove_finalizers(range, &[GUARD_FINALIZER.to_owned()])
+                            .await;
                     }
+                    self.finish(DeleteResult {
+                        blockers,
+                        ..self.result(name, Outcome::Refused)
+                    });
+                }
+                Action::NotAllowed(denied) => {
+                    self.fail(name, render::delete::not_allowed(name, &denied))
+                }
+                Action::AskServer => match self.cluster.delete_service_cidr(range, true).await {
+                    Ok(_) => self.finish(self.result(name, Outcome::DryRun)),
                     Err(e) => self.fail(name, e),
+                },
+                Action::GuardAndDelete => {
+                    if name == DEFAULT_SERVICE_CIDR {
+                        self.progress.note(render::delete::DEFAULT_RANGE_WARNING);
+                    }
+                    self.guard_and_delete_one(name, range, retry, &mut deleted)
+                        .await
                 }
-                continue;
-            }
-            if name == DEFAULT_SERVICE_CIDR {
-                self.progress.note(&format!(
-                    "warning: kube-apiserver recreates the default ServiceCIDR {DEFAULT_SERVICE_CIDR:?} from --service-cluster-ip-range; it comes back unless that flag changes"
-                ));
-            }
-            match self.guard_and_delete(range).await {
-                Ok((uid, answer)) if self.args.wait => deleted.push((name, uid, answer)),
-                Ok(_) => self.finish(self.result(name, Outcome::Terminating)),
-                // Changed or recreated since the check: check again.
-                Err(e)
-                    if e.api_error()
-                        .is_some_and(|a| a.is_conflict() || a.is_not_found()) =>
-                {
-                    retry.push(name)
-                }
-                Err(e) => self.fail(name, e),
             }
         }
         Ok(deleted)
+    }
+
+    /// Guards and deletes one range the set's verdict allows; follows it when waiting.
+    async fn guard_and_delete_one<'n>(
+        &self,
+        name: &'n str,
+        range: &ServiceCidr,
+        retry: &mut Vec<&'n str>,
+        deleted: &mut Vec<(&'n str, String, Option<RangeRead>)>,
+    ) {
+        match self.guard_and_delete(range).await {
+            Ok((uid, answer)) if self.args.wait => deleted.push((name, uid, answer)),
+            Ok(_) => self.finish(self.result(name, Outcome::Terminating)),
+            // Changed or recreated since the check: check again.
+            Err(e)
+                if e.api_error()
+                    .is_some_and(|a| a.is_conflict() || a.is_not_found()) =>
+            {
+                retry.push(name)
+            }
+            Err(e) => self.fail(name, e),
+        }
     }
 
     /// The guard first, so that the range outlives the controller's release until our own final
@@ -370,12 +364,7 @@ impl Job<'_> {
     /// Observe, ask the core for the next step, act; until the range is gone or a step ends it.
     /// `first` is an observation already made (the delete's answer).
     async fn follow(&self, name: &str, uid: String, mut first: Option<RangeRead>) -> DeleteResult {
-        let opts = RetireOptions {
-            grace: self.args.grace_period,
-            controller_timeout: self.args.controller_timeout,
-            remove_finalizer: self.args.remove_finalizer,
-        };
-        let mut machine = Retirement::new(uid.clone(), opts);
+        let mut machine = Retirement::new(uid.clone(), self.args.retire_options());
         let mut cidrs = Vec::new();
         let mut pace = Pace::default();
         loop {

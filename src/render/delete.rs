@@ -9,12 +9,14 @@ use serde::Serialize;
 use crate::audit::retire::{DeleteResult, Outcome, Phase, ReleasedBy};
 use crate::audit::safety::{Blocker, InUse};
 use crate::audit::suggest::covering_cidrs;
-use crate::cluster::rights::Right;
 use crate::exit::Exit;
+use crate::model::{DryRun, Right};
 use crate::render::progress::phase_text;
 use crate::render::{Style, sanitize, table, write_document};
 
 pub const KIND: &str = "ServiceCIDRDeletion";
+
+pub const DEFAULT_RANGE_WARNING: &str = "warning: kube-apiserver recreates the default ServiceCIDR \"kubernetes\" from --service-cluster-ip-range; it comes back unless that flag changes";
 
 pub const NO_GRACE_WARNING: &str = "warning: --grace-period 0s with --remove-finalizer releases a range as soon as its check passes: an API server that has not yet seen the deletion can still hand out an IP in it, which is then orphaned (kube-controller-manager waits 10 s for this)\n";
 
@@ -98,7 +100,7 @@ pub fn message(r: &DeleteResult) -> String {
             "deleted and guarded: it stays terminating until a run that waits releases it ({})",
             resume(name)
         ),
-        Outcome::DryRun if r.phase == Phase::DryRunAccepted => {
+        Outcome::DryRun if r.phase != Phase::Terminating && r.dry_run == DryRun::Server => {
             "safe to delete; the server accepted the delete (dry run), nothing changed".into()
         }
         Outcome::DryRun if n > 0 && r.phase == Phase::Terminating => format!(
@@ -304,6 +306,7 @@ mod tests {
                 Outcome::Refused,
                 Phase::Checking,
                 Duration::from_millis(120),
+                DryRun::None,
             )
         }
     }
@@ -365,6 +368,7 @@ mod tests {
             Outcome::Interrupted,
             Phase::Waiting(crate::audit::retire::Waiting::Grace),
             Duration::ZERO,
+            DryRun::None,
         );
         assert_eq!(
             message(&r),

@@ -21,9 +21,6 @@ pub fn phase_text(phase: &Phase) -> String {
         Phase::Checking => "checking every IP in use against the ranges to delete".into(),
         Phase::Terminating => "already terminating: resuming the wait".into(),
         Phase::Deleted => "guarded and deleted".into(),
-        Phase::DryRunAccepted => {
-            "the server accepted the delete as a dry run; nothing changed".into()
-        }
         Phase::Releasing => {
             "grace period over: re-checking every IP in use before releasing".into()
         }
