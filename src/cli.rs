@@ -585,7 +585,7 @@ impl Cli {
                 context: g.context,
                 cluster: g.cluster,
                 user: g.user,
-                request_timeout: Some(g.request_timeout),
+                request_timeout: settings::request_timeout(g.request_timeout, task.fleet()),
             },
             chunk_size: g.chunk_size,
             verbose: g.verbose,

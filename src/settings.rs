@@ -47,6 +47,23 @@ impl Output {
 
 pub use crate::model::DryRun;
 
+/// Each request of a fleet read is bounded even without --request-timeout: a cluster that never
+/// answers costs its slot this long and no more, and the other contexts still get their answer.
+pub const FLEET_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Completion runs while a person waits at a prompt: a slow cluster must not hang the shell.
+pub const COMPLETION_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The bound on each request, decided once: --request-timeout as kubectl means it (0 is none), and
+/// for a fleet read, our default when none is given.
+pub fn request_timeout(flag: Duration, fleet: bool) -> Option<Duration> {
+    match (flag.is_zero(), fleet) {
+        (false, _) => Some(flag),
+        (true, true) => Some(FLEET_REQUEST_TIMEOUT),
+        (true, false) => None,
+    }
+}
+
 /// What the process was started with besides its arguments, read once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Environment {
@@ -100,6 +117,18 @@ pub struct Settings {
     pub style: Style,
     pub env: Environment,
     pub task: Task,
+}
+
+impl Task {
+    /// Whether the task reads many contexts.
+    pub fn fleet(&self) -> bool {
+        match self {
+            Task::Status(t) => t.fleet.is_some(),
+            Task::Orphans(t) => t.fleet.is_some(),
+            Task::Doctor(t) => t.fleet.is_some(),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -219,6 +248,15 @@ pub fn style(output: Output, color: ColorChoice, no_headers: bool, env: &Environ
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_request_timeout_is_decided_once_as_kubectl_means_it() {
+        let s = Duration::from_secs;
+        assert_eq!(request_timeout(s(0), false), None);
+        assert_eq!(request_timeout(s(3), false), Some(s(3)));
+        assert_eq!(request_timeout(s(0), true), Some(FLEET_REQUEST_TIMEOUT));
+        assert_eq!(request_timeout(s(3), true), Some(s(3)));
+    }
 
     #[test]
     fn colour_follows_the_flag_then_no_color_then_the_terminal() {

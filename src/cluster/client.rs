@@ -23,6 +23,7 @@ pub struct Connection {
     pub context: Option<String>,
     pub cluster: Option<String>,
     pub user: Option<String>,
+    /// The bound on each request, resolved once (`settings::request_timeout`); None: none.
     pub request_timeout: Option<Duration>,
 }
 
@@ -128,13 +129,14 @@ fn check_exec_plugin(kc: &Kubeconfig, opts: &KubeConfigOptions) -> Result<(), Co
 }
 
 impl Connection {
-    /// --request-timeout when set (kubectl's meaning: 0 is none), else our default.
+    /// The bound on each request, as settings resolved it (None: none).
     pub fn request_timeout(&self) -> Option<Duration> {
-        self.request_timeout.filter(|t| !t.is_zero())
+        self.request_timeout
     }
 
+    /// Connecting (TCP, TLS, credentials) is bounded even when requests are not.
     pub fn connect_timeout(&self) -> Duration {
-        self.request_timeout().unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+        self.request_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT)
     }
 
     fn load_kubeconfig(&self) -> Result<Option<Kubeconfig>, ConfigError> {

@@ -2,7 +2,7 @@
 //! request timeout, one failing context reported in its own row while the others are complete.
 
 use std::future::Future;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::Result;
 use futures::{StreamExt, stream};
@@ -19,10 +19,6 @@ use crate::render::Style;
 use crate::render::fleet::{self as render, Member};
 use crate::render::print;
 use crate::settings::{Fleet, OrphansTask, StatusTask};
-
-/// Each request of a fleet read is bounded: by --request-timeout, else by this, so a cluster that
-/// never answers costs its slot this long and no more.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Reads every context of the fleet with `read`, at most `concurrency` at a time, in the
 /// kubeconfig's (or the given) order.
@@ -63,7 +59,6 @@ where
     let members = stream::iter(contexts.into_iter().map(|context| async move {
         let conn = Connection {
             context: Some(context.clone()),
-            request_timeout: Some(base.request_timeout().unwrap_or(DEFAULT_REQUEST_TIMEOUT)),
             ..base.clone()
         };
         let (server, result) = match Cluster::connect(&conn, chunk_size).await {

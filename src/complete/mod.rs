@@ -31,8 +31,8 @@ pub const DIRECTIVE_NO_FILE_COMP: u32 = 4;
 /// Subcommands whose positional arguments name ServiceCIDRs. clap only knows they are strings.
 pub const NAME_SUBCOMMANDS: [&str; 3] = ["status", "delete", "explain"];
 
-/// Upper bound for connecting and listing ServiceCIDRs: a slow cluster must not hang the shell.
-pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Upper bound for connecting and listing ServiceCIDRs, the whole of it (settings says why).
+pub const CLUSTER_TIMEOUT: Duration = crate::settings::COMPLETION_REQUEST_TIMEOUT;
 
 /// Page size for the ServiceCIDR list.
 const CHUNK_SIZE: u32 = 500;
