@@ -267,7 +267,7 @@ fn without_controller_the_finalizer_stays() {
 }
 
 /// Kubernetes keeps one allocator per CIDR string: deleting a twin of a terminating range makes the
-/// terminating range hand out IPs again. Pinned so that an upstream fix is noticed (README, Safety).
+/// terminating range hand out IPs again. Pinned so that an upstream fix is noticed (docs/safety.md).
 #[test]
 fn a_deleted_twin_reopens_a_terminating_range_to_the_allocator() {
     let cp = ControlPlane::start_dedicated(true);
@@ -286,7 +286,7 @@ fn a_deleted_twin_reopens_a_terminating_range_to_the_allocator() {
     assert!(
         cp.get(&format!("servicecidr/{a}")).unwrap()["metadata"]["deletionTimestamp"].is_string()
     );
-    // Upstream reopens it. If this stops holding, the hazard is fixed: update README (Safety).
+    // Upstream reopens it. If this stops holding, the hazard is fixed: update docs/safety.md.
     cp.until_allocator(&ns, &block, host, true);
 }
 
