@@ -39,7 +39,10 @@ fn check(shell: &str, file: &str) {
     let generated = generate(shell);
     if std::env::var_os("UPDATE_COMPLETIONS").is_some() {
         // Updating is for a person at a desk: in CI it would turn the check into a pass.
-        assert!(std::env::var_os("CI").is_none(), "UPDATE_COMPLETIONS is refused in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "UPDATE_COMPLETIONS is refused in CI"
+        );
         std::fs::write(&path, &generated)
             .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     }

@@ -43,7 +43,10 @@ fn man_pages_are_current() {
     let pages = generated();
     if std::env::var_os("UPDATE_MAN").is_some() {
         // Updating is for a person at a desk: in CI it would turn the check into a pass.
-        assert!(std::env::var_os("CI").is_none(), "UPDATE_MAN is refused in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "UPDATE_MAN is refused in CI"
+        );
         let _ = std::fs::remove_dir_all(committed_dir());
         std::fs::create_dir_all(committed_dir()).unwrap();
         for (name, page) in &pages {
