@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::{
     ControlPlane, GUARD_FINALIZER, SERVICE_CIDR_FINALIZER, code, ip_in, json_of, retire_args,
-    stderr_of, unique_name,
+    stderr_of, stdout_of, unique_name,
 };
 
 fn result(doc: &Value) -> &Value {
@@ -601,4 +601,28 @@ fn a_guard_stripped_by_another_client_is_noticed_and_the_release_not_vouched_for
     assert_eq!(result(&doc)["releasedBy"], "controller");
     assert_eq!(result(&doc)["guardRemovedByAnotherClient"], true);
     assert_eq!(result(&doc)["orphanedIPs"][0], ip.as_str());
+}
+
+/// `--wait=false` stops after the delete: the range stays guarded once the controller is done,
+/// `status` says a rerun resumes it, and one does.
+#[test]
+fn without_the_wait_the_range_stays_guarded_until_a_rerun_releases_it() {
+    let cp = ControlPlane::shared();
+    let name = ready_range(cp, &[&cp.next_v4_block()]);
+    let doc = json_of(&cp.plugin(&["delete", &name, "--wait=false", "-o", "json"]));
+    assert_eq!(result(&doc)["outcome"], "Terminating");
+    // The controller releases its part after the grace period; the guard stays.
+    cp.wait_for(
+        &format!("servicecidr/{name}"),
+        Duration::from_secs(60),
+        |o| o.is_some_and(|o| o["metadata"]["finalizers"] == serde_json::json!([GUARD_FINALIZER])),
+    );
+    let table = stdout_of(&cp.plugin(&["status", &name]));
+    assert!(
+        table.contains("guarded: kubectl servicecidr delete resumes"),
+        "{table}"
+    );
+    let doc = json_of(&cp.plugin(&["delete", &name, "--wait", "-o", "json"]));
+    assert_eq!(result(&doc)["outcome"], "Deleted");
+    assert!(cp.get(&format!("servicecidr/{name}")).is_none());
 }
