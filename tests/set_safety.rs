@@ -23,6 +23,13 @@ fn k8s_inside(cidr: &str, ip: &str) -> bool {
 
 /// Every ServiceCIDR that exists (terminating or not) and holds `ip`, as kubectl lists them.
 fn ranges_holding(cp: &ControlPlane, ip: &str) -> Vec<String> {
+    holders(cp, ip)
+        .iter()
+        .map(|r| r["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn holders(cp: &ControlPlane, ip: &str) -> Vec<Value> {
     let list: Value =
         serde_json::from_str(&cp.kubectl_ok(&["get", "servicecidrs", "-o", "json"])).unwrap();
     list["items"]
@@ -36,15 +43,23 @@ fn ranges_holding(cp: &ControlPlane, ip: &str) -> Vec<String> {
                 .iter()
                 .any(|c| k8s_inside(c.as_str().unwrap(), ip))
         })
-        .map(|r| r["metadata"]["name"].as_str().unwrap().to_owned())
+        .cloned()
         .collect()
 }
 
-/// The IP is inside an existing range by kubectl's view, and `orphans` does not call it orphaned.
+/// The IP is inside an existing range by kubectl's view, one that stays: live, or terminating but
+/// held by the plugin's guard (a terminating range held by the controller alone may still go, as
+/// twins deleted together do); and `orphans` does not call it orphaned.
 fn assert_not_orphaned(cp: &ControlPlane, ip: &str) {
+    let held = holders(cp, ip);
+    assert!(!held.is_empty(), "{ip} is outside every ServiceCIDR");
     assert!(
-        !ranges_holding(cp, ip).is_empty(),
-        "{ip} is outside every ServiceCIDR"
+        held.iter()
+            .any(|r| r["metadata"]["deletionTimestamp"].is_null()
+                || r["metadata"]["finalizers"]
+                    .to_string()
+                    .contains(GUARD_FINALIZER)),
+        "{ip} is held only by terminating ranges nothing keeps: {held:#?}"
     );
     let out = cp.plugin(&[
         "orphans",
@@ -208,10 +223,16 @@ fn the_plugin_racing_kubectl_delete_of_the_twin_never_orphans_the_ip() {
                 "{a} released while {b} went too"
             );
         }
-        // kubectl's delete goes through the controller alone: it may release the twin, but the
-        // guarded range stays while the IP has no usable range.
+        // kubectl's delete goes through the controller alone: wait until the controller has
+        // acted on the twin (released it, or written that IPs block it); the guarded range must
+        // stay while the IP has no usable range.
         cp.wait_for(&format!("servicecidr/{b}"), Duration::from_secs(60), |o| {
-            o.is_none_or(|o| o["metadata"]["deletionTimestamp"].is_string())
+            o.is_none_or(|o| {
+                o["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["reason"] == "Terminating")
+                })
+            })
         });
         assert_not_orphaned(&cp, ip);
     }
@@ -263,6 +284,23 @@ fn a_range_terminating_with_its_twin_gone_keeps_its_guard_and_says_what_is_at_ri
             .contains("create a ServiceCIDR covering"),
         "{doc}"
     );
+    // Deleted and at risk: it keeps the guard; refused: never deleted.
+    let range = cp
+        .get(&format!("servicecidr/{a}"))
+        .expect("the range is kept");
+    if r["outcome"] == "AtRisk" {
+        assert!(
+            range["metadata"]["finalizers"]
+                .to_string()
+                .contains(GUARD_FINALIZER),
+            "{range:#}"
+        );
+    } else {
+        assert!(
+            range["metadata"]["deletionTimestamp"].is_null(),
+            "{range:#}"
+        );
+    }
     assert_not_orphaned(&cp, &ip);
 }
 
