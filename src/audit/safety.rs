@@ -298,23 +298,51 @@ mod tests {
     }
 
     /// Kubernetes' PrefixContainsIP on IPv4 integers, restated apart from the crate's own math.
-    fn k8s_inside(net: (u32, u8), ip: u32) -> bool {
-        let size = 1u64 << (32 - net.1);
-        let first = u64::from(net.0);
-        let last = first + size - 1;
-        let ip = u64::from(ip);
-        ip > first && ip < last
+    /// Kubernetes' `PrefixContainsIP` restated on integers: inside the prefix, not its network
+    /// address, and for IPv4 not its broadcast address.
+    fn k8s_inside(net: &IpNet, ip: IpAddr) -> bool {
+        let (first, len, width, x) = match (net, ip) {
+            (IpNet::V4(n), IpAddr::V4(i)) => (
+                u128::from(u32::from(n.network())),
+                n.prefix_len(),
+                32,
+                u128::from(u32::from(i)),
+            ),
+            (IpNet::V6(n), IpAddr::V6(i)) => {
+                (u128::from(n.network()), n.prefix_len(), 128, u128::from(i))
+            }
+            _ => return false,
+        };
+        let last = first + (1u128 << (width - u32::from(len))) - 1;
+        x > first && (x < last || (width == 128 && x == last))
+    }
+
+    /// An address of the small test spaces: 10.0.T.H, or fd00::T:H as fd00:: + T*256 + H.
+    fn test_ip(v6: bool, t: u8, h: u8) -> IpAddr {
+        if v6 {
+            let base = u128::from(std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0));
+            IpAddr::V6((base | (u128::from(t) << 8) | u128::from(h)).into())
+        } else {
+            IpAddr::V4(std::net::Ipv4Addr::new(10, 0, t, h))
+        }
     }
 
     fn arb_range(i: usize) -> impl Strategy<Value = ServiceCidr> {
-        // Small spaces so that ranges, edges and IPs collide often.
-        (0u32..4, 24u8..=31, any::<bool>(), prop::option::of(0u8..3)).prop_map(
-            move |(third, len, deleting, ready)| {
+        // Small spaces so that ranges, edges and IPs collide often; some ranges dual-stack.
+        (
+            0u8..4,
+            24u8..=31,
+            prop::option::of((0u8..4, 120u8..=127)),
+            any::<bool>(),
+            prop::option::of(0u8..3),
+        )
+            .prop_map(move |(third, len, v6, deleting, ready)| {
                 let mut r = range(&format!("r{i}"), &[]);
-                let net = ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 0, third as u8, 0), len)
-                    .unwrap()
-                    .trunc();
-                r.cidrs = vec![net.into()];
+                r.cidrs = vec![IpNet::new(test_ip(false, third, 0), len).unwrap().trunc()];
+                if let Some((t, l)) = v6 {
+                    r.cidrs
+                        .push(IpNet::new(test_ip(true, t, 0), l).unwrap().trunc());
+                }
                 r.deleting = deleting.then_some(SystemTime::UNIX_EPOCH);
                 r.ready = ready.map(|s| crate::model::ReadyCondition {
                     status: [
@@ -328,8 +356,7 @@ mod tests {
                     by_controller: true,
                 });
                 r
-            },
-        )
+            })
     }
 
     fn arb_ranges() -> impl Strategy<Value = Vec<ServiceCidr>> {
@@ -337,36 +364,41 @@ mod tests {
     }
 
     proptest! {
-        // The set verdict against a brute-force oracle: for every IP in use, is it inside a named
-        // range (Kubernetes' rule) and inside no range outside the set that the allocator uses?
+        // The set verdict against a brute-force oracle: for every IP in use (recorded by an
+        // IPAddress, or only held by a Service as its ClusterIP), IPv4 and IPv6, is it inside a
+        // named range (Kubernetes' rule, on any CIDR) and inside no range outside the set that the
+        // allocator uses?
         #[test]
         fn the_set_verdict_matches_a_brute_force_oracle(
             ranges in arb_ranges(),
-            hosts in prop::collection::vec((0u8..4, any::<u8>()), 0..40),
+            hosts in prop::collection::vec((any::<bool>(), 0u8..4, any::<u8>()), 0..40),
+            held in prop::collection::vec((any::<bool>(), 0u8..4, any::<u8>()), 0..10),
             picks in prop::collection::vec(any::<prop::sample::Index>(), 1..4),
         ) {
-            let ips: Vec<IpAllocation> = hosts.iter().map(|(t, h)| alloc(&format!("10.0.{t}.{h}"))).collect();
+            let ips: Vec<IpAllocation> = hosts.iter().map(|&(v6, t, h)| alloc(&test_ip(v6, t, h).to_string())).collect();
+            let services: Vec<crate::model::ServiceIps> = held.iter().enumerate().map(|(i, &(v6, t, h))| crate::model::ServiceIps {
+                namespace: "ns".into(),
+                name: format!("s{i}"),
+                cluster_ips: vec![test_ip(v6, t, h)],
+                created: None,
+            }).collect();
             let mut set: Vec<&str> = picks.iter().map(|p| ranges[p.index(ranges.len())].name.as_str()).collect();
-            let snapshot = Snapshot { ranges: ranges.clone(), ips: ips.clone(), services: vec![] };
+            let snapshot = Snapshot { ranges: ranges.clone(), ips: ips.clone(), services: services.clone() };
             let found: Vec<IpAddr> = set_blockers(&snapshot, &set).iter().map(|b| b.ip).collect();
             // The order of the names never matters.
             set.reverse();
             let reversed: Vec<IpAddr> = set_blockers(&snapshot, &set).iter().map(|b| b.ip).collect();
             prop_assert_eq!(&found, &reversed);
 
-            let v4 = |r: &ServiceCidr| match r.cidrs[0] {
-                IpNet::V4(n) => (u32::from(n.network()), n.prefix_len()),
-                IpNet::V6(_) => unreachable!(),
-            };
             // The allocator's rule for a usable range, restated: no deletionTimestamp, and Ready
             // True or not yet set.
             let allocator_uses = |r: &ServiceCidr| r.deleting.is_none()
                 && r.ready.as_ref().is_none_or(|c| c.status == ConditionStatus::True);
-            let mut expected: Vec<IpAddr> = ips.iter().map(|a| a.ip).filter(|ip| {
-                let IpAddr::V4(v) = ip else { unreachable!() };
-                let ip = u32::from(*v);
-                let named = ranges.iter().any(|r| set.contains(&r.name.as_str()) && k8s_inside(v4(r), ip));
-                let covered = ranges.iter().any(|r| !set.contains(&r.name.as_str()) && allocator_uses(r) && k8s_inside(v4(r), ip));
+            let inside = |r: &ServiceCidr, ip: IpAddr| r.cidrs.iter().any(|c| k8s_inside(c, ip));
+            let in_use = ips.iter().map(|a| a.ip).chain(services.iter().flat_map(|s| s.cluster_ips.clone()));
+            let mut expected: Vec<IpAddr> = in_use.filter(|&ip| {
+                let named = ranges.iter().any(|r| set.contains(&r.name.as_str()) && inside(r, ip));
+                let covered = ranges.iter().any(|r| !set.contains(&r.name.as_str()) && allocator_uses(r) && inside(r, ip));
                 named && !covered
             }).collect();
             expected.sort();
