@@ -71,7 +71,7 @@ fn smoke(cp: &ControlPlane, kubeconfig: &std::path::Path) -> String {
         o.is_none()
     });
     let started = Instant::now();
-    let done = plugin(&["delete", &name, "-o", "json"]);
+    let done = plugin(&["delete", &name, "-o", "json", "-v"]);
     let doc = json_of(&done);
     assert_eq!(
         doc["results"][0]["outcome"],
@@ -85,7 +85,8 @@ fn smoke(cp: &ControlPlane, kubeconfig: &std::path::Path) -> String {
         "gone before the grace period"
     );
     assert!(cp.get(&format!("servicecidr/{name}")).is_none());
-    String::from_utf8_lossy(&logged.stderr).into_owned()
+    // Both runs' request lines: the reads, and the delete's patch, delete and watch.
+    format!("{}{}", stderr_of(&logged), stderr_of(&done))
 }
 
 /// The controller's Terminating condition, as the plugin reads it, on a range deleted with an IP
@@ -180,4 +181,27 @@ fn a_server_that_serves_only_v1beta1() {
         log.contains("/apis/networking.k8s.io/v1beta1/ipaddresses"),
         "{log}"
     );
+    // Every write and watch of the delete went to v1beta1: the guard's patch, the delete, the
+    // watch of its retirement.
+    let requests: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once("DEBUG ").map(|(_, r)| r))
+        .filter(|r| r.contains("/networking.k8s.io/"))
+        .collect();
+    for (what, verb, marker) in [
+        ("patch", "PATCH ", ""),
+        ("delete", "DELETE ", ""),
+        ("watch", "GET ", "watch="),
+    ] {
+        let seen: Vec<&&str> = requests
+            .iter()
+            .filter(|r| r.starts_with(verb) && r.contains(marker))
+            .collect();
+        assert!(!seen.is_empty(), "no {what} request:\n{log}");
+        assert!(
+            seen.iter()
+                .all(|r| r.contains("/networking.k8s.io/v1beta1/")),
+            "{what} outside v1beta1: {seen:?}"
+        );
+    }
 }
