@@ -356,3 +356,21 @@ fn one_cluster_under_several_names_shares_nothing_with_itself() {
         .collect();
     assert_eq!(contexts, ["a-admin", "b-admin"]);
 }
+
+/// Findings in any context make a fleet `orphans` exit 3, with each finding under its context.
+#[test]
+fn findings_in_a_context_make_the_fleet_exit_3() {
+    let cp = ControlPlane::shared();
+    let ip = "10.253.0.9";
+    cp.create_ipaddress(ip, "default", "nowhere", false);
+    let kubeconfig = merged(&[renamed(&cp.kubeconfig, "f")], "findings");
+    let out = plugin(
+        &kubeconfig,
+        &["orphans", "--contexts", "f-admin", "-o", "json"],
+    );
+    cp.delete("ipaddress", ip);
+    assert_eq!(code(&out), 3, "{}", stderr_of(&out));
+    let doc = json_of(&out);
+    let findings = doc["contexts"][0]["audit"]["findings"].to_string();
+    assert!(findings.contains(ip), "{doc:#}");
+}
