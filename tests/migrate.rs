@@ -663,13 +663,42 @@ fn refusals_are_one_line_and_change_nothing() {
         "{}",
         stderr_of(&out)
     );
-    // --dry-run, both kinds, changes nothing.
+    // --dry-run, both kinds, changes nothing; the client kind sends no write at all, the server
+    // kind sends every Service delete as a dry run (`-v` shows each request).
     for mode in ["--dry-run", "--dry-run=server"] {
         let out = cp.plugin(&[
-            "migrate", "run", "--from", &old, "--to", &target, mode, "-o", "json",
+            "migrate", "run", "--from", &old, "--to", &target, mode, "-o", "json", "-v",
         ]);
         assert_eq!(code(&out), 0, "{}", stderr_of(&out));
         assert_eq!(json_of(&out)["moves"].as_array().unwrap().len(), 1);
+        let log = stderr_of(&out);
+        let writes: Vec<&str> = log
+            .lines()
+            .filter_map(|l| l.split_once("DEBUG ").map(|(_, r)| r))
+            .filter(|r| {
+                ["POST ", "PATCH ", "PUT ", "DELETE "]
+                    .iter()
+                    .any(|m| r.starts_with(m))
+            })
+            .filter(|r| !r.contains("selfsubjectaccessreviews"))
+            .collect();
+        // Both ask the server to judge the new range (a dry-run create); only the server kind
+        // sends the Service deletes, as dry runs too.
+        assert!(
+            writes.iter().all(|w| w.contains("dryRun=All")),
+            "{writes:?}"
+        );
+        let service_deletes = writes
+            .iter()
+            .filter(|w| {
+                w.starts_with("DELETE ") && w.contains(&format!("/namespaces/{ns}/services/"))
+            })
+            .count();
+        assert_eq!(
+            service_deletes,
+            usize::from(mode == "--dry-run=server"),
+            "{writes:?}"
+        );
     }
     assert_eq!(services_in(cp, &ns), before);
     assert!(
