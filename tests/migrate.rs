@@ -663,8 +663,8 @@ fn refusals_are_one_line_and_change_nothing() {
         "{}",
         stderr_of(&out)
     );
-    // --dry-run, both kinds, changes nothing; the client kind sends no write at all, the server
-    // kind sends every Service delete as a dry run (`-v` shows each request).
+    // --dry-run, both kinds, changes nothing: every request that could write is a dry run
+    // (`-v` shows each request).
     for mode in ["--dry-run", "--dry-run=server"] {
         let out = cp.plugin(&[
             "migrate", "run", "--from", &old, "--to", &target, mode, "-o", "json", "-v",
