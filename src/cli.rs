@@ -330,11 +330,11 @@ pub struct DeleteArgs {
     #[arg(long)]
     pub remove_finalizer: bool,
     /// How long after the deletionTimestamp an apiserver may still allocate from the range
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = settings::GRACE_PERIOD, value_parser = parse_duration, value_name = "DURATION")]
     pub grace_period: Duration,
     /// How long to wait for the service-cidr controller after the grace period before releasing
     /// the range ourselves (never while the controller says IPs would be orphaned)
-    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = settings::CONTROLLER_TIMEOUT, value_parser = parse_duration, value_name = "DURATION")]
     pub controller_timeout: Duration,
     /// Upper bound for the whole command, whatever the server does
     #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]

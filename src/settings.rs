@@ -213,7 +213,26 @@ pub struct DeleteTask {
     pub timeout: Duration,
 }
 
+/// `delete`'s defaults, also what `migrate run` retires the old ranges with: the controller's own
+/// grace period, and how long it gets after it before the plugin takes its part.
+pub const GRACE_PERIOD: &str = "10s";
+pub const CONTROLLER_TIMEOUT: &str = "30s";
+
 impl DeleteTask {
+    /// Retiring `names` as `delete NAME... --wait` does by default, within `timeout`.
+    pub fn retiring(names: Vec<String>, timeout: Duration) -> DeleteTask {
+        let default = |d: &str| humantime::parse_duration(d).expect("the defaults are durations");
+        DeleteTask {
+            names,
+            wait: true,
+            dry_run: DryRun::None,
+            remove_finalizer: false,
+            grace_period: default(GRACE_PERIOD),
+            controller_timeout: default(CONTROLLER_TIMEOUT),
+            timeout,
+        }
+    }
+
     /// The options of each range's retirement.
     pub fn retire_options(&self) -> crate::audit::retire::RetireOptions {
         crate::audit::retire::RetireOptions {
@@ -248,6 +267,20 @@ pub fn style(output: Output, color: ColorChoice, no_headers: bool, env: &Environ
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn migrate_retires_with_deletes_own_defaults() {
+        let t = DeleteTask::retiring(vec!["old".into()], Duration::from_secs(60));
+        assert_eq!(
+            (t.grace_period, t.controller_timeout, t.wait, t.dry_run),
+            (
+                Duration::from_secs(10),
+                Duration::from_secs(30),
+                true,
+                DryRun::None
+            )
+        );
+    }
 
     #[test]
     fn the_request_timeout_is_decided_once_as_kubectl_means_it() {

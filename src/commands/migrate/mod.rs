@@ -438,15 +438,7 @@ impl Job<'_> {
         }
         let names: Vec<String> = plan.to_retire().iter().map(|s| s.name.clone()).collect();
         if !names.is_empty() {
-            let task = DeleteTask {
-                names,
-                wait: true,
-                dry_run: DryRun::None,
-                remove_finalizer: false,
-                grace_period: Duration::from_secs(10),
-                controller_timeout: Duration::from_secs(30),
-                timeout: run.timeout,
-            };
+            let task = DeleteTask::retiring(names, run.timeout);
             report.retired = delete::retire(self.cluster, env, &task).await;
         }
         let (snapshot, _) = self.cluster.snapshot(true).await?;
