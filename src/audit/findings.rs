@@ -283,6 +283,29 @@ pub fn uncovered_ips(findings: &[Finding]) -> Vec<IpAddr> {
 }
 
 /// Count per kind, in kind order, only kinds that occur.
+/// The findings of `kinds` (none: all), and how many of other kinds were left out (counted, so
+/// that "nothing found" is never said of them).
+pub fn selected(
+    snapshot: &Snapshot,
+    kinds: &[FindingKind],
+    include_recent: bool,
+    now: SystemTime,
+) -> (Vec<Finding>, usize) {
+    let mut findings = audit(
+        snapshot,
+        &AuditOptions {
+            now,
+            include_recent,
+        },
+    );
+    let all = findings.len();
+    if !kinds.is_empty() {
+        findings.retain(|f| kinds.contains(&f.kind));
+    }
+    let left_out = all - findings.len();
+    (findings, left_out)
+}
+
 pub fn counts(findings: &[Finding]) -> Vec<(FindingKind, usize)> {
     let mut out: Vec<(FindingKind, usize)> = Vec::new();
     for f in findings {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::audit::index::{Entry, RangeIndex};
 use crate::audit::range::{bits, capacity};
 use crate::audit::safety::uncovered;
-use crate::model::{ConditionStatus, Family, IpAllocation, ReadyCondition, ServiceCidr};
+use crate::model::{ConditionStatus, Family, IpAllocation, ReadyCondition, ServiceCidr, Snapshot};
 
 /// Usage from which a range is worth a look, and from which it is about to fill.
 pub const WARNING_PERCENT: f64 = 80.0;
@@ -132,6 +132,33 @@ pub struct StatusReport {
 
 fn age(now: SystemTime, since: Option<SystemTime>) -> Option<Duration> {
     since.map(|t| now.duration_since(t).unwrap_or_default())
+}
+
+/// Builds the report over every range (coverage and overlaps need them all), then keeps the
+/// named ones (none: all). Err: a name that is not a range.
+pub fn selected(
+    snapshot: &Snapshot,
+    names: &[String],
+    now: SystemTime,
+    attribute: bool,
+) -> Result<StatusReport, String> {
+    if let Some(missing) = names
+        .iter()
+        .find(|n| !snapshot.ranges.iter().any(|r| &r.name == *n))
+    {
+        return Err(missing.clone());
+    }
+    let mut report = status_report(&snapshot.ranges, &snapshot.ips, now, attribute);
+    if !names.is_empty() {
+        // Totals and the orphan count speak for the whole cluster, not for a selection.
+        report.totals.clear();
+        report.orphaned = 0;
+        report.ranges.retain(|r| names.contains(&r.name));
+        report
+            .attribution
+            .retain(|a| a.range.as_ref().is_some_and(|(n, _)| names.contains(n)));
+    }
+    Ok(report)
 }
 
 /// Builds the report. `attribute` keeps one row per IP for machine output.

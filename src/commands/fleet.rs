@@ -8,11 +8,10 @@ use anyhow::Result;
 use futures::{StreamExt, stream};
 
 use crate::audit::doctor::healthy;
-use crate::audit::findings::Finding;
+use crate::audit::findings::{Finding, selected};
 use crate::audit::fleet::{ClusterRanges, cross_cluster_overlaps, server_key};
-use crate::audit::usage::StatusReport;
-use crate::cluster::{Cluster, Connection};
-use crate::commands::status::report;
+use crate::audit::usage::{self, StatusReport};
+use crate::cluster::{self, Cluster, Connection};
 use crate::exit::Exit;
 use crate::model::ServiceCidr;
 use crate::render::Style;
@@ -122,12 +121,13 @@ pub async fn status(
         let (snapshot, identity) = tokio::join!(cluster.snapshot(false), cluster.identity());
         let (snapshot, _) = snapshot?;
         let key = identity.unwrap_or_else(|_| server_key(cluster.server()));
-        let r = report(
+        let r = usage::selected(
             &snapshot,
             &args.names,
             SystemTime::now(),
             !style.output.is_table(),
-        )?;
+        )
+        .map_err(cluster::Error::NotFound)?;
         Ok::<(StatusReport, Vec<ServiceCidr>, String), anyhow::Error>((r, snapshot.ranges, key))
     })
     .await?;
@@ -158,23 +158,31 @@ pub async fn orphans(
 ) -> Result<Exit> {
     let members = each(base, chunk_size, fleet, |cluster| async move {
         let (snapshot, _) = cluster.snapshot(true).await?;
-        Ok::<(Vec<Finding>, usize), anyhow::Error>(super::orphans::findings(&snapshot, args))
+        Ok::<(Vec<Finding>, usize), anyhow::Error>(selected(
+            &snapshot,
+            &args.kinds,
+            args.include_recent,
+            SystemTime::now(),
+        ))
     })
     .await?;
     print(|out| render::write_orphans(out, style, &members))?;
     Ok(exit(&members, |(findings, _)| !findings.is_empty()))
 }
 
-pub async fn doctor(
+/// `doctor` on every context; `checks` is what doctor does on one cluster.
+pub async fn doctor<F, Fut>(
     base: &Connection,
     chunk_size: u32,
     style: &Style,
     fleet: &Fleet,
-) -> Result<Exit> {
-    let members = each(base, chunk_size, fleet, |cluster| async move {
-        super::doctor::checks(&cluster).await
-    })
-    .await?;
+    checks: F,
+) -> Result<Exit>
+where
+    F: Fn(Cluster) -> Fut,
+    Fut: Future<Output = Result<Vec<crate::audit::doctor::Check>>>,
+{
+    let members = each(base, chunk_size, fleet, checks).await?;
     print(|out| render::write_doctor(out, style, &members, SystemTime::now()))?;
     Ok(exit(&members, |checks| !healthy(checks)))
 }

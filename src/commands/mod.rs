@@ -7,6 +7,7 @@ pub mod fleet;
 pub mod follow;
 pub mod migrate;
 pub mod orphans;
+mod retirement;
 pub mod serve;
 pub mod status;
 
@@ -38,7 +39,8 @@ pub async fn run(settings: Settings) -> Result<Exit> {
             return fleet::orphans(&connection, chunk_size, &style, f, t).await;
         }
         Task::Doctor(t) if let Some(f) = &t.fleet => {
-            return fleet::doctor(&connection, chunk_size, &style, f).await;
+            let checks = |cluster: Cluster| async move { doctor::checks(&cluster).await };
+            return fleet::doctor(&connection, chunk_size, &style, f, checks).await;
         }
         _ => {}
     }

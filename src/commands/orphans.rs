@@ -4,31 +4,14 @@ use std::time::SystemTime;
 
 use anyhow::Result;
 
-use crate::audit::findings::{AuditOptions, Finding, audit, uncovered_ips};
+use crate::audit::findings::{selected, uncovered_ips};
 use crate::audit::suggest::covering_cidrs;
 use crate::cluster::Cluster;
 use crate::exit::Exit;
-use crate::model::Snapshot;
 use crate::render::progress::ReadProgress;
 use crate::render::{self, Style};
 use crate::render::{print, print_streamed};
 use crate::settings::OrphansTask;
-
-/// The findings of the kinds asked for, and how many of other kinds `--kind` left out (counted,
-/// so that "nothing found" is never said of them).
-pub fn findings(snapshot: &Snapshot, args: &OrphansTask) -> (Vec<Finding>, usize) {
-    let opts = AuditOptions {
-        now: SystemTime::now(),
-        include_recent: args.include_recent,
-    };
-    let mut findings = audit(snapshot, &opts);
-    let all = findings.len();
-    if !args.kinds.is_empty() {
-        findings.retain(|f| args.kinds.contains(&f.kind));
-    }
-    let left_out = all - findings.len();
-    (findings, left_out)
-}
 
 pub async fn run(
     cluster: &Cluster,
@@ -38,7 +21,12 @@ pub async fn run(
 ) -> Result<Exit> {
     let (snapshot, _) = cluster.snapshot(true).await?;
     reading.finish();
-    let (findings, left_out) = findings(&snapshot, &args);
+    let (findings, left_out) = selected(
+        &snapshot,
+        &args.kinds,
+        args.include_recent,
+        SystemTime::now(),
+    );
     let suggested = covering_cidrs(&uncovered_ips(&findings));
     if args.suggest_range {
         if suggested.is_empty() {

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use anyhow::Result;
 
 use crate::audit::findings::{AuditOptions, audit, counts};
-use crate::audit::usage::{StatusReport, status_report};
+use crate::audit::usage::{StatusReport, selected};
 use crate::cluster::{self, Change, Cluster, Inventory};
 use crate::commands::follow::{Ended, Held, Pace, follow};
 use crate::exit::Exit;
@@ -16,31 +16,14 @@ use crate::render::progress::ReadProgress;
 use crate::render::{self, Style};
 use crate::settings::{Environment, Output, StatusTask};
 
-/// Builds the report over every range (coverage and overlaps need them all), then keeps the
-/// named ones; an unknown name is an error naming it.
+/// The report over every range, then the named ones; an unknown name is an error naming it.
 pub fn report(
     snapshot: &Snapshot,
     names: &[String],
     now: SystemTime,
     attribute: bool,
 ) -> Result<StatusReport, cluster::Error> {
-    if let Some(missing) = names
-        .iter()
-        .find(|n| !snapshot.ranges.iter().any(|r| &r.name == *n))
-    {
-        return Err(cluster::Error::NotFound(missing.clone()));
-    }
-    let mut report = status_report(&snapshot.ranges, &snapshot.ips, now, attribute);
-    if !names.is_empty() {
-        // Totals and the orphan count speak for the whole cluster, not for a selection.
-        report.totals.clear();
-        report.orphaned = 0;
-        report.ranges.retain(|r| names.contains(&r.name));
-        report
-            .attribution
-            .retain(|a| a.range.as_ref().is_some_and(|(n, _)| names.contains(n)));
-    }
-    Ok(report)
+    selected(snapshot, names, now, attribute).map_err(cluster::Error::NotFound)
 }
 
 pub async fn run(

@@ -19,7 +19,7 @@ use crate::audit::migrate::{Move, Plan, Refusal, Request, SkipReason, plan};
 use crate::cluster::journal::Journal;
 use crate::cluster::rights::Right;
 use crate::cluster::{self, ApiError, Cluster, GROUP, ServiceObject};
-use crate::commands::delete;
+use crate::commands::retirement;
 use crate::exit::Exit;
 use crate::model::{IpAllocation, NodeNets, ServiceCidr, ServiceFacts};
 use crate::render::migrate::{self as words, Moved, Outcome, Report};
@@ -283,7 +283,7 @@ fn requests(plan: &Plan) -> Vec<Right> {
         }
     }
     let retired: Vec<String> = plan.to_retire().iter().map(|s| s.name.clone()).collect();
-    rights.extend(delete::requests(&retired, true));
+    rights.extend(retirement::requests(&retired, true));
     rights
 }
 
@@ -439,7 +439,7 @@ impl Job<'_> {
         let names: Vec<String> = plan.to_retire().iter().map(|s| s.name.clone()).collect();
         if !names.is_empty() {
             let task = DeleteTask::retiring(names, run.timeout);
-            report.retired = delete::retire(self.cluster, env, &task).await;
+            report.retired = retirement::retire(self.cluster, env, &task).await;
         }
         let (snapshot, _) = self.cluster.snapshot(true).await?;
         report.set_findings(audit(
