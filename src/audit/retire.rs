@@ -642,6 +642,45 @@ mod tests {
                 why: Waiting::Grace
             }
         );
+        // A server whose clock reads 5 s before the deletionTimestamp: its end (15 s away) is
+        // later than our own 10 s, and the later one holds.
+        let mut m = Retirement::new(&r.uid, opts(false));
+        let early = Observed::Range {
+            range: &r,
+            server_now: Some(SystemTime::UNIX_EPOCH + T0 - S(5)),
+        };
+        assert_eq!(
+            m.next(early, S(0)),
+            Step::Wait {
+                until: Some(S(15)),
+                why: Waiting::Grace
+            }
+        );
+    }
+
+    #[test]
+    fn only_a_real_takeover_without_a_grace_period_races_the_allocators() {
+        let no_grace = |remove_finalizer| RetireOptions {
+            grace: Duration::ZERO,
+            ..opts(remove_finalizer)
+        };
+        assert!(races_the_allocators(&no_grace(true), DryRun::None));
+        assert!(!races_the_allocators(&no_grace(false), DryRun::None));
+        assert!(!races_the_allocators(&opts(true), DryRun::None));
+        assert!(!races_the_allocators(&no_grace(true), DryRun::Client));
+        assert!(!races_the_allocators(&no_grace(true), DryRun::Server));
+    }
+
+    #[test]
+    fn the_countdown_shows_the_grace_period_and_the_takeover() {
+        let r = deleting(&[SERVICE_CIDR_FINALIZER, GUARD_FINALIZER]);
+        let mut m = Retirement::new(&r.uid, opts(false));
+        assert_eq!(m.timers(), None);
+        m.next(at(&r, 0), S(0));
+        assert_eq!(m.timers(), Some((S(10), S(40))));
+        let mut m = Retirement::new(&r.uid, opts(true));
+        m.next(at(&r, 0), S(0));
+        assert_eq!(m.timers(), Some((S(10), S(10))));
     }
 
     #[test]
