@@ -29,7 +29,13 @@ apiVersion: networking.k8s.io/v1
 kind: ServiceCIDR
 metadata: {name: green}
 spec: {cidrs: ["10.101.0.0/24", "fd00:101::/112"]}
----
+YAML
+kubectl wait --for=condition=Ready servicecidr/blue servicecidr/green >/dev/null
+kubectl create namespace shop >/dev/null
+# Dynamic ClusterIPs land in any usable range, in a random order for each Service (kubectl
+# servicecidr explain says so): made before 'legacy' and 'spare' exist, they stay out of them.
+for i in 1 2 3; do kubectl -n shop create service clusterip "web-$i" --tcp=80 >/dev/null; done
+kubectl apply -f - >/dev/null <<'YAML'
 apiVersion: networking.k8s.io/v1
 kind: ServiceCIDR
 metadata: {name: legacy}
@@ -40,9 +46,7 @@ kind: ServiceCIDR
 metadata: {name: spare}
 spec: {cidrs: ["10.103.0.0/28"]}
 YAML
-kubectl wait --for=condition=Ready servicecidr/blue servicecidr/green servicecidr/legacy servicecidr/spare >/dev/null
-kubectl create namespace shop >/dev/null
-for i in 1 2 3; do kubectl -n shop create service clusterip "web-$i" --tcp=80 >/dev/null; done
+kubectl wait --for=condition=Ready servicecidr/legacy servicecidr/spare >/dev/null
 for i in 1 2 3 4; do kubectl -n shop create service clusterip "api-$i" --tcp=80 --clusterip="10.100.0.$((10 + i))" >/dev/null; done
 kubectl -n shop create service clusterip cart --tcp=80 --clusterip=10.101.0.20 >/dev/null
 kubectl -n shop create service clusterip old-1 --tcp=80 --clusterip=10.102.0.7 >/dev/null
