@@ -1,4 +1,5 @@
-//! The command line: kubectl's global flags (kubectl passes plugins none), subcommands, formats.
+//! The command line as declared: kubectl's global flags (kubectl passes plugins none),
+//! subcommands, formats. Parsing only: `settings` resolves what the flags leave open.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,13 +8,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::audit::findings::FindingKind;
-use crate::audit::migrate;
-use crate::cluster::Connection;
-use crate::render::Style;
-use crate::settings::{
-    self, ColorChoice, DeleteTask, DoctorTask, DryRun, Environment, Fleet, MigrateRun, MigrateTask,
-    OrphansTask, Output, ServeTask, Settings, StatusTask, Subject, Task,
-};
+use crate::model::{DryRun, Subject};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,6 +51,66 @@ pub struct Global {
     #[arg(long, global = true, default_value_t = crate::cluster::DEFAULT_CHUNK_SIZE, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub chunk_size: u32,
 }
+
+/// How a result is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Wide,
+    Json,
+    Yaml,
+    /// The Prometheus text exposition (`status` only).
+    Prometheus,
+}
+
+impl Output {
+    pub const ALL: [Output; 5] = [
+        Output::Table,
+        Output::Wide,
+        Output::Json,
+        Output::Yaml,
+        Output::Prometheus,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Output::Table => "table",
+            Output::Wide => "wide",
+            Output::Json => "json",
+            Output::Yaml => "yaml",
+            Output::Prometheus => "prometheus",
+        }
+    }
+
+    pub fn is_table(self) -> bool {
+        matches!(self, Output::Table | Output::Wide)
+    }
+}
+
+/// When to colour, as the user asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    pub const ALL: [ColorChoice; 3] = [ColorChoice::Auto, ColorChoice::Always, ColorChoice::Never];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ColorChoice::Auto => "auto",
+            ColorChoice::Always => "always",
+            ColorChoice::Never => "never",
+        }
+    }
+}
+
+/// `delete`'s defaults, also what `migrate run` retires the old ranges with: the controller's own
+/// grace period, and how long it gets after it before the plugin takes its part.
+pub const GRACE_PERIOD: &str = "10s";
+pub const CONTROLLER_TIMEOUT: &str = "30s";
 
 /// A value parser offering `values` by name, with help, and giving the plain value back.
 fn choices<T: Copy + PartialEq + Send + Sync + 'static>(
@@ -151,29 +206,6 @@ pub struct FleetArgs {
     /// How many contexts to read at the same time
     #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub concurrency: u32,
-}
-
-impl FleetArgs {
-    fn fleet(&self) -> Option<Fleet> {
-        let contexts = if self.all_contexts {
-            None
-        } else if !self.contexts.is_empty() {
-            // Each named once, in the order first named.
-            let mut names: Vec<String> = Vec::new();
-            for n in &self.contexts {
-                if !names.contains(n) {
-                    names.push(n.clone());
-                }
-            }
-            Some(names)
-        } else {
-            return None;
-        };
-        Some(Fleet {
-            contexts,
-            concurrency: self.concurrency as usize,
-        })
-    }
 }
 
 /// How a command prints. `status` takes every format; the others narrow `-o` to theirs.
@@ -307,7 +339,7 @@ fn parse_subject(s: &str) -> Result<Subject, String> {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to serve on (HOST:PORT; port 0 picks a free one)
-    #[arg(long, default_value = "127.0.0.1:9800", value_parser = crate::commands::serve::parse_listen, value_name = "ADDR")]
+    #[arg(long, default_value = "127.0.0.1:9800", value_parser = parse_listen, value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
 }
 
@@ -330,11 +362,11 @@ pub struct DeleteArgs {
     #[arg(long)]
     pub remove_finalizer: bool,
     /// How long after the deletionTimestamp an apiserver may still allocate from the range
-    #[arg(long, default_value = settings::GRACE_PERIOD, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = GRACE_PERIOD, value_parser = parse_duration, value_name = "DURATION")]
     pub grace_period: Duration,
     /// How long to wait for the service-cidr controller after the grace period before releasing
     /// the range ourselves (never while the controller says IPs would be orphaned)
-    #[arg(long, default_value = settings::CONTROLLER_TIMEOUT, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = CONTROLLER_TIMEOUT, value_parser = parse_duration, value_name = "DURATION")]
     pub controller_timeout: Duration,
     /// Upper bound for the whole command, whatever the server does
     #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
@@ -394,24 +426,6 @@ pub struct MigrateTarget {
     pub only: Vec<String>,
 }
 
-impl MigrateTarget {
-    fn request(self) -> migrate::Request {
-        let name = self.name.unwrap_or_else(|| {
-            format!(
-                "range-{}",
-                self.to[0].to_string().replace(['.', ':', '/'], "-")
-            )
-        });
-        migrate::Request {
-            from: self.from,
-            to: self.to,
-            name,
-            allow_overlap: self.allow_overlap,
-            only: self.only,
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct MigrateRunArgs {
     #[command(flatten)]
@@ -432,6 +446,12 @@ pub struct MigrateRunArgs {
     pub timeout: Duration,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// `--listen`: an address and port, checked before anything runs.
+pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse()
+        .map_err(|e| format!("{e} (expected HOST:PORT, e.g. 127.0.0.1:9800 or 0.0.0.0:9800)"))
 }
 
 /// A CIDR as the ServiceCIDR API takes it.
@@ -478,124 +498,6 @@ pub fn parse_name(s: &str) -> Result<String, String> {
     }
 }
 
-impl Cli {
-    /// Rules between options that clap's declarations cannot state.
-    pub fn check(&self) -> Result<(), clap::Error> {
-        use clap::CommandFactory;
-        let conflict =
-            |msg: &str| Err(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg));
-        match &self.command {
-            Command::Delete(d) if d.remove_finalizer && !d.wait => conflict(
-                "--remove-finalizer needs the wait (it acts after the grace period); drop --wait=false",
-            ),
-            Command::Status(s) if s.watch && !s.output.output.is_table() => conflict(
-                "--watch redraws a table: use it with -o table or -o wide, or drop it for a document",
-            ),
-            Command::Status(s) if s.fleet.fleet().is_some() && s.watch => {
-                conflict("--watch follows one cluster: drop --all-contexts or --contexts")
-            }
-            Command::Status(s)
-                if s.fleet.fleet().is_some() && s.output.output == Output::Prometheus =>
-            {
-                conflict(
-                    "-o prometheus describes one cluster: run it per context, or use serve per cluster",
-                )
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// The settings of this run: flags, with the environment where the flags leave it open.
-    pub fn resolve(self, env: Environment) -> Settings {
-        let g = self.global;
-        let style = |o: &OutputArgs| settings::style(o.output, o.color, o.no_headers, &env);
-        let (style, task) = match self.command {
-            Command::Status(a) => (
-                style(&a.output),
-                Task::Status(StatusTask {
-                    names: a.names,
-                    watch: a.watch,
-                    fleet: a.fleet.fleet(),
-                    cross_cluster: !a.no_cross_cluster,
-                }),
-            ),
-            Command::Orphans(a) => (
-                style(&a.output),
-                Task::Orphans(OrphansTask {
-                    kinds: a.kind,
-                    include_recent: a.include_recent,
-                    suggest_range: a.suggest_range,
-                    fleet: a.fleet.fleet(),
-                }),
-            ),
-            Command::Doctor(a) => (
-                style(&a.output),
-                Task::Doctor(DoctorTask {
-                    fleet: a.fleet.fleet(),
-                }),
-            ),
-            Command::Explain(a) => (style(&a.output), Task::Explain(a.subject)),
-            Command::Delete(a) => (
-                style(&a.output),
-                Task::Delete(DeleteTask {
-                    names: a.names,
-                    wait: a.wait,
-                    dry_run: a.dry_run,
-                    remove_finalizer: a.remove_finalizer,
-                    grace_period: a.grace_period,
-                    controller_timeout: a.controller_timeout,
-                    timeout: a.timeout,
-                }),
-            ),
-            Command::Migrate(MigrateArgs {
-                step: MigrateStep::Plan(a),
-            }) => (
-                style(&a.output),
-                Task::Migrate(MigrateTask {
-                    request: a.target.request(),
-                    run: None,
-                }),
-            ),
-            Command::Migrate(MigrateArgs {
-                step: MigrateStep::Run(a),
-            }) => {
-                let request = a.target.request();
-                let backup_dir = a.backup_dir.unwrap_or_else(|| {
-                    PathBuf::from(format!("servicecidr-migrate-{}", request.name))
-                });
-                (
-                    style(&a.output),
-                    Task::Migrate(MigrateTask {
-                        request,
-                        run: Some(MigrateRun {
-                            yes: a.yes,
-                            backup_dir,
-                            dry_run: a.dry_run,
-                            timeout: a.timeout,
-                        }),
-                    }),
-                )
-            }
-            Command::Serve(a) => (Style::plain(), Task::Serve(ServeTask { listen: a.listen })),
-            Command::Completion { shell } => (Style::plain(), Task::Completion(shell)),
-        };
-        Settings {
-            connection: Connection {
-                kubeconfig: g.kubeconfig,
-                context: g.context,
-                cluster: g.cluster,
-                user: g.user,
-                request_timeout: settings::request_timeout(g.request_timeout, task.fleet()),
-            },
-            chunk_size: g.chunk_size,
-            verbose: g.verbose,
-            style,
-            env,
-            task,
-        }
-    }
-}
-
 /// kubectl accepts `30s`, `1m` and a bare number of seconds.
 pub fn parse_request_timeout(s: &str) -> Result<Duration, String> {
     let d = match s.parse::<u64>() {
@@ -631,113 +533,6 @@ mod tests {
         assert!(parse_request_timeout("soon").is_err());
         assert!(parse_request_timeout("500000000000y").is_err());
         assert!(parse_request_timeout("99999999999999").is_err());
-    }
-
-    #[test]
-    fn durations_and_names_are_checked_before_anything_runs() {
-        for bad in [
-            &["delete", "blue", "--timeout", "500000000000y"][..],
-            &["delete", "blue", "--grace-period", "400d"],
-            &["delete", "blue", "--controller-timeout", "500000000000y"],
-            &["delete", "blue/status"],
-            &["delete", "Blue"],
-            &["status", "a_b"],
-        ] {
-            let argv = std::iter::once("kubectl-servicecidr").chain(bad.iter().copied());
-            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
-        }
-        let cli =
-            Cli::try_parse_from(["kubectl-servicecidr", "delete", "blue", "--timeout", "365d"])
-                .unwrap();
-        assert!(cli.check().is_ok());
-    }
-
-    #[test]
-    fn wait_is_on_by_default_and_remove_finalizer_needs_it() {
-        let parse = |args: &[&str]| {
-            let cli = Cli::try_parse_from(
-                std::iter::once("kubectl-servicecidr").chain(args.iter().copied()),
-            )
-            .unwrap();
-            let ok = cli.check().is_ok();
-            let Command::Delete(d) = cli.command else {
-                panic!("expected delete")
-            };
-            (d.wait, ok)
-        };
-        assert_eq!(parse(&["delete", "blue"]), (true, true));
-        assert_eq!(parse(&["delete", "--wait", "blue"]), (true, true));
-        assert_eq!(parse(&["delete", "blue", "--wait=false"]), (false, true));
-        assert_eq!(
-            parse(&["delete", "blue", "--wait=false", "--remove-finalizer"]),
-            (false, false)
-        );
-    }
-
-    #[test]
-    fn global_flags_go_anywhere_and_dry_run_defaults_to_client() {
-        let cli = Cli::try_parse_from([
-            "kubectl-servicecidr",
-            "delete",
-            "blue",
-            "--context",
-            "x",
-            "-o",
-            "json",
-            "--dry-run",
-        ])
-        .unwrap();
-        assert_eq!(cli.global.context.as_deref(), Some("x"));
-        let Command::Delete(d) = &cli.command else {
-            panic!("expected delete")
-        };
-        assert_eq!(d.dry_run, DryRun::Client);
-        assert_eq!(d.output.output, Output::Json);
-        assert!(Cli::try_parse_from(["kubectl-servicecidr", "delete"]).is_err());
-        let settings = cli.resolve(Environment::default());
-        assert_eq!(settings.connection.context.as_deref(), Some("x"));
-        assert_eq!(settings.style.output, Output::Json);
-        assert!(matches!(
-            settings.task,
-            Task::Delete(DeleteTask {
-                dry_run: DryRun::Client,
-                ..
-            })
-        ));
-    }
-
-    /// Options that would do nothing are not offered, and the combinations that make no sense
-    /// are refused as usage errors before anything runs.
-    #[test]
-    fn only_options_that_do_something_are_taken() {
-        let refused = |args: &[&str]| {
-            let argv = std::iter::once("kubectl-servicecidr").chain(args.iter().copied());
-            match Cli::try_parse_from(argv) {
-                Err(e) => e.kind() != clap::error::ErrorKind::DisplayHelp,
-                Ok(cli) => cli.check().is_err(),
-            }
-        };
-        for bad in [
-            &["delete", "blue", "-o", "wide"][..],
-            &["completion", "bash", "-o", "json"],
-            &["completion", "bash", "--no-headers"],
-            &["status", "--watch", "-o", "json"],
-            &["status", "-w", "-o", "yaml"],
-            &["orphans", "--suggest-range", "-o", "json"],
-            &["orphans", "--suggest-range", "--no-headers"],
-            &["orphans", "--kind", "orphaned"],
-        ] {
-            assert!(refused(bad), "{bad:?} was taken");
-        }
-        for good in [
-            &["delete", "blue", "-o", "yaml", "--no-headers"][..],
-            &["status", "--watch", "-o", "wide"],
-            &["orphans", "--kind", "Orphaned,AtRisk", "-o", "json"],
-            &["orphans", "--suggest-range"],
-            &["--context", "x", "status"],
-        ] {
-            assert!(!refused(good), "{good:?} was refused");
-        }
     }
 
     /// The command's own options come first; kubectl's flags follow under their own heading.

@@ -5,11 +5,11 @@ use kubectl_servicecidr::cli::Cli;
 use kubectl_servicecidr::commands;
 use kubectl_servicecidr::exit::Exit;
 use kubectl_servicecidr::render;
-use kubectl_servicecidr::settings::Environment;
+use kubectl_servicecidr::settings::{self, Environment, Settings};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse().and_then(|cli| cli.check().map(|()| cli)) {
+    let cli = match Cli::try_parse().and_then(|cli| settings::check(&cli).map(|()| cli)) {
         Ok(cli) => cli,
         Err(e) => {
             // --help and --version are not errors, unless they could not be written.
@@ -22,8 +22,8 @@ fn main() -> ExitCode {
             .into();
         }
     };
-    let settings = cli.resolve(Environment::read());
-    init_logging(settings.verbose, settings.env.stderr_terminal);
+    let settings = Settings::resolve(cli, Environment::read());
+    init_logging(settings.verbose, settings.live.log_colour);
     // One thread: the work is waiting on the API server, and worker threads waking each other
     // for every read cost more CPU than the parsing they would share (BENCHMARKS.md).
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -342,6 +342,13 @@ pub fn parse_cidr(input: &str) -> Result<IpNet, ParseError> {
     Ok(net)
 }
 
+/// What `explain` explains.
+#[derive(Debug, Clone)]
+pub enum Subject {
+    Ip(std::net::IpAddr),
+    Range(String),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

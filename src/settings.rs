@@ -1,47 +1,40 @@
-//! Settings, resolved once from the command line and the environment (NO_COLOR, TERM, terminals).
+//! Settings, resolved once from the command line and the environment (NO_COLOR, TERM, terminals),
+//! as kubectl's `Complete`/`Validate` and ripgrep's `HiArgs` do.
 //!
-//! `cli` only parses; everything after it reads these plain types, so no command, renderer or
-//! decision knows about clap or asks the environment again.
+//! `cli` only declares and parses; `check` refuses the combinations clap cannot state, and
+//! `Settings::resolve` fills every default. Everything after it reads these plain types, so no
+//! command, renderer or decision knows about clap or asks the environment again.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::audit::findings::FindingKind;
+use crate::cli::{Cli, Command, FleetArgs, MigrateArgs, MigrateStep, MigrateTarget, OutputArgs};
+pub use crate::cli::{ColorChoice, Output};
 use crate::cluster::Connection;
-use crate::render::Style;
+pub use crate::model::Subject;
 
-/// How a result is printed.
+/// Decided once from flags, environment and terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
-    Table,
-    Wide,
-    Json,
-    Yaml,
-    /// The Prometheus text exposition (`status` only).
-    Prometheus,
+pub struct Style {
+    pub output: Output,
+    pub color: bool,
+    pub headers: bool,
 }
 
-impl Output {
-    pub const ALL: [Output; 5] = [
-        Output::Table,
-        Output::Wide,
-        Output::Json,
-        Output::Yaml,
-        Output::Prometheus,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Output::Table => "table",
-            Output::Wide => "wide",
-            Output::Json => "json",
-            Output::Yaml => "yaml",
-            Output::Prometheus => "prometheus",
+impl Style {
+    /// An uncoloured table with headers.
+    pub fn plain() -> Style {
+        Style {
+            output: Output::Table,
+            color: false,
+            headers: true,
         }
     }
 
-    pub fn is_table(self) -> bool {
-        matches!(self, Output::Table | Output::Wide)
+    pub fn wide(&self) -> bool {
+        self.output == Output::Wide
     }
 }
 
@@ -86,24 +79,18 @@ impl Environment {
     }
 }
 
-/// When to colour, as the user asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColorChoice {
-    Auto,
-    Always,
-    Never,
-}
-
-impl ColorChoice {
-    pub const ALL: [ColorChoice; 3] = [ColorChoice::Auto, ColorChoice::Always, ColorChoice::Never];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ColorChoice::Auto => "auto",
-            ColorChoice::Always => "always",
-            ColorChoice::Never => "never",
-        }
-    }
+/// What is drawn live on the terminals, decided once from them and the task: nothing below
+/// asks the environment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Live {
+    /// A spinner on stderr while lists are read.
+    pub reading: bool,
+    /// Waits counted down on one stderr line (delete, migrate's retirement).
+    pub countdown: bool,
+    /// `status --watch` redraws its table in place instead of printing each one below the last.
+    pub redraw: bool,
+    /// Log lines in colour.
+    pub log_colour: bool,
 }
 
 /// Everything a run needs, decided.
@@ -115,7 +102,7 @@ pub struct Settings {
     /// -v: requests, -vv: more.
     pub verbose: u8,
     pub style: Style,
-    pub env: Environment,
+    pub live: Live,
     pub task: Task,
 }
 
@@ -190,13 +177,6 @@ pub struct OrphansTask {
     pub fleet: Option<Fleet>,
 }
 
-/// What `explain` explains.
-#[derive(Debug, Clone)]
-pub enum Subject {
-    Ip(std::net::IpAddr),
-    Range(String),
-}
-
 #[derive(Debug)]
 pub struct DoctorTask {
     pub fleet: Option<Fleet>,
@@ -213,11 +193,6 @@ pub struct DeleteTask {
     pub timeout: Duration,
 }
 
-/// `delete`'s defaults, also what `migrate run` retires the old ranges with: the controller's own
-/// grace period, and how long it gets after it before the plugin takes its part.
-pub const GRACE_PERIOD: &str = "10s";
-pub const CONTROLLER_TIMEOUT: &str = "30s";
-
 impl DeleteTask {
     /// Retiring `names` as `delete NAME... --wait` does by default, within `timeout`.
     pub fn retiring(names: Vec<String>, timeout: Duration) -> DeleteTask {
@@ -227,8 +202,8 @@ impl DeleteTask {
             wait: true,
             dry_run: DryRun::None,
             remove_finalizer: false,
-            grace_period: default(GRACE_PERIOD),
-            controller_timeout: default(CONTROLLER_TIMEOUT),
+            grace_period: default(crate::cli::GRACE_PERIOD),
+            controller_timeout: default(crate::cli::CONTROLLER_TIMEOUT),
             timeout,
         }
     }
@@ -243,9 +218,176 @@ impl DeleteTask {
     }
 }
 
+/// Rules between options that clap's declarations cannot state, refused as usage errors.
+pub fn check(cli: &Cli) -> Result<(), clap::Error> {
+    use clap::CommandFactory;
+    let conflict =
+        |msg: &str| Err(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg));
+    match &cli.command {
+        Command::Delete(d) if d.remove_finalizer && !d.wait => conflict(
+            "--remove-finalizer needs the wait (it acts after the grace period); drop --wait=false",
+        ),
+        Command::Status(s) if s.watch && !s.output.output.is_table() => conflict(
+            "--watch redraws a table: use it with -o table or -o wide, or drop it for a document",
+        ),
+        Command::Status(s) if fleet(&s.fleet).is_some() && s.watch => {
+            conflict("--watch follows one cluster: drop --all-contexts or --contexts")
+        }
+        Command::Status(s)
+            if fleet(&s.fleet).is_some() && s.output.output == Output::Prometheus =>
+        {
+            conflict(
+                "-o prometheus describes one cluster: run it per context, or use serve per cluster",
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Settings {
+    /// The settings of this run: flags, with the environment where the flags leave it open.
+    pub fn resolve(cli: Cli, env: Environment) -> Settings {
+        let g = cli.global;
+        let style = |o: &OutputArgs| style(o.output, o.color, o.no_headers, &env);
+        let (style, task) = match cli.command {
+            Command::Status(a) => (
+                style(&a.output),
+                Task::Status(StatusTask {
+                    names: a.names,
+                    watch: a.watch,
+                    fleet: fleet(&a.fleet),
+                    cross_cluster: !a.no_cross_cluster,
+                }),
+            ),
+            Command::Orphans(a) => (
+                style(&a.output),
+                Task::Orphans(OrphansTask {
+                    kinds: a.kind,
+                    include_recent: a.include_recent,
+                    suggest_range: a.suggest_range,
+                    fleet: fleet(&a.fleet),
+                }),
+            ),
+            Command::Doctor(a) => (
+                style(&a.output),
+                Task::Doctor(DoctorTask {
+                    fleet: fleet(&a.fleet),
+                }),
+            ),
+            Command::Explain(a) => (style(&a.output), Task::Explain(a.subject)),
+            Command::Delete(a) => (
+                style(&a.output),
+                Task::Delete(DeleteTask {
+                    names: a.names,
+                    wait: a.wait,
+                    dry_run: a.dry_run,
+                    remove_finalizer: a.remove_finalizer,
+                    grace_period: a.grace_period,
+                    controller_timeout: a.controller_timeout,
+                    timeout: a.timeout,
+                }),
+            ),
+            Command::Migrate(MigrateArgs {
+                step: MigrateStep::Plan(a),
+            }) => (
+                style(&a.output),
+                Task::Migrate(MigrateTask {
+                    request: migrate_request(a.target),
+                    run: None,
+                }),
+            ),
+            Command::Migrate(MigrateArgs {
+                step: MigrateStep::Run(a),
+            }) => {
+                let request = migrate_request(a.target);
+                let backup_dir = a.backup_dir.unwrap_or_else(|| {
+                    PathBuf::from(format!("servicecidr-migrate-{}", request.name))
+                });
+                (
+                    style(&a.output),
+                    Task::Migrate(MigrateTask {
+                        request,
+                        run: Some(MigrateRun {
+                            yes: a.yes,
+                            backup_dir,
+                            dry_run: a.dry_run,
+                            timeout: a.timeout,
+                        }),
+                    }),
+                )
+            }
+            Command::Serve(a) => (Style::plain(), Task::Serve(ServeTask { listen: a.listen })),
+            Command::Completion { shell } => (Style::plain(), Task::Completion(shell)),
+        };
+        Settings {
+            connection: Connection {
+                kubeconfig: g.kubeconfig,
+                context: g.context,
+                cluster: g.cluster,
+                user: g.user,
+                request_timeout: request_timeout(g.request_timeout, task.fleet()),
+            },
+            chunk_size: g.chunk_size,
+            verbose: g.verbose,
+            style,
+            live: Live {
+                reading: match &task {
+                    Task::Status(t) => !t.watch && read_progress(&style, &env),
+                    Task::Orphans(t) => !t.suggest_range && read_progress(&style, &env),
+                    Task::Doctor(t) => t.fleet.is_none() && read_progress(&style, &env),
+                    _ => false,
+                },
+                countdown: env.stderr_terminal,
+                redraw: env.stdout_terminal,
+                log_colour: env.stderr_terminal,
+            },
+            task,
+        }
+    }
+}
+
+/// The contexts to read, each named once in the order first named; None for one cluster.
+fn fleet(args: &FleetArgs) -> Option<Fleet> {
+    let contexts = if args.all_contexts {
+        None
+    } else if !args.contexts.is_empty() {
+        // Each named once, in the order first named.
+        let mut names: Vec<String> = Vec::new();
+        for n in &args.contexts {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        Some(names)
+    } else {
+        return None;
+    };
+    Some(Fleet {
+        contexts,
+        concurrency: args.concurrency as usize,
+    })
+}
+
+/// The migration asked for; the new range is named after its first CIDR unless --name says.
+fn migrate_request(t: MigrateTarget) -> crate::audit::migrate::Request {
+    let name = t.name.unwrap_or_else(|| {
+        format!(
+            "range-{}",
+            t.to[0].to_string().replace(['.', ':', '/'], "-")
+        )
+    });
+    crate::audit::migrate::Request {
+        from: t.from,
+        to: t.to,
+        name,
+        allow_overlap: t.allow_overlap,
+        only: t.only,
+    }
+}
+
 /// A spinner while lists are read: for a person at a terminal reading a table, never in a
 /// document, and never for a script reading a headerless table from a pipe.
-pub fn read_progress(style: &Style, env: &Environment) -> bool {
+fn read_progress(style: &Style, env: &Environment) -> bool {
     env.stderr_terminal && style.output.is_table() && (style.headers || env.stdout_terminal)
 }
 
@@ -267,6 +409,114 @@ pub fn style(output: Output, color: ColorChoice, no_headers: bool, env: &Environ
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn durations_and_names_are_checked_before_anything_runs() {
+        for bad in [
+            &["delete", "blue", "--timeout", "500000000000y"][..],
+            &["delete", "blue", "--grace-period", "400d"],
+            &["delete", "blue", "--controller-timeout", "500000000000y"],
+            &["delete", "blue/status"],
+            &["delete", "Blue"],
+            &["status", "a_b"],
+        ] {
+            let argv = std::iter::once("kubectl-servicecidr").chain(bad.iter().copied());
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+        let cli =
+            Cli::try_parse_from(["kubectl-servicecidr", "delete", "blue", "--timeout", "365d"])
+                .unwrap();
+        assert!(check(&cli).is_ok());
+    }
+
+    #[test]
+    fn wait_is_on_by_default_and_remove_finalizer_needs_it() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(
+                std::iter::once("kubectl-servicecidr").chain(args.iter().copied()),
+            )
+            .unwrap();
+            let ok = check(&cli).is_ok();
+            let Command::Delete(d) = cli.command else {
+                panic!("expected delete")
+            };
+            (d.wait, ok)
+        };
+        assert_eq!(parse(&["delete", "blue"]), (true, true));
+        assert_eq!(parse(&["delete", "--wait", "blue"]), (true, true));
+        assert_eq!(parse(&["delete", "blue", "--wait=false"]), (false, true));
+        assert_eq!(
+            parse(&["delete", "blue", "--wait=false", "--remove-finalizer"]),
+            (false, false)
+        );
+    }
+
+    #[test]
+    fn global_flags_go_anywhere_and_dry_run_defaults_to_client() {
+        let cli = Cli::try_parse_from([
+            "kubectl-servicecidr",
+            "delete",
+            "blue",
+            "--context",
+            "x",
+            "-o",
+            "json",
+            "--dry-run",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.context.as_deref(), Some("x"));
+        let Command::Delete(d) = &cli.command else {
+            panic!("expected delete")
+        };
+        assert_eq!(d.dry_run, DryRun::Client);
+        assert_eq!(d.output.output, Output::Json);
+        assert!(Cli::try_parse_from(["kubectl-servicecidr", "delete"]).is_err());
+        let settings = Settings::resolve(cli, Environment::default());
+        assert_eq!(settings.connection.context.as_deref(), Some("x"));
+        assert_eq!(settings.style.output, Output::Json);
+        assert!(matches!(
+            settings.task,
+            Task::Delete(DeleteTask {
+                dry_run: DryRun::Client,
+                ..
+            })
+        ));
+    }
+
+    /// Options that would do nothing are not offered, and the combinations that make no sense
+    /// are refused as usage errors before anything runs.
+    #[test]
+    fn only_options_that_do_something_are_taken() {
+        let refused = |args: &[&str]| {
+            let argv = std::iter::once("kubectl-servicecidr").chain(args.iter().copied());
+            match Cli::try_parse_from(argv) {
+                Err(e) => e.kind() != clap::error::ErrorKind::DisplayHelp,
+                Ok(cli) => check(&cli).is_err(),
+            }
+        };
+        for bad in [
+            &["delete", "blue", "-o", "wide"][..],
+            &["completion", "bash", "-o", "json"],
+            &["completion", "bash", "--no-headers"],
+            &["status", "--watch", "-o", "json"],
+            &["status", "-w", "-o", "yaml"],
+            &["orphans", "--suggest-range", "-o", "json"],
+            &["orphans", "--suggest-range", "--no-headers"],
+            &["orphans", "--kind", "orphaned"],
+        ] {
+            assert!(refused(bad), "{bad:?} was taken");
+        }
+        for good in [
+            &["delete", "blue", "-o", "yaml", "--no-headers"][..],
+            &["status", "--watch", "-o", "wide"],
+            &["orphans", "--kind", "Orphaned,AtRisk", "-o", "json"],
+            &["orphans", "--suggest-range"],
+            &["--context", "x", "status"],
+        ] {
+            assert!(!refused(good), "{good:?} was refused");
+        }
+    }
 
     #[test]
     fn migrate_retires_with_deletes_own_defaults() {

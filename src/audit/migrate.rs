@@ -253,7 +253,7 @@ impl Moved {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Outcome {
+pub enum RunOutcome {
     /// Every step ran.
     Done,
     /// A Service could not be moved; the run stopped there.
@@ -267,7 +267,7 @@ pub enum Outcome {
 pub struct Report {
     pub plan: Plan,
     pub backup_dir: std::path::PathBuf,
-    pub outcome: Outcome,
+    pub outcome: RunOutcome,
     pub moved: Vec<Moved>,
     pub retired: Vec<crate::audit::retire::DeleteResult>,
     /// The audit's findings at the end about this migration: its ranges and its Services.
@@ -283,7 +283,7 @@ impl Report {
         Report {
             plan: plan.clone(),
             backup_dir: backup_dir.to_owned(),
-            outcome: Outcome::Done,
+            outcome: RunOutcome::Done,
             moved: Vec::new(),
             retired: Vec::new(),
             findings: Vec::new(),
@@ -319,9 +319,9 @@ impl Report {
     pub fn exit(&self) -> crate::exit::Exit {
         use crate::exit::Exit;
         match self.outcome {
-            Outcome::Interrupted => Exit::Interrupted,
-            Outcome::Failed => Exit::Error,
-            Outcome::Done => {
+            RunOutcome::Interrupted => Exit::Interrupted,
+            RunOutcome::Failed => Exit::Error,
+            RunOutcome::Done => {
                 let retired = crate::audit::retire::worst(&self.retired);
                 if self.findings.is_empty() && self.left.is_empty() {
                     retired

@@ -137,13 +137,13 @@ impl Retirement {
 
     /// How a retirement ends once the range is gone: IPs left outside every range are the worst;
     /// a release without our final check (guard removed by another client) is not vouched for.
-    pub fn ending(&self, left_outside: bool) -> Outcome {
+    pub fn ending(&self, left_outside: bool) -> RangeOutcome {
         if left_outside {
-            Outcome::Orphaned
+            RangeOutcome::Orphaned
         } else if self.guard_lost {
-            Outcome::Unguarded
+            RangeOutcome::Unguarded
         } else {
-            Outcome::Deleted
+            RangeOutcome::Deleted
         }
     }
 
@@ -257,7 +257,7 @@ pub enum Action {
     Resume,
     /// Nothing to do: the result is this outcome, with what blocks the range.
     Report {
-        outcome: Outcome,
+        outcome: RangeOutcome,
         blockers: Vec<Blocker>,
     },
     /// IPs inside would be left without a usable range. `drop_guard`: a guard of ours, left by an
@@ -297,9 +297,9 @@ pub fn decide(
             (false, true) => Action::Resume,
             _ => Action::Report {
                 outcome: if dry {
-                    Outcome::DryRun
+                    RangeOutcome::DryRun
                 } else {
-                    Outcome::Terminating
+                    RangeOutcome::Terminating
                 },
                 blockers: mine,
             },
@@ -318,7 +318,7 @@ pub fn decide(
         .collect();
     match dry_run {
         DryRun::Client => Action::Report {
-            outcome: Outcome::DryRun,
+            outcome: RangeOutcome::DryRun,
             blockers: vec![],
         },
         _ if !denied.is_empty() => Action::NotAllowed(denied),
@@ -335,7 +335,7 @@ pub fn races_the_allocators(opts: &RetireOptions, dry_run: DryRun) -> bool {
 
 /// How one name's retirement ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Outcome {
+pub enum RangeOutcome {
     /// Gone from the cluster.
     Deleted,
     /// Deleted and guarded; not waited for.
@@ -359,17 +359,19 @@ pub enum Outcome {
     Failed,
 }
 
-impl Outcome {
+impl RangeOutcome {
     pub fn exit(self) -> Exit {
         match self {
-            Outcome::Deleted | Outcome::Terminating | Outcome::DryRun => Exit::Success,
-            Outcome::Refused
-            | Outcome::AtRisk
-            | Outcome::Orphaned
-            | Outcome::Unguarded
-            | Outcome::Blocked => Exit::Findings,
-            Outcome::TimedOut | Outcome::Failed => Exit::Error,
-            Outcome::Interrupted => Exit::Interrupted,
+            RangeOutcome::Deleted | RangeOutcome::Terminating | RangeOutcome::DryRun => {
+                Exit::Success
+            }
+            RangeOutcome::Refused
+            | RangeOutcome::AtRisk
+            | RangeOutcome::Orphaned
+            | RangeOutcome::Unguarded
+            | RangeOutcome::Blocked => Exit::Findings,
+            RangeOutcome::TimedOut | RangeOutcome::Failed => Exit::Error,
+            RangeOutcome::Interrupted => Exit::Interrupted,
         }
     }
 }
@@ -397,7 +399,7 @@ pub enum Phase {
 #[derive(Debug, Clone)]
 pub struct DeleteResult {
     pub name: String,
-    pub outcome: Outcome,
+    pub outcome: RangeOutcome,
     pub released_by: Option<ReleasedBy>,
     pub blockers: Vec<Blocker>,
     /// For Orphaned: what the release left outside every range.
@@ -424,7 +426,7 @@ pub fn worst(results: &[DeleteResult]) -> Exit {
 impl DeleteResult {
     pub fn new(
         name: &str,
-        outcome: Outcome,
+        outcome: RangeOutcome,
         phase: Phase,
         elapsed: Duration,
         dry_run: DryRun,
@@ -547,8 +549,8 @@ mod tests {
         assert_eq!(m.next(Observed::Gone, S(12)), Step::Gone);
         assert_eq!(m.released_by(), ReleasedBy::Controller);
         assert!(!m.guard_lost());
-        assert_eq!(m.ending(false), Outcome::Deleted);
-        assert_eq!(m.ending(true), Outcome::Orphaned);
+        assert_eq!(m.ending(false), RangeOutcome::Deleted);
+        assert_eq!(m.ending(true), RangeOutcome::Orphaned);
         // The controller never held it (not running when the range was made): the plugin's.
         let mut m = Retirement::new(&both.uid, opts(false));
         m.next(at(&guard_only, 0), S(0));
@@ -566,8 +568,8 @@ mod tests {
         assert!(!m.guard_lost());
         m.next(at(&controller_only, 1), S(1));
         assert!(m.guard_lost());
-        assert_eq!(m.ending(false), Outcome::Unguarded);
-        assert_eq!(m.ending(true), Outcome::Orphaned);
+        assert_eq!(m.ending(false), RangeOutcome::Unguarded);
+        assert_eq!(m.ending(true), RangeOutcome::Orphaned);
         assert_eq!(m.released_by(), ReleasedBy::Controller);
         // A guard never seen is not lost.
         let mut m = Retirement::new(&both.uid, opts(false));

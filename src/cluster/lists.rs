@@ -100,7 +100,7 @@ impl Cluster {
                     reader.feed(&data);
                     while let Some(part) = reader.next_part().map_err(decode)? {
                         match part {
-                            page::Part::Metadata(bytes) => {
+                            wire::Part::Metadata(bytes) => {
                                 let meta = match from_protobuf {
                                     Some(_) => wire::ListMeta::from_protobuf(bytes)
                                         .map_err(|e| decode(e.to_string()))?,
@@ -127,7 +127,7 @@ impl Cluster {
                                     None => {}
                                 }
                             }
-                            page::Part::Item(bytes) => {
+                            wire::Part::Item(bytes) => {
                                 let w: W = match from_protobuf {
                                     Some(f) => f(bytes).map_err(|e| decode(e.to_string()))?,
                                     None => serde_json::from_slice(bytes)

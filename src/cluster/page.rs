@@ -4,6 +4,7 @@
 //! still on the wire. Only the list's own structure is checked here; serde decodes each part.
 
 use super::proto::{self, ProtoReader};
+use super::wire::Part;
 
 /// A page in the encoding the server chose.
 #[derive(Debug)]
@@ -41,13 +42,6 @@ impl Reader {
             Reader::Protobuf(r) => r.finish(),
         }
     }
-}
-
-/// A complete part of the page: JSON bytes, or a protobuf message.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Part<'a> {
-    Metadata(&'a [u8]),
-    Item(&'a [u8]),
 }
 
 /// The top-level field whose value is being read.

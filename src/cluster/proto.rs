@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 
 use prost::Message;
 
-use super::page::Part;
-use super::wire;
+use super::wire::{self, Part};
 
 pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
 /// What a list asks for: protobuf, or JSON from a server (or a proxy) that has no protobuf.

@@ -98,7 +98,7 @@ impl Cluster {
 
     /// The changes to one of the lists a snapshot holds, from a resourceVersion, each with the
     /// resourceVersion to resume from after it. The stream ends when the server closes the watch.
-    pub async fn follow(&self, list: Inventory, resource_version: &str) -> Result<Changes> {
+    pub async fn changes_since(&self, list: Inventory, resource_version: &str) -> Result<Changes> {
         Ok(match list {
             Inventory::Ranges => changes(
                 self.watch(

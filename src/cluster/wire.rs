@@ -11,6 +11,13 @@ use crate::model::{
     ReadyCondition, ServiceCidr, ServiceFacts, ServiceIps, ServiceType, parse_cidr, parse_ip_name,
 };
 
+/// A complete part of the list page: JSON bytes, or a protobuf message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Part<'a> {
+    Metadata(&'a [u8]),
+    Item(&'a [u8]),
+}
+
 pub const MANAGED_BY_LABEL: &str = "ipaddress.kubernetes.io/managed-by";
 
 #[derive(Debug, Clone, Default, Deserialize)]

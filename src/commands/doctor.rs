@@ -10,9 +10,10 @@ use crate::audit::findings::{AuditOptions, audit};
 use crate::audit::usage::status_report;
 use crate::cluster::Cluster;
 use crate::exit::Exit;
+use crate::render;
 use crate::render::print;
 use crate::render::progress::ReadProgress;
-use crate::render::{self, Style};
+use crate::settings::Style;
 
 /// Every check on one cluster.
 pub async fn checks(cluster: &Cluster) -> Result<Vec<Check>> {

@@ -9,8 +9,9 @@ use crate::audit::findings::{AuditOptions, audit};
 use crate::audit::usage::status_report;
 use crate::cluster::{self, Cluster};
 use crate::exit::Exit;
+use crate::render;
 use crate::render::print;
-use crate::render::{self, Style};
+use crate::settings::Style;
 use crate::settings::Subject;
 
 pub async fn run(cluster: &Cluster, style: &Style, subject: Subject) -> Result<Exit> {

@@ -14,9 +14,9 @@ use crate::audit::usage::{self, StatusReport};
 use crate::cluster::{self, Cluster, Connection};
 use crate::exit::Exit;
 use crate::model::ServiceCidr;
-use crate::render::Style;
 use crate::render::fleet::{self as render, Member};
 use crate::render::print;
+use crate::settings::Style;
 use crate::settings::{Fleet, OrphansTask, StatusTask};
 
 /// Reads every context of the fleet with `read`, at most `concurrency` at a time, in the

@@ -140,7 +140,7 @@ pub async fn follow<E: From<cluster::Error>>(
 ) -> Result<Ended, E> {
     let mut streams = Vec::new();
     for list in lists {
-        match cluster.follow(*list, &rvs[streams.len()]).await {
+        match cluster.changes_since(*list, &rvs[streams.len()]).await {
             Ok(s) => streams.push(s),
             // Too old to resume from: not a failure, the reason to list again.
             Err(e) if e.api_error().and_then(|a| a.code()) == Some(410) => {

@@ -16,14 +16,14 @@ use anyhow::Result;
 use crate::cluster::Cluster;
 use crate::exit::Exit;
 use crate::render::progress::ReadProgress;
-use crate::settings::{self, Settings, Task};
+use crate::settings::{Settings, Task};
 
 pub async fn run(settings: Settings) -> Result<Exit> {
     let Settings {
         connection,
         chunk_size,
         style,
-        env,
+        live,
         task,
         ..
     } = settings;
@@ -45,21 +45,16 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         _ => {}
     }
     let cluster = Cluster::connect(&connection, chunk_size).await?;
-    let reading = ReadProgress::new(match &task {
-        Task::Status(t) => !t.watch && settings::read_progress(&style, &env),
-        Task::Orphans(t) => !t.suggest_range && settings::read_progress(&style, &env),
-        Task::Doctor(_) => settings::read_progress(&style, &env),
-        _ => false,
-    });
+    let reading = ReadProgress::new(live.reading);
     let cluster = cluster.with_progress(reading.on_page());
     match task {
-        Task::Status(t) => status::run(&cluster, &style, &env, &reading, t).await,
+        Task::Status(t) => status::run(&cluster, &style, live.redraw, &reading, t).await,
         Task::Orphans(t) => orphans::run(&cluster, &style, &reading, t).await,
         Task::Doctor(_) => doctor::run(&cluster, &style, &reading).await,
         Task::Explain(subject) => explain::run(&cluster, &style, subject).await,
-        Task::Delete(t) => delete::run(&cluster, &style, &env, t).await,
+        Task::Delete(t) => delete::run(&cluster, &style, live.countdown, t).await,
         Task::Serve(t) => serve::run(&cluster, t).await,
-        Task::Migrate(t) => migrate::run(&cluster, &style, &env, t).await,
+        Task::Migrate(t) => migrate::run(&cluster, &style, live.countdown, t).await,
         Task::Completion(_) => unreachable!("handled before connecting"),
     }
 }

@@ -8,10 +8,11 @@ use crate::audit::findings::{selected, uncovered_ips};
 use crate::audit::suggest::covering_cidrs;
 use crate::cluster::Cluster;
 use crate::exit::Exit;
+use crate::render;
 use crate::render::progress::ReadProgress;
-use crate::render::{self, Style};
 use crate::render::{print, print_streamed};
 use crate::settings::OrphansTask;
+use crate::settings::Style;
 
 pub async fn run(
     cluster: &Cluster,

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use tokio::time::{Instant, sleep_until};
 
 use crate::audit::retire::{
-    Action, DeleteResult, Observed, Outcome, Phase, Retirement, Step, Waiting, decide,
+    Action, DeleteResult, Observed, Phase, RangeOutcome, Retirement, Step, Waiting, decide,
 };
 use crate::audit::safety::{Blocker, controller_blockers, left_outside, set_blockers};
 use crate::cluster::rights::Right;
@@ -22,7 +22,7 @@ use crate::commands::follow::Pace;
 use crate::model::{DEFAULT_SERVICE_CIDR, GUARD_FINALIZER, ServiceCidr};
 use crate::render;
 use crate::render::progress::{Progress, phase_text};
-use crate::settings::{DeleteTask, Environment};
+use crate::settings::DeleteTask;
 
 /// Rounds of check-guard-delete for a range that changes under us.
 const ATTEMPTS: usize = 3;
@@ -48,18 +48,18 @@ pub fn requests(names: &[String], wait: bool) -> Vec<Right> {
 
 /// Retires the named ranges as one set and returns each one's result (`migrate` retires the old
 /// ranges through this too).
-pub async fn retire(cluster: &Cluster, env: &Environment, args: &DeleteTask) -> Vec<DeleteResult> {
+pub async fn retire(cluster: &Cluster, countdown: bool, args: &DeleteTask) -> Vec<DeleteResult> {
     let mut names = args.names.clone();
     names.sort();
     names.dedup();
     let started = Instant::now();
     let cluster = &cluster.declaring(requests(&names, args.wait));
-    let job = Job {
+    let job = Retirer {
         cluster,
         args,
         names: &names,
         started,
-        progress: Progress::new(env.stderr_terminal && names.len() == 1),
+        progress: Progress::new(countdown && names.len() == 1),
         phases: Mutex::new(HashMap::new()),
         done: Mutex::new(BTreeMap::new()),
         controller_counts: Mutex::new(HashMap::new()),
@@ -68,8 +68,8 @@ pub async fn retire(cluster: &Cluster, env: &Environment, args: &DeleteTask) -> 
     // nothing more is changed, and each range is left where a rerun resumes it.
     let ended = tokio::select! {
         _ = job.retire_all() => None,
-        _ = sleep_until(started + args.timeout) => Some(Outcome::TimedOut),
-        _ = tokio::signal::ctrl_c() => Some(Outcome::Interrupted),
+        _ = sleep_until(started + args.timeout) => Some(RangeOutcome::TimedOut),
+        _ = tokio::signal::ctrl_c() => Some(RangeOutcome::Interrupted),
     };
     job.progress.finish();
     job.results(ended)
@@ -90,7 +90,7 @@ enum Release {
     Stale,
 }
 
-struct Job<'a> {
+struct Retirer<'a> {
     cluster: &'a Cluster,
     args: &'a DeleteTask,
     names: &'a [String],
@@ -102,7 +102,7 @@ struct Job<'a> {
     controller_counts: Mutex<HashMap<String, Vec<IpAddr>>>,
 }
 
-impl Job<'_> {
+impl Retirer<'_> {
     fn set_phase(&self, name: &str, phase: Phase) {
         let changed = self
             .phases
@@ -121,7 +121,7 @@ impl Job<'_> {
         phases.get(name).cloned().unwrap_or(Phase::NotStarted)
     }
 
-    fn result(&self, name: &str, outcome: Outcome) -> DeleteResult {
+    fn result(&self, name: &str, outcome: RangeOutcome) -> DeleteResult {
         DeleteResult::new(
             name,
             outcome,
@@ -142,12 +142,12 @@ impl Job<'_> {
     fn fail(&self, name: &str, e: impl ToString) {
         self.finish(DeleteResult {
             error: Some(e.to_string()),
-            ..self.result(name, Outcome::Failed)
+            ..self.result(name, RangeOutcome::Failed)
         });
     }
 
     /// Every name's result, those not finished ended as `ended` says.
-    fn results(&self, ended: Option<Outcome>) -> Vec<DeleteResult> {
+    fn results(&self, ended: Option<RangeOutcome>) -> Vec<DeleteResult> {
         let done = self
             .done
             .lock()
@@ -162,8 +162,8 @@ impl Job<'_> {
                 Some(r) => r.clone(),
                 None => {
                     let blocked = self.phase(n) == Phase::Waiting(Waiting::ControllerBlocked);
-                    let outcome = match ended.unwrap_or(Outcome::Failed) {
-                        Outcome::TimedOut if blocked => Outcome::Blocked,
+                    let outcome = match ended.unwrap_or(RangeOutcome::Failed) {
+                        RangeOutcome::TimedOut if blocked => RangeOutcome::Blocked,
                         other => other,
                     };
                     DeleteResult {
@@ -198,7 +198,7 @@ impl Job<'_> {
             );
         }
         let follow = deleted.into_iter().map(|(name, uid, answer)| async move {
-            let r = self.follow(name, uid, answer).await;
+            let r = self.see_through(name, uid, answer).await;
             self.finish(r);
         });
         futures::future::join_all(follow).await;
@@ -259,14 +259,14 @@ impl Job<'_> {
                     }
                     self.finish(DeleteResult {
                         blockers,
-                        ..self.result(name, Outcome::Refused)
+                        ..self.result(name, RangeOutcome::Refused)
                     });
                 }
                 Action::NotAllowed(denied) => {
                     self.fail(name, render::delete::not_allowed(name, &denied))
                 }
                 Action::AskServer => match self.cluster.delete_service_cidr(range, true).await {
-                    Ok(_) => self.finish(self.result(name, Outcome::DryRun)),
+                    Ok(_) => self.finish(self.result(name, RangeOutcome::DryRun)),
                     Err(e) => self.fail(name, e),
                 },
                 Action::GuardAndDelete => {
@@ -291,7 +291,7 @@ impl Job<'_> {
     ) {
         match self.guard_and_delete(range).await {
             Ok((uid, answer)) if self.args.wait => deleted.push((name, uid, answer)),
-            Ok(_) => self.finish(self.result(name, Outcome::Terminating)),
+            Ok(_) => self.finish(self.result(name, RangeOutcome::Terminating)),
             // Changed or recreated since the check: check again.
             Err(e)
                 if e.api_error()
@@ -340,7 +340,12 @@ impl Job<'_> {
 
     /// Observe, ask the core for the next step, act; until the range is gone or a step ends it.
     /// `first` is an observation already made (the delete's answer).
-    async fn follow(&self, name: &str, uid: String, mut first: Option<RangeRead>) -> DeleteResult {
+    async fn see_through(
+        &self,
+        name: &str,
+        uid: String,
+        mut first: Option<RangeRead>,
+    ) -> DeleteResult {
         let mut machine = Retirement::new(uid.clone(), self.args.retire_options());
         let mut cidrs = Vec::new();
         let mut pace = Pace::default();
@@ -354,7 +359,7 @@ impl Job<'_> {
                 Err(e) => {
                     return DeleteResult {
                         error: Some(e.to_string()),
-                        ..self.result(name, Outcome::Failed)
+                        ..self.result(name, RangeOutcome::Failed)
                     };
                 }
             };
@@ -378,7 +383,7 @@ impl Job<'_> {
                 Step::NotTerminating => {
                     return DeleteResult {
                         error: Some("not terminating: someone else must have recreated it".into()),
-                        ..self.result(name, Outcome::Failed)
+                        ..self.result(name, RangeOutcome::Failed)
                     };
                 }
                 Step::Wait { until, why } => {
@@ -413,13 +418,13 @@ impl Job<'_> {
                         Ok(Release::Blocked(blockers)) => {
                             return DeleteResult {
                                 blockers,
-                                ..self.result(name, Outcome::AtRisk)
+                                ..self.result(name, RangeOutcome::AtRisk)
                             };
                         }
                         Err(e) => {
                             return DeleteResult {
                                 error: Some(e.to_string()),
-                                ..self.result(name, Outcome::Failed)
+                                ..self.result(name, RangeOutcome::Failed)
                             };
                         }
                     }
@@ -541,7 +546,7 @@ impl Job<'_> {
             }
             Err(e) => DeleteResult {
                 error: Some(format!("gone, but the check after it failed: {e}")),
-                outcome: Outcome::Failed,
+                outcome: RangeOutcome::Failed,
                 ..gone
             },
         }

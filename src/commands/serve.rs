@@ -3,7 +3,6 @@
 //! (410 Gone) or fails is followed by a fresh list, counted. SIGTERM or Ctrl-C end it cleanly.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -237,12 +236,6 @@ fn answer<B>(req: &Request<B>, picture: &Picture) -> Response<Full<Bytes>> {
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
     }
     resp
-}
-
-/// `--listen`: an address and port, checked before anything runs.
-pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    s.parse()
-        .map_err(|e| format!("{e} (expected HOST:PORT, e.g. 127.0.0.1:9800 or 0.0.0.0:9800)"))
 }
 
 #[cfg(test)]

@@ -11,10 +11,11 @@ use crate::cluster::{self, Change, Cluster, Inventory};
 use crate::commands::follow::{Ended, Held, Pace, follow};
 use crate::exit::Exit;
 use crate::model::Snapshot;
+use crate::render;
 use crate::render::print;
 use crate::render::progress::ReadProgress;
-use crate::render::{self, Style};
-use crate::settings::{Environment, Output, StatusTask};
+use crate::settings::Style;
+use crate::settings::{Output, StatusTask};
 
 /// The report over every range, then the named ones; an unknown name is an error naming it.
 pub fn report(
@@ -29,12 +30,12 @@ pub fn report(
 pub async fn run(
     cluster: &Cluster,
     style: &Style,
-    env: &Environment,
+    redraw: bool,
     reading: &ReadProgress,
     args: StatusTask,
 ) -> Result<Exit> {
     if args.watch {
-        return watch(cluster, style, env.stdout_terminal, &args.names).await;
+        return watch(cluster, style, redraw, &args.names).await;
     }
     if style.output == Output::Prometheus {
         return metrics(cluster, &args.names).await;

@@ -1,11 +1,11 @@
-//! From the words typed to a [`Request`]: pure, using only clap's view of the command line.
+//! From the words typed to a [`Query`]: pure, using only clap's view of the command line.
 
 use std::collections::BTreeMap;
 
 use clap::builder::PossibleValue;
 use clap::{Arg, ArgAction, Command, CommandFactory, ValueHint};
 
-use super::{Candidate, KubeconfigEntry, NAME_SUBCOMMANDS, Request, Selection, Want};
+use super::{Candidate, KubeconfigEntry, NAME_SUBCOMMANDS, Query, Selection, Want};
 use crate::cli::Cli;
 
 /// The command line as completion sees it: `Cli::command()`, built so that global flags, `--help`
@@ -78,7 +78,7 @@ fn possible_values(values: Vec<PossibleValue>, exclude: &[&str]) -> Vec<Candidat
 
 /// The value of `arg` being completed: `partial` is what has been typed of it, `prefix` what
 /// precedes it in the same word and must be kept.
-fn value_request(arg: &Arg, prefix: String, partial: &str, selection: Selection) -> Request {
+fn value_request(arg: &Arg, prefix: String, partial: &str, selection: Selection) -> Query {
     let (mut prefix, mut partial) = (prefix, partial.to_string());
     let want = match arg.get_id().as_str() {
         "context" => Want::Kubeconfig(KubeconfigEntry::Context),
@@ -129,7 +129,7 @@ fn value_request(arg: &Arg, prefix: String, partial: &str, selection: Selection)
             }
         }
     };
-    Request {
+    Query {
         want,
         prefix,
         partial,
@@ -139,7 +139,7 @@ fn value_request(arg: &Arg, prefix: String, partial: &str, selection: Selection)
 
 /// What `words` (the words after `servicecidr`, the last being the one under completion) ask to
 /// complete. Pure: reads only `cmd` (see [`command`]) and the words.
-pub fn analyze(cmd: &Command, words: &[String]) -> Request {
+pub fn analyze(cmd: &Command, words: &[String]) -> Query {
     let (partial, typed) = match words.split_last() {
         Some((last, rest)) => (last.as_str(), rest),
         None => ("", &[][..]),
@@ -221,7 +221,7 @@ pub fn analyze(cmd: &Command, words: &[String]) -> Request {
     }
 
     let selection = Selection::from_values(&values);
-    let request = |want: Want, partial: &str| Request {
+    let request = |want: Want, partial: &str| Query {
         want,
         prefix: String::new(),
         partial: partial.to_string(),
@@ -316,7 +316,7 @@ pub(super) mod tests {
         s.iter().map(|w| w.to_string()).collect()
     }
 
-    fn analyze_words(s: &[&str]) -> Request {
+    fn analyze_words(s: &[&str]) -> Query {
         analyze(&command(), &words(s))
     }
 

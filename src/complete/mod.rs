@@ -5,7 +5,7 @@
 //! one candidate a line (cobra's `value<TAB>description`) and a last line `:<directive>` (a cobra
 //! ShellCompDirective). Flags arrive raw: kubectl parses none of them for a plugin.
 //!
-//! [`analyze`] is pure: it turns the words into a [`Request`] using only clap's view of the command
+//! [`analyze`] is pure: it turns the words into a [`Query`] using only clap's view of the command
 //! line. [`complete`] then fetches what the request needs (kubeconfig entries, live ServiceCIDRs)
 //! and [`render`]s the answer. Any failure yields no candidates, never an error: a completion must
 //! not print anything else.
@@ -120,7 +120,7 @@ fn expand_tilde(path: &str) -> PathBuf {
 
 /// What to complete, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
+pub struct Query {
     pub want: Want,
     /// Put before every candidate: what the word being completed holds before the candidate
     /// proper (`-o` of `-oj`, `Orphaned,` of `--kind=Orphaned,At`).
@@ -198,7 +198,7 @@ async fn fetch_service_cidrs(selection: &Selection) -> Vec<ServiceCidr> {
 }
 
 /// cobra's completion output: matching candidates (with `prefix`), then `:<directive>`.
-pub fn render(request: &Request, candidates: &[Candidate], directive: u32) -> String {
+pub fn render(request: &Query, candidates: &[Candidate], directive: u32) -> String {
     let mut out = String::new();
     for c in candidates {
         if !c.value.starts_with(&request.partial) || c.value.contains(['\n', '\t']) {
@@ -273,7 +273,7 @@ mod tests {
     use super::*;
     #[test]
     fn render_filters_prefixes_and_ends_with_the_directive() {
-        let req = Request {
+        let req = Query {
             want: Want::Nothing,
             prefix: "-o".into(),
             partial: "w".into(),
@@ -289,7 +289,7 @@ mod tests {
             DIRECTIVE_NO_FILE_COMP,
         );
         assert_eq!(out, "-owide\twider\n:4\n");
-        let empty = Request {
+        let empty = Query {
             partial: String::new(),
             prefix: String::new(),
             ..req

@@ -6,13 +6,14 @@ use std::io::{self, Write};
 use comfy_table::{Cell, Color};
 use serde::Serialize;
 
-use crate::audit::retire::{DeleteResult, Outcome, Phase, ReleasedBy};
+use crate::audit::retire::{DeleteResult, Phase, RangeOutcome, ReleasedBy};
 use crate::audit::safety::{Blocker, InUse};
 use crate::audit::suggest::covering_cidrs;
 use crate::exit::Exit;
 use crate::model::{DryRun, Right};
 use crate::render::progress::phase_text;
-use crate::render::{Style, sanitize, table, write_document};
+use crate::render::{sanitize, table, write_document};
+use crate::settings::Style;
 
 pub const KIND: &str = "ServiceCIDRDeletion";
 
@@ -95,31 +96,31 @@ pub fn message(r: &DeleteResult) -> String {
     let name = r.name.as_str();
     let n = r.blockers.len();
     match r.outcome {
-        Outcome::Deleted => "gone".into(),
-        Outcome::Terminating => format!(
+        RangeOutcome::Deleted => "gone".into(),
+        RangeOutcome::Terminating => format!(
             "deleted and guarded: it stays terminating until a run that waits releases it ({})",
             resume(name)
         ),
-        Outcome::DryRun if r.phase != Phase::Terminating && r.dry_run == DryRun::Server => {
+        RangeOutcome::DryRun if r.phase != Phase::Terminating && r.dry_run == DryRun::Server => {
             "safe to delete; the server accepted the delete (dry run), nothing changed".into()
         }
-        Outcome::DryRun if n > 0 && r.phase == Phase::Terminating => format!(
+        RangeOutcome::DryRun if n > 0 && r.phase == Phase::Terminating => format!(
             "already terminating; {n} IP(s) inside have no usable range, so a real run would keep it (dry run, nothing changed)"
         ),
-        Outcome::DryRun if r.phase == Phase::Terminating => {
+        RangeOutcome::DryRun if r.phase == Phase::Terminating => {
             "already terminating; a real run would wait and release it when safe (dry run, nothing changed)".into()
         }
-        Outcome::DryRun => "safe to delete; not deleted (dry run)".into(),
-        Outcome::Refused => format!(
+        RangeOutcome::DryRun => "safe to delete; not deleted (dry run)".into(),
+        RangeOutcome::Refused => format!(
             "not deleted: {n} IP(s) inside would be left without a usable range outside the ranges named; to unblock, {}",
             blockers_unblock(&r.blockers)
         ),
-        Outcome::AtRisk => format!(
+        RangeOutcome::AtRisk => format!(
             "{n} IP(s) inside have no usable range left, so its finalizers stay; {}, then {}",
             blockers_unblock(&r.blockers),
             resume(name)
         ),
-        Outcome::Orphaned => format!(
+        RangeOutcome::Orphaned => format!(
             "gone, but {} IP(s) that appeared inside while it was released are now outside every range{}; {}",
             r.left_outside.len(),
             if r.guard_lost {
@@ -129,8 +130,8 @@ pub fn message(r: &DeleteResult) -> String {
             },
             left_unblock(&r.left_outside)
         ),
-        Outcome::Unguarded => "gone, but another client removed the plugin's guard while it waited, so it was released without the plugin's final check; no IP was found outside every range (kubectl servicecidr orphans checks again)".into(),
-        Outcome::Blocked => {
+        RangeOutcome::Unguarded => "gone, but another client removed the plugin's guard while it waited, so it was released without the plugin's final check; no IP was found outside every range (kubectl servicecidr orphans checks again)".into(),
+        RangeOutcome::Blocked => {
             let ips: Vec<String> = r.controller_blockers.iter().map(ToString::to_string).collect();
             format!(
                 "the service-cidr controller keeps it: {} IPAddress(es) inside have no other range ({}); it stays terminating, and the plugin never overrides that; {}, then {}",
@@ -140,9 +141,9 @@ pub fn message(r: &DeleteResult) -> String {
                 resume(name)
             )
         }
-        Outcome::TimedOut => format!("timed out while {}; {}", phase_text(&r.phase), resume(name)),
-        Outcome::Interrupted => format!("{}; {}", phase_text(&r.phase), resume(name)),
-        Outcome::Failed => r.error.clone().unwrap_or_else(|| "failed".into()),
+        RangeOutcome::TimedOut => format!("timed out while {}; {}", phase_text(&r.phase), resume(name)),
+        RangeOutcome::Interrupted => format!("{}; {}", phase_text(&r.phase), resume(name)),
+        RangeOutcome::Failed => r.error.clone().unwrap_or_else(|| "failed".into()),
     }
 }
 
@@ -150,7 +151,7 @@ pub fn message(r: &DeleteResult) -> String {
 #[serde(rename_all = "camelCase")]
 struct ResultDoc<'a> {
     name: &'a str,
-    outcome: Outcome,
+    outcome: RangeOutcome,
     released_by: Option<ReleasedBy>,
     #[serde(rename = "blockingIPAddresses")]
     blocking_ip_addresses: Vec<BlockerDoc>,
@@ -303,7 +304,7 @@ mod tests {
             }],
             ..DeleteResult::new(
                 "blue",
-                Outcome::Refused,
+                RangeOutcome::Refused,
                 Phase::Checking,
                 Duration::from_millis(120),
                 DryRun::None,
@@ -358,14 +359,14 @@ mod tests {
         assert_eq!(r["blockingIPAddresses"][0]["service"], "a/web");
         assert_eq!(r["blockingIPAddresses"][0]["ranges"][0]["name"], "blue");
         assert_eq!(r["elapsedSeconds"], 0.1);
-        assert_eq!(Outcome::Refused.exit(), Exit::Findings);
+        assert_eq!(RangeOutcome::Refused.exit(), Exit::Findings);
     }
 
     #[test]
     fn an_interrupted_or_timed_out_result_says_where_it_stood_and_how_to_resume() {
         let r = DeleteResult::new(
             "blue",
-            Outcome::Interrupted,
+            RangeOutcome::Interrupted,
             Phase::Waiting(crate::audit::retire::Waiting::Grace),
             Duration::ZERO,
             DryRun::None,

@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::audit::doctor::{Check, CheckId, Facts, Hazard, Status};
 use crate::model::{DEFAULT_SERVICE_CIDR, Right};
-use crate::render::{Style, age, sanitize, table, write_document};
+use crate::render::{age, sanitize, table, write_document};
+use crate::settings::Style;
 
 pub const KIND: &str = "ServiceCIDRDoctor";
 

@@ -7,7 +7,8 @@ use serde::Serialize;
 use crate::audit::explain::{Assignable, CidrFacts, Holder, Idle, IpFacts, RangeFacts};
 use crate::audit::usage::Allocating;
 use crate::model::Family;
-use crate::render::{Style, count, sanitize, write_document};
+use crate::render::{count, sanitize, write_document};
+use crate::settings::Style;
 
 pub const KIND: &str = "ServiceCIDRExplanation";
 

@@ -13,7 +13,8 @@ use crate::audit::findings::Finding;
 use crate::audit::fleet::{CrossOverlap, Side};
 use crate::audit::usage::StatusReport;
 use crate::model::ServiceCidr;
-use crate::render::{Style, doctor, orphans, sanitize, status, table, to_stderr, write_document};
+use crate::render::{doctor, orphans, sanitize, status, table, to_stderr, write_document};
+use crate::settings::Style;
 
 pub const STATUS_KIND: &str = "ServiceCIDRFleetStatus";
 pub const AUDIT_KIND: &str = "ServiceCIDRFleetAudit";

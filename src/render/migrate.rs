@@ -9,10 +9,11 @@ use comfy_table::{Cell, Color};
 use serde::Serialize;
 
 use crate::audit::migrate::{Move, Plan, Refusal, SkipReason, Source, Warning};
-pub use crate::audit::migrate::{Moved, Outcome, Report};
+use crate::audit::migrate::{Moved, Report, RunOutcome};
 use crate::model::{DEFAULT_SERVICE_CIDR, ServiceType};
-use crate::render::{Style, sanitize, table, write_document};
+use crate::render::{sanitize, table, write_document};
 use crate::settings::DryRun;
+use crate::settings::Style;
 
 const PLAN_KIND: &str = "MigrationPlan";
 const REPORT_KIND: &str = "MigrationReport";
@@ -631,14 +632,14 @@ struct MovedDoc<'a> {
 #[serde(rename_all = "camelCase")]
 struct RetiredDoc<'a> {
     name: &'a str,
-    outcome: crate::audit::retire::Outcome,
+    outcome: crate::audit::retire::RangeOutcome,
     message: String,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ReportDoc<'a> {
-    outcome: Outcome,
+    outcome: RunOutcome,
     backup_dir: String,
     plan: PlanDoc<'a>,
     moved: Vec<MovedDoc<'a>>,
@@ -686,23 +687,23 @@ pub fn summary(r: &Report) -> String {
         )
     };
     match r.outcome {
-        Outcome::Interrupted => format!(
+        RunOutcome::Interrupted => format!(
             "interrupted: {moved} of {} Services moved, {held}; run the same command again to resume (backups in {dir})",
             r.plan.moves.len()
         ),
-        Outcome::Failed => format!(
+        RunOutcome::Failed => format!(
             "stopped: {moved} Services moved before the failure above, {held}; fix it and run the same command again (backups in {dir})"
         ),
-        Outcome::Done if !r.left.is_empty() => format!(
+        RunOutcome::Done if !r.left.is_empty() => format!(
             "{moved} Services moved; {} still in the old ranges: {}",
             r.left.len(),
             r.left.join(", ")
         ),
-        Outcome::Done if !r.findings.is_empty() => format!(
+        RunOutcome::Done if !r.findings.is_empty() => format!(
             "{moved} Services moved; kubectl servicecidr orphans finds {} inconsistencies in the old and new ranges",
             r.findings.len()
         ),
-        Outcome::Done => format!(
+        RunOutcome::Done => format!(
             "done: {moved} Services moved, nothing amiss in the old and new ranges{others} (backups in {dir})"
         ),
     }

@@ -23,32 +23,9 @@ use crate::settings::Output;
 /// The version of every document this plugin prints.
 pub const API_VERSION: &str = "servicecidr.kubectl.io/v1alpha1";
 
-/// Decided once from flags, environment and terminal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Style {
-    pub output: Output,
-    pub color: bool,
-    pub headers: bool,
-}
-
 /// Text on stderr. A lost stderr is not worth a panic: the exit code still tells.
 pub fn to_stderr(text: &str) {
     let _ = io::stderr().lock().write_all(text.as_bytes());
-}
-
-impl Style {
-    /// An uncoloured table with headers.
-    pub fn plain() -> Style {
-        Style {
-            output: Output::Table,
-            color: false,
-            headers: true,
-        }
-    }
-
-    pub fn wide(&self) -> bool {
-        self.output == Output::Wide
-    }
 }
 
 /// Writes a document as JSON or YAML; `kind` and `apiVersion` lead.

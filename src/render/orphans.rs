@@ -7,7 +7,8 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::audit::findings::{Finding, FindingKind, Remedy, counts};
-use crate::render::{Style, age, sanitize, table, write_document};
+use crate::render::{age, sanitize, table, write_document};
+use crate::settings::Style;
 
 pub const KIND: &str = "ServiceCIDRAudit";
 

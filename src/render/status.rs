@@ -9,7 +9,8 @@ use crate::audit::usage::{
     Allocating, CRITICAL_PERCENT, CidrUsage, RangeStatus, State, StatusReport, WARNING_PERCENT,
 };
 use crate::model::{ConditionStatus, Family, GUARD_FINALIZER};
-use crate::render::{Style, age, count, percent, sanitize, table, write_document};
+use crate::render::{age, count, percent, sanitize, table, write_document};
+use crate::settings::Style;
 
 pub const KIND: &str = "ServiceCIDRStatus";
 

@@ -6,7 +6,7 @@ use comfy_table::presets::NOTHING;
 use comfy_table::{Cell, CellAlignment, Color, ContentArrangement, Table};
 use unicode_width::UnicodeWidthStr;
 
-use crate::render::Style;
+use crate::settings::Style;
 
 pub fn new(style: &Style, headers: &[&str]) -> Table {
     let mut t = Table::new();

@@ -16,16 +16,18 @@ use tokio::sync::watch;
 use crate::audit::findings::{AuditOptions, audit};
 use crate::audit::journal::{self, Entry, IN_FLIGHT, Now, Record, Verdict};
 use crate::audit::migrate::{Move, Plan, Refusal, Request, SkipReason, plan};
+use crate::audit::migrate::{Moved, Report, RunOutcome};
 use crate::cluster::journal::Journal;
 use crate::cluster::rights::Right;
 use crate::cluster::{self, ApiError, Cluster, GROUP, ServiceObject};
 use crate::commands::retirement;
 use crate::exit::Exit;
 use crate::model::{IpAllocation, NodeNets, ServiceCidr, ServiceFacts};
-use crate::render::migrate::{self as words, Moved, Outcome, Report};
+use crate::render;
+use crate::render::migrate as words;
 use crate::render::print;
-use crate::render::{self, Style};
-use crate::settings::{DeleteTask, DryRun, Environment, MigrateRun, MigrateTask};
+use crate::settings::Style;
+use crate::settings::{DeleteTask, DryRun, MigrateRun, MigrateTask};
 use backup::Backups;
 use ledger::Ledger;
 
@@ -39,7 +41,7 @@ struct Pending {
 }
 
 /// Everything a plan is made from.
-struct Observed {
+struct Seen {
     ranges: Vec<ServiceCidr>,
     ips: Vec<IpAllocation>,
     services: Vec<ServiceObject>,
@@ -51,7 +53,7 @@ struct Observed {
     settled: Vec<String>,
 }
 
-impl Observed {
+impl Seen {
     fn plan(&self, req: &Request) -> Result<Plan, Refusal> {
         // A Service held by finalizers after this tool's delete is planned from the journal.
         let claimed = |s: &&ServiceObject| self.pending.iter().any(|p| p.entry.uid == s.uid);
@@ -77,7 +79,7 @@ impl Observed {
 
 /// Reads everything a plan needs, and resolves this migration's journal entries against the
 /// Services now. `run`: this process's id (its own entries are never another run's in flight).
-async fn observe(cluster: &Cluster, req: &Request, run: &str, warn: bool) -> Result<Observed> {
+async fn observe(cluster: &Cluster, req: &Request, run: &str, warn: bool) -> Result<Seen> {
     let (ranges, ips, services, nodes, journals) = tokio::join!(
         cluster.list_service_cidrs(),
         cluster.list_ip_addresses(),
@@ -93,7 +95,7 @@ async fn observe(cluster: &Cluster, req: &Request, run: &str, warn: bool) -> Res
         }
         Vec::new()
     });
-    let mut seen = Observed {
+    let mut seen = Seen {
         ranges: ranges?.items,
         ips: ips?.items,
         services,
@@ -156,7 +158,7 @@ fn written_within(at: &str, within: Duration) -> bool {
 pub async fn run(
     cluster: &Cluster,
     style: &Style,
-    env: &Environment,
+    countdown: bool,
     task: MigrateTask,
 ) -> Result<Exit> {
     let MigrateTask { request, run } = task;
@@ -229,7 +231,7 @@ pub async fn run(
     }
     backups.begin(&cluster_id, &plan.name, &plan.cidrs)?;
     let ledger = Ledger::open(cluster, &plan, &cluster_id, &seen.settled).await?;
-    let job = Job {
+    let job = Mover {
         cluster,
         backups,
         ledger,
@@ -238,7 +240,7 @@ pub async fn run(
         interrupted: interrupt_flag(),
         timeout: run.timeout,
     };
-    let report = job.carry_out(&request, plan, env, &run).await?;
+    let report = job.carry_out(&request, plan, countdown, &run).await?;
     print(|out| words::write_report(out, style, &report))?;
     if !style.output.is_table() {
         render::to_stderr(&format!("{}\n", words::summary(&report)));
@@ -328,7 +330,7 @@ fn interrupt_flag() -> watch::Receiver<bool> {
 async fn server_dry_run(
     cluster: &Cluster,
     style: &Style,
-    seen: &Observed,
+    seen: &Seen,
     plan: &Plan,
 ) -> Result<Exit> {
     for m in plan.moves.iter().filter(|m| !m.missing) {
@@ -344,11 +346,11 @@ async fn server_dry_run(
     Ok(Exit::Success)
 }
 
-struct Job<'a> {
+struct Mover<'a> {
     cluster: &'a Cluster,
     backups: Backups,
     ledger: Ledger<'a>,
-    seen: Observed,
+    seen: Seen,
     run_id: String,
     interrupted: watch::Receiver<bool>,
     /// Bounds each wait: a Service held by finalizers, the old ranges' retirement.
@@ -375,7 +377,7 @@ impl InHand {
     }
 }
 
-impl Job<'_> {
+impl Mover<'_> {
     fn interrupted(&self) -> bool {
         *self.interrupted.borrow()
     }
@@ -384,7 +386,7 @@ impl Job<'_> {
         mut self,
         req: &Request,
         mut plan: Plan,
-        env: &Environment,
+        countdown: bool,
         run: &MigrateRun,
     ) -> Result<Report> {
         let mut report = Report::new(&plan, self.backups.dir());
@@ -403,7 +405,7 @@ impl Job<'_> {
                 moved.error = Some(e.to_string());
                 render::to_stderr(&words::progress(&moved));
                 report.moved.push(moved);
-                report.outcome = Outcome::Failed;
+                report.outcome = RunOutcome::Failed;
                 return Ok(report);
             }
         }
@@ -419,7 +421,7 @@ impl Job<'_> {
             }
             for m in &plan.moves {
                 if self.interrupted() {
-                    report.outcome = Outcome::Interrupted;
+                    report.outcome = RunOutcome::Interrupted;
                     return Ok(report);
                 }
                 let moved = self.move_one(m).await;
@@ -428,9 +430,9 @@ impl Job<'_> {
                 report.moved.push(moved);
                 if failed {
                     report.outcome = if self.interrupted() {
-                        Outcome::Interrupted
+                        RunOutcome::Interrupted
                     } else {
-                        Outcome::Failed
+                        RunOutcome::Failed
                     };
                     return Ok(report);
                 }
@@ -439,7 +441,7 @@ impl Job<'_> {
         let names: Vec<String> = plan.to_retire().iter().map(|s| s.name.clone()).collect();
         if !names.is_empty() {
             let task = DeleteTask::retiring(names, run.timeout);
-            report.retired = retirement::retire(self.cluster, env, &task).await;
+            report.retired = retirement::retire(self.cluster, countdown, &task).await;
         }
         let (snapshot, _) = self.cluster.snapshot(true).await?;
         report.set_findings(audit(
