@@ -6,8 +6,14 @@
 #   scripts/release.sh [OUT]      OUT defaults to target/dist
 #
 # Writes OUT/kubectl-servicecidr_vX.Y.Z_<os>_<arch>.tar.gz, its .sha256, and OUT/servicecidr.yaml;
-# prints the archive's path on its last line. The archive is reproducible: sorted names, owner 0,
+# on Linux also the exporter's image (deploy/image/Containerfile, built with podman) as the OCI
+# archive OUT/kubectl-servicecidr_vX.Y.Z_linux_<arch>.oci.tar and its .sha256, tagged with the
+# reference deploy/monitoring/exporter.yaml names (IMAGE, default ghcr.io/OWNER/NAME from the
+# repository in Cargo.toml). Prints the archive's path on its last line. The archive is reproducible: sorted names, owner 0,
 # mtimes from SOURCE_DATE_EPOCH (default: the last commit's time), gzip without a name or time.
+#
+# The image needs podman (Debian: apt-get install podman runc); where podman's defaults do not run
+# here, CONTAINERS_CONF points it at settings that do (docs/development.md).
 #
 # RELEASE_PROFILE (default release) picks the cargo profile; tests/release.rs uses dev, which
 # reuses the test build instead of a 6-minute LTO build on 2 cores.
@@ -89,5 +95,30 @@ body = text[text.index("apiVersion:"):]
 open(target, "w").write("# Rendered by scripts/release.sh from deploy/krew/servicecidr.yaml.in.\n" + body)
 EOF
 rm -f "$platforms"
+
+# The exporter's image: the binary and exactly the libraries it links, FROM scratch.
+if [ "$os" = linux ]; then
+  command -v podman >/dev/null || die "podman builds the exporter's image: apt-get install podman runc"
+  owner_repo=${repository#https://github.com/}
+  image=${IMAGE:-ghcr.io/$owner_repo}:$tag
+  context=$stage/image
+  bin=$release_dir/kubectl-servicecidr
+  mkdir -p "$context/rootfs/usr/local/bin"
+  cp "$bin" "$context/rootfs/usr/local/bin/"
+  for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
+    mkdir -p "$context/rootfs$(dirname "$lib")"
+    cp -L "$lib" "$context/rootfs$lib"
+  done
+  podman build --quiet --timestamp "$epoch" --tag "$image" \
+    --file deploy/image/Containerfile "$context" >&2
+  image_archive=kubectl-servicecidr_${tag}_${os}_${arch}.oci.tar
+  # Saved as a directory and packed like the archive above, so the same sources give the same
+  # bytes (podman's own oci-archive stamps the time of saving).
+  podman save --quiet --format oci-dir --output "$stage/oci" "$image"
+  tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" --mode=go-w \
+    -C "$stage/oci" -cf "$out/$image_archive" .
+  (cd "$out" && sha256sum "$image_archive" >"$image_archive.sha256")
+  echo "release: image $image, $(du -h "$out/$image_archive" | cut -f1) $out/$image_archive" >&2
+fi
 echo "release: $(du -h "$archive" | cut -f1) $archive" >&2
 echo "$archive"

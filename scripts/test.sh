@@ -16,8 +16,8 @@ debian_packages() {
     { $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null; }
 }
 
-step "Debian packages driven by the tests: zsh, fish (completion), man-db (man pages), prometheus (promtool)"
-debian_packages zsh:zsh fish:fish man:man-db promtool:prometheus
+step "Debian packages driven by the tests: zsh, fish (completion), man-db (man pages), prometheus (server and promtool), podman and runc (the exporter's image)"
+debian_packages zsh:zsh fish:fish man:man-db promtool:prometheus prometheus:prometheus podman:podman runc:runc
 
 step "control plane binaries: Kubernetes 1.37 and 1.34 (built once each, cached outside the repo)"
 bash scripts/build-controlplane.sh >/dev/null

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::faults::{Action, FaultProxy};
+use support::http::{get, until_ready};
 use support::{
     ControlPlane, PLUGIN, SERVICE_CIDR_FINALIZER, code, ip_in, stderr_of, stdout_of, unique_name,
 };
@@ -110,15 +111,164 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
         serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{f}: {e}"))
     };
     assert_eq!(
-        read("prometheusrule.yaml")["spec"]["groups"],
+        read("operator/prometheusrule.yaml")["spec"]["groups"],
         read("rules.yaml")["groups"]
     );
 }
 
-/// Every metric the rules use is one the running exporter really serves: scraped from `serve`
-/// against the real control plane, not searched for in the source.
+/// Debian's Prometheus server as users run it: a static scrape of `serve` every second, with
+/// `rules.yaml` loaded. Answers come from its HTTP API.
+struct Prometheus {
+    child: Child,
+    addr: String,
+}
+
+impl Prometheus {
+    fn start(target: &str, dir: &std::path::Path) -> Prometheus {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {MONITORING}/rules.yaml\nscrape_configs:\n  - job_name: servicecidr-exporter\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run prometheus: scripts/test.sh installs Debian's prometheus package");
+        let p = Prometheus { child, addr };
+        p.until("the server ready", |p| p.raw("/-/ready").0 == 200);
+        p
+    }
+
+    /// GET over HTTP/1.0 (no chunked body to undo): status and body.
+    fn raw(&self, path_and_query: &str) -> (u16, String) {
+        let Ok(mut s) = TcpStream::connect(&self.addr) else {
+            return (0, String::new());
+        };
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET {path_and_query} HTTP/1.0\r\n\r\n").unwrap();
+        let mut raw = String::new();
+        let _ = s.read_to_string(&mut raw);
+        let status = raw
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = raw
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// `data` of an API answer, which must be a success.
+    fn api(&self, path: &str, params: &[(&str, &str)]) -> serde_json::Value {
+        let encode = |s: &str| -> String {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        };
+        let query: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect();
+        let (status, body) = self.raw(&format!("{path}?{}", query.join("&")));
+        let answer: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{path} {params:?}: {e} ({status}): {body}"));
+        assert_eq!(answer["status"], "success", "{path} {params:?}: {body}");
+        answer["data"].clone()
+    }
+
+    /// The result of an instant query.
+    fn query(&self, promql: &str) -> Vec<serde_json::Value> {
+        let data = self.api("/api/v1/query", &[("query", promql)]);
+        data["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The active alerts as (name, servicecidr, state).
+    fn alerts(&self) -> Vec<(String, String, String)> {
+        let data = self.api("/api/v1/alerts", &[]);
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        let mut all: Vec<_> = data["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    text(&a["labels"]["alertname"]),
+                    text(&a["labels"]["servicecidr"]),
+                    text(&a["state"]),
+                )
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// The rule group's last evaluation time as Prometheus reports it.
+    fn last_evaluation(&self) -> String {
+        let data = self.api("/api/v1/rules", &[]);
+        data["groups"][0]["lastEvaluation"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Waits for two more evaluations of the rules: everything scraped before has been judged.
+    fn two_evaluations(&self) {
+        for _ in 0..2 {
+            let before = self.last_evaluation();
+            self.until("an evaluation of the rules", |p| {
+                p.last_evaluation() != before
+            });
+        }
+    }
+
+    fn until(&self, what: &str, done: impl Fn(&Prometheus) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(self) {
+            assert!(Instant::now() < deadline, "Prometheus: {what} never came");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The real Prometheus server scrapes `serve` with `rules.yaml` loaded: the target is up, every
+/// series the rules use is in Prometheus, every rule evaluates without error, nothing alerts on a
+/// healthy cluster, and a range really filled past 95% with Services puts ServiceCIDRUsageCritical
+/// (and, being past 80% too, ServiceCIDRUsageHigh) into pending, and nothing else. Then every
+/// panel of the Grafana dashboard is run against it and returns data.
 #[test]
-fn the_rules_use_only_exported_metrics() {
+fn a_real_prometheus_scrapes_the_exporter_evaluates_the_rules_and_fills_the_dashboard() {
     let rules = std::fs::read_to_string(format!("{MONITORING}/rules.yaml")).unwrap();
     let mut used: Vec<&str> = rules
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -126,76 +276,112 @@ fn the_rules_use_only_exported_metrics() {
         .collect();
     used.sort();
     used.dedup();
-    assert!(!used.is_empty());
-    // A terminating range, held by a finalizer of its own, so the series about terminating
-    // ranges exist.
+    assert!(used.len() >= 6, "{used:?}");
+
     let cp = ControlPlane::shared();
-    let name = unique_name("rules");
-    cp.create_ready_service_cidr(&name, &[&cp.next_v4_block()]);
+    // A terminating range, held by a finalizer of its own, so the series about terminating ranges
+    // exist. Nothing alerts on it before it has been terminating for 15 minutes.
+    let held = unique_name("held");
+    cp.create_ready_service_cidr(&held, &[&cp.next_v4_block()]);
     cp.set_finalizers(
         "servicecidr",
-        &name,
+        &held,
         &[SERVICE_CIDR_FINALIZER, "example.com/hold"],
     );
-    cp.delete("servicecidr", &name);
-    let (mut child, addr) = spawn_exporter(&cp.kubeconfig);
+    cp.delete("servicecidr", &held);
+    let (mut exporter, addr) = spawn_exporter(&cp.kubeconfig);
     until_ready(&addr);
-    let body = until_metrics(&addr, "the terminating range", |m| {
-        m.contains(&format!(
-            "servicecidr_range_terminating_seconds{{servicecidr=\"{name}\""
-        ))
+    let dir = cp.dir.join(unique_name("prometheus"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prom = Prometheus::start(&addr, &dir);
+
+    prom.until("the exporter's target up", |p| {
+        p.query("up{job=\"servicecidr-exporter\"} == 1").len() == 1
     });
-    let _ = child.kill();
-    let _ = child.wait();
-    // Samples, and families declared without samples yet (no terminating range: no series),
-    // counters under their `_total` sample name too.
-    let mut served: Vec<String> = Vec::new();
-    for line in body.lines() {
-        match line.strip_prefix("# TYPE ") {
-            Some(t) => {
-                let mut words = t.split(' ');
-                let (name, kind) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-                served.push(name.to_owned());
-                if kind == "counter" {
-                    served.push(format!("{name}_total"));
-                }
-            }
-            None if !line.starts_with('#') => {
-                served.extend(line.split(['{', ' ']).next().map(str::to_owned))
-            }
-            None => {}
-        }
-    }
-    cp.set_finalizers("servicecidr", &name, &[]);
-    for metric in used {
+    prom.until("the terminating range's series", |p| {
+        !p.query(&format!(
+            "servicecidr_range_terminating_seconds{{servicecidr=\"{held}\"}}"
+        ))
+        .is_empty()
+    });
+    for metric in &used {
         assert!(
-            served.iter().any(|s| s == metric),
-            "rules.yaml uses {metric}, which the exporter does not serve:\n{body}"
+            !prom.query(metric).is_empty(),
+            "rules.yaml uses {metric}, which Prometheus has no series of"
         );
     }
-}
+    prom.two_evaluations();
+    let groups = prom.api("/api/v1/rules", &[]);
+    let rules_run = groups["groups"][0]["rules"].as_array().unwrap();
+    assert_eq!(rules_run.len(), rules.matches("- alert:").count());
+    for r in rules_run {
+        assert_eq!(r["health"], "ok", "{r}");
+    }
+    assert_eq!(prom.alerts(), [], "alerts on a healthy cluster");
 
-/// A plain HTTP/1.1 GET; the status code and body.
-fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    // A /29 (6 addresses) filled with real Services: 100% allocated.
+    let full = unique_name("full");
+    let block = cp.next_v4_block().replace("/24", "/29");
+    cp.create_ready_service_cidr(&full, &[&block]);
+    let ns = unique_name("fill");
+    for host in 1..=6 {
+        cp.create_service(&ns, &format!("s{host}"), Some(&ip_in(&block, host)));
+    }
+    prom.until("ServiceCIDRUsageCritical", |p| {
+        p.alerts()
+            .iter()
+            .any(|(name, _, _)| name == "ServiceCIDRUsageCritical")
+    });
+    prom.two_evaluations();
+    let alerts = prom.alerts();
+    assert_eq!(
+        alerts
+            .iter()
+            .map(|(n, r, _)| (n.as_str(), r.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("ServiceCIDRUsageCritical", full.as_str()),
+            ("ServiceCIDRUsageHigh", full.as_str())
+        ],
+        "{alerts:?}"
+    );
+    assert!(
+        alerts
+            .iter()
+            .all(|(_, _, s)| s == "pending" || s == "firing"),
+        "{alerts:?}"
+    );
+
+    // Every query of every panel, as Grafana sends it with the job variable on "All".
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{MONITORING}/dashboard.json")).unwrap(),
     )
     .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 6);
+    for panel in panels {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$job", ".+")
+                .replace("$__rate_interval", "1m");
+            assert!(
+                !expr.contains('$'),
+                "a variable the test does not set: {expr}"
+            );
+            assert!(
+                !prom.query(&expr).is_empty(),
+                "panel {:?} has no data: {expr}",
+                panel["title"]
+            );
+        }
+    }
+
+    drop(prom);
+    let _ = exporter.kill();
+    let _ = exporter.wait();
+    cp.set_finalizers("servicecidr", &held, &[]);
 }
 
 /// Scrapes until `want` holds of the metrics, or fails after 20 s.
@@ -207,15 +393,6 @@ fn until_metrics(addr: &str, what: &str, want: impl Fn(&str) -> bool) -> String 
             return body;
         }
         assert!(Instant::now() < deadline, "{what} never came:\n{body}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Waits until the exporter says it is ready (its first list done), or fails after 20 s.
-fn until_ready(addr: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get(addr, "/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "never ready");
         std::thread::sleep(Duration::from_millis(100));
     }
 }

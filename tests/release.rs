@@ -8,10 +8,10 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde::Deserialize;
-use support::{ControlPlane, code, stderr_of, stdout_of};
+use support::{ControlPlane, ok, with_podman_settings};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const TAG: &str = concat!("v", env!("CARGO_PKG_VERSION"));
@@ -65,17 +65,6 @@ struct FileOperation {
     to: String,
 }
 
-fn ok(what: &str, out: Output) -> String {
-    assert_eq!(
-        code(&out),
-        0,
-        "{what}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        stdout_of(&out),
-        stderr_of(&out)
-    );
-    stdout_of(&out)
-}
-
 fn sha256(file: &Path) -> String {
     let out = ok(
         "sha256sum",
@@ -88,12 +77,14 @@ fn sha256(file: &Path) -> String {
 fn release(out: &Path) -> PathBuf {
     let printed = ok(
         "scripts/release.sh",
-        Command::new("bash")
-            .arg(format!("{ROOT}/scripts/release.sh"))
-            .arg(out)
-            .env("RELEASE_PROFILE", "dev")
-            .output()
-            .unwrap(),
+        with_podman_settings(
+            Command::new("bash")
+                .arg(format!("{ROOT}/scripts/release.sh"))
+                .arg(out)
+                .env("RELEASE_PROFILE", "dev"),
+        )
+        .output()
+        .unwrap(),
     );
     PathBuf::from(printed.lines().last().unwrap_or_default())
 }
@@ -179,11 +170,20 @@ fn the_archive_is_complete_reproducible_and_its_manifest_names_it() {
     let digest = sha256(&archive);
     let written = std::fs::read_to_string(a.join(format!("{name}.sha256"))).unwrap();
     assert_eq!(written, format!("{digest}  {name}\n"));
-    // The same sources give the same bytes.
+    let image = format!("kubectl-servicecidr_{TAG}_linux_amd64.oci.tar");
+    let image_digest = sha256(&a.join(&image));
+    let written = std::fs::read_to_string(a.join(format!("{image}.sha256"))).unwrap();
+    assert_eq!(written, format!("{image_digest}  {image}\n"));
+    // The same sources give the same bytes, the exporter's image included.
     assert_eq!(
         sha256(&release(&b)),
         digest,
         "the archive is not reproducible"
+    );
+    assert_eq!(
+        sha256(&b.join(&image)),
+        image_digest,
+        "the image archive is not reproducible"
     );
 
     let text = std::fs::read_to_string(a.join("servicecidr.yaml")).unwrap();

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 mod controlplane;
 pub mod faults;
 pub mod hostile;
+pub mod http;
 mod objects;
 mod output;
 mod watch;
@@ -41,6 +42,17 @@ pub const MIGRATOR_RBAC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/deploy/rbac/servicecidr-migrator.yaml"
 );
+/// Podman's settings for this machine (runc, cgroupfs), used unless CONTAINERS_CONF is set.
+pub const CONTAINERS_CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/containers.conf");
+
+/// `cmd` with CONTAINERS_CONF pointing at [`CONTAINERS_CONF`] unless the environment sets one.
+pub fn with_podman_settings(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    if std::env::var_os("CONTAINERS_CONF").is_none() {
+        cmd.env("CONTAINERS_CONF", CONTAINERS_CONF);
+    }
+    cmd
+}
+
 /// The plugin binary built by cargo for this test run.
 pub const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-servicecidr");
 /// The completion helper (`kubectl_complete-servicecidr`) built by cargo for this test run.

@@ -34,3 +34,15 @@ pub fn json_of(out: &Output) -> Value {
         )
     })
 }
+
+/// Stdout of a run that must exit 0; otherwise a panic naming `what`, with both streams.
+pub fn ok(what: &str, out: Output) -> String {
+    assert_eq!(
+        code(&out),
+        0,
+        "{what}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        stdout_of(&out),
+        stderr_of(&out)
+    );
+    stdout_of(&out)
+}
