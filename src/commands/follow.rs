@@ -3,71 +3,102 @@
 //! Gone). Events come in resourceVersion order per list, so the copy is always the state of each
 //! list as of some resourceVersion, as an informer's is.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 
 use crate::cluster::{self, Change, Cluster, Inventory};
-use crate::model::{IpAllocation, ServiceCidr, ServiceIps, Snapshot};
+use crate::model::{ServiceIps, Snapshot};
 
+/// The copy, kept as the `Snapshot` it is read as, so a reader borrows it in place: the exporter
+/// renders 100,000 IPAddresses without copying them. IPAddresses and Services are found by key
+/// through an index into their list (removal swaps the last one in); the few ranges stay in name
+/// order, as the server lists them.
 #[derive(Debug, Default)]
 pub struct Held {
-    ranges: BTreeMap<String, ServiceCidr>,
-    ips: BTreeMap<IpAddr, IpAllocation>,
-    services: BTreeMap<(String, String), ServiceIps>,
+    snapshot: Snapshot,
+    ip_at: HashMap<IpAddr, usize>,
+    service_at: HashMap<(String, String), usize>,
+}
+
+fn service_key(s: &ServiceIps) -> (String, String) {
+    (s.namespace.clone(), s.name.clone())
+}
+
+fn put<K: Hash + Eq, V>(items: &mut Vec<V>, at: &mut HashMap<K, usize>, key: K, value: V) {
+    match at.get(&key) {
+        Some(&i) => items[i] = value,
+        None => {
+            at.insert(key, items.len());
+            items.push(value);
+        }
+    }
+}
+
+fn remove<K: Hash + Eq, V>(
+    items: &mut Vec<V>,
+    at: &mut HashMap<K, usize>,
+    key: &K,
+    key_of: impl Fn(&V) -> K,
+) {
+    if let Some(i) = at.remove(key) {
+        items.swap_remove(i);
+        if let Some(moved) = items.get(i) {
+            at.insert(key_of(moved), i);
+        }
+    }
 }
 
 impl Held {
-    pub fn new(snapshot: Snapshot) -> Held {
+    pub fn new(mut snapshot: Snapshot) -> Held {
+        snapshot.ranges.sort_by(|a, b| a.name.cmp(&b.name));
+        let ip_at = snapshot
+            .ips
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.ip, i))
+            .collect();
+        let service_at = (snapshot.services.iter().enumerate())
+            .map(|(i, s)| (service_key(s), i))
+            .collect();
         Held {
-            ranges: snapshot
-                .ranges
-                .into_iter()
-                .map(|r| (r.name.clone(), r))
-                .collect(),
-            ips: snapshot.ips.into_iter().map(|a| (a.ip, a)).collect(),
-            services: snapshot
-                .services
-                .into_iter()
-                .map(|s| ((s.namespace.clone(), s.name.clone()), s))
-                .collect(),
+            snapshot,
+            ip_at,
+            service_at,
         }
     }
 
     pub fn apply(&mut self, change: Change) {
+        let s = &mut self.snapshot;
         match change {
-            Change::PutRange(r) => {
-                self.ranges.insert(r.name.clone(), r);
-            }
+            Change::PutRange(r) => match s.ranges.binary_search_by(|x| x.name.cmp(&r.name)) {
+                Ok(i) => s.ranges[i] = r,
+                Err(i) => s.ranges.insert(i, r),
+            },
             Change::DeleteRange(name) => {
-                self.ranges.remove(&name);
+                if let Ok(i) = s.ranges.binary_search_by(|x| x.name.cmp(&name)) {
+                    s.ranges.remove(i);
+                }
             }
-            Change::PutIp(a) => {
-                self.ips.insert(a.ip, a);
-            }
-            Change::DeleteIp(ip) => {
-                self.ips.remove(&ip);
-            }
-            Change::PutService(s) => {
-                self.services
-                    .insert((s.namespace.clone(), s.name.clone()), s);
-            }
-            Change::DeleteService(ns, name) => {
-                self.services.remove(&(ns, name));
-            }
+            Change::PutIp(a) => put(&mut s.ips, &mut self.ip_at, a.ip, a),
+            Change::DeleteIp(ip) => remove(&mut s.ips, &mut self.ip_at, &ip, |a| a.ip),
+            Change::PutService(v) => put(&mut s.services, &mut self.service_at, service_key(&v), v),
+            Change::DeleteService(ns, name) => remove(
+                &mut s.services,
+                &mut self.service_at,
+                &(ns, name),
+                service_key,
+            ),
             Change::Progress | Change::Expired => {}
         }
     }
 
-    /// The copy as lists would give it (ranges by name, as the server orders them).
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            ranges: self.ranges.values().cloned().collect(),
-            ips: self.ips.values().cloned().collect(),
-            services: self.services.values().cloned().collect(),
-        }
+    /// The copy as lists would give it.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
     }
 }
 
@@ -233,6 +264,53 @@ mod tests {
             ["b"]
         );
         assert_eq!(s.ips, [alloc("10.1.0.7")]);
+    }
+
+    proptest::proptest! {
+        // Any sequence of events leaves the copy holding exactly what a map by key holds (the
+        // oracle), its index pointing at the right places, and the ranges in name order.
+        #[test]
+        fn the_indexed_copy_equals_a_map_by_key(
+            ops in proptest::collection::vec((0u8..6, 0u8..8, 0u8..3), 0..80),
+        ) {
+            use std::collections::BTreeMap;
+            let svc = |n: u8, ip: u8| ServiceIps {
+                namespace: "ns".into(),
+                name: format!("s{n}"),
+                cluster_ips: vec![format!("10.0.0.{ip}").parse().unwrap()],
+                created: None,
+            };
+            let mut held = Held::new(Snapshot::default());
+            let (mut ips, mut services, mut ranges) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+            for (op, key, variant) in ops {
+                let ip: IpAddr = format!("10.0.0.{key}").parse().unwrap();
+                let change = match op {
+                    0 => { let mut a = alloc(&ip.to_string()); a.managed = variant == 0; ips.insert(ip, a.clone()); Change::PutIp(a) }
+                    1 => { ips.remove(&ip); Change::DeleteIp(ip) }
+                    2 => { services.insert(key, svc(key, variant)); Change::PutService(svc(key, variant)) }
+                    3 => { services.remove(&key); Change::DeleteService("ns".into(), format!("s{key}")) }
+                    4 => { let r = range(&format!("r{key}"), &[["10.0.0.0/24", "10.1.0.0/24", "10.2.0.0/24"][variant as usize]]); ranges.insert(r.name.clone(), r.clone()); Change::PutRange(r) }
+                    _ => { ranges.remove(&format!("r{key}")); Change::DeleteRange(format!("r{key}")) }
+                };
+                held.apply(change);
+            }
+            let s = held.snapshot();
+            let mut got_ips = s.ips.clone();
+            got_ips.sort_by_key(|a| a.ip);
+            proptest::prop_assert_eq!(got_ips, ips.into_values().collect::<Vec<_>>());
+            let mut got_services: Vec<String> = s.services.iter().map(|v| format!("{v:?}")).collect();
+            got_services.sort();
+            let mut want_services: Vec<String> = services.values().map(|v| format!("{v:?}")).collect();
+            want_services.sort();
+            proptest::prop_assert_eq!(got_services, want_services);
+            proptest::prop_assert_eq!(s.ranges.clone(), ranges.into_values().collect::<Vec<_>>());
+            for (ip, &i) in &held.ip_at {
+                proptest::prop_assert_eq!(s.ips[i].ip, *ip);
+            }
+            for (key, &i) in &held.service_at {
+                proptest::prop_assert_eq!(&service_key(&s.services[i]), key);
+            }
+        }
     }
 
     fn events(changes: Vec<(&'static str, Change)>) -> cluster::Changes {

@@ -3,7 +3,7 @@
 //! (410 Gone) or fails is followed by a fresh list, counted. SIGTERM or Ctrl-C end it cleanly.
 
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
@@ -13,9 +13,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::audit::findings::{AuditOptions, audit, counts};
+use crate::audit::findings::{AuditOptions, tally};
 use crate::audit::usage::status_report;
-use crate::cluster::{Cluster, Inventory};
+use crate::cluster::{Change, Cluster, Inventory};
 use crate::commands::follow::{Ended, Held, Pace, follow};
 use crate::exit::Exit;
 use crate::model::Snapshot;
@@ -23,24 +23,47 @@ use crate::render::prometheus::{self, ExporterStats};
 use crate::render::to_stderr;
 use crate::settings::ServeTask;
 
-/// What the exporter knows: the cluster as last seen, and its own counters.
+/// What the exporter knows: the cluster as last seen, and its own counters. Owned by the
+/// renderer thread alone.
 #[derive(Debug, Default)]
 pub struct Picture {
     held: Held,
     /// A first list has completed.
-    pub synced: bool,
-    pub stats: ExporterStats,
+    synced: bool,
+    stats: ExporterStats,
+}
+
+/// What the watching and serving side tells the renderer.
+#[derive(Debug)]
+enum Update {
+    /// A complete list: replaces everything.
+    Load(Snapshot),
+    Changes(Vec<Change>),
+    /// A failed operation, counted.
+    Failed(&'static str),
 }
 
 impl Picture {
-    /// Replaces everything with a fresh list.
-    pub fn load(&mut self, snapshot: Snapshot) {
-        self.held = Held::new(snapshot);
-        self.synced = true;
-        self.stats.last_sync = Some(SystemTime::now());
+    fn update(&mut self, update: Update, now: SystemTime) {
+        match update {
+            Update::Load(snapshot) => {
+                if self.synced {
+                    self.stats.relists += 1;
+                }
+                self.held = Held::new(snapshot);
+                self.synced = true;
+                self.stats.last_sync = Some(now);
+            }
+            Update::Changes(changes) => {
+                changes.into_iter().for_each(|c| self.held.apply(c));
+                self.stats.last_sync = Some(now);
+            }
+            Update::Failed(operation) => *self.stats.errors.entry(operation).or_default() += 1,
+        }
     }
 
-    /// The exposition of this picture.
+    /// The exposition of this picture, read in place: no copy of the objects, and findings
+    /// counted rather than held.
     pub fn metrics(&self, now: SystemTime) -> Vec<u8> {
         let snapshot = self.held.snapshot();
         let report = status_report(&snapshot.ranges, &snapshot.ips, now, false);
@@ -48,23 +71,53 @@ impl Picture {
             now,
             include_recent: false,
         };
-        let found = counts(&audit(&snapshot, &opts));
+        let found = tally(snapshot, &opts);
         let mut out = Vec::new();
         // Writing into memory cannot fail.
         let _ = prometheus::write(&mut out, &report, &found, Some(&self.stats));
         out
     }
-
-    fn count_error(&mut self, operation: &'static str) {
-        *self.stats.errors.entry(operation).or_default() += 1;
-    }
 }
 
-type Shared = Arc<Mutex<Picture>>;
+/// The latest exposition, None until the first list is rendered: what a scrape answers with.
+type Exposition = Arc<Mutex<Option<Bytes>>>;
 
-fn lock(picture: &Shared) -> std::sync::MutexGuard<'_, Picture> {
-    // A panic elsewhere while holding it leaves a picture that is still the best we have.
-    picture.lock().unwrap_or_else(|e| e.into_inner())
+fn lock(exposition: &Exposition) -> std::sync::MutexGuard<'_, Option<Bytes>> {
+    // A panic elsewhere while holding it leaves bytes that are still the best we have.
+    exposition.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A burst of events is rendered once: after `QUIET` without another, or `SETTLE` after the
+/// first, whichever comes first.
+const QUIET: Duration = Duration::from_millis(20);
+const SETTLE: Duration = Duration::from_millis(100);
+/// Rendered again at least this often, for what moves with the clock alone (how long a range
+/// has been terminating, findings passing the repair loop's grace).
+const REFRESH: Duration = Duration::from_secs(10);
+
+/// The renderer, on a thread of its own: it owns the picture, applies updates, and renders the
+/// exposition when they settle. A scrape only copies the last rendering, so its cost does not
+/// grow with the cluster, and neither the watches nor the scrapes wait for a rendering.
+fn render(updates: &mpsc::Receiver<Update>, exposition: &Exposition) {
+    let mut picture = Picture::default();
+    loop {
+        match updates.recv_timeout(REFRESH) {
+            Ok(u) => picture.update(u, SystemTime::now()),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        let settling = std::time::Instant::now();
+        while settling.elapsed() < SETTLE {
+            match updates.recv_timeout(QUIET) {
+                Ok(u) => picture.update(u, SystemTime::now()),
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        if picture.synced {
+            *lock(exposition) = Some(Bytes::from(picture.metrics(SystemTime::now())));
+        }
+    }
 }
 
 pub async fn run(cluster: &Cluster, args: ServeTask) -> Result<Exit> {
@@ -75,12 +128,22 @@ pub async fn run(cluster: &Cluster, args: ServeTask) -> Result<Exit> {
     to_stderr(&format!(
         "serving metrics on http://{addr}/metrics (health: /healthz, /readyz)\n"
     ));
-    let picture: Shared = Arc::default();
+    let exposition = Exposition::default();
+    let (updates, received) = mpsc::channel();
+    let renderer = {
+        let exposition = Arc::clone(&exposition);
+        std::thread::Builder::new()
+            .name("render".into())
+            .spawn(move || render(&received, &exposition))?
+    };
     tokio::select! {
-        () = keep_current(cluster, &picture) => unreachable!("follows until stopped"),
-        r = serve_http(listener, &picture) => r?,
+        () = keep_current(cluster, &updates) => unreachable!("follows until stopped"),
+        r = serve_http(listener, &exposition, &updates) => r?,
         () = stopped() => {}
     }
+    // The renderer ends with its last sender; a rendering in flight is not waited for.
+    drop(updates);
+    drop(renderer);
     Ok(Exit::Success)
 }
 
@@ -102,7 +165,7 @@ async fn stopped() {
 /// Lists, then follows the three watches from the list's resourceVersions; a watch that ends is
 /// resumed from the last resourceVersion seen, one that cannot resume or fails means a new list,
 /// after a wait that only watches which stayed up reset (`Pace`).
-async fn keep_current(cluster: &Cluster, picture: &Shared) {
+async fn keep_current(cluster: &Cluster, updates: &mpsc::Sender<Update>) {
     let mut pace = Pace::default();
     loop {
         let listed = tokio::try_join!(
@@ -114,7 +177,7 @@ async fn keep_current(cluster: &Cluster, picture: &Shared) {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!("list failed: {e}");
-                lock(picture).count_error("list");
+                let _ = updates.send(Update::Failed("list"));
                 tokio::time::sleep(pace.failed()).await;
                 continue;
             }
@@ -124,19 +187,13 @@ async fn keep_current(cluster: &Cluster, picture: &Shared) {
             ips.resource_version,
             services.resource_version,
         ];
-        {
-            let mut p = lock(picture);
-            if p.synced {
-                p.stats.relists += 1;
-            }
-            p.load(Snapshot {
-                ranges: ranges.items,
-                ips: ips.items,
-                services: services.items,
-            });
-        }
+        let _ = updates.send(Update::Load(Snapshot {
+            ranges: ranges.items,
+            ips: ips.items,
+            services: services.items,
+        }));
         let watching = tokio::time::Instant::now();
-        while follow_once(cluster, picture, &mut rvs).await {}
+        while follow_once(cluster, updates, &mut rvs).await {}
         pace.watched(watching.elapsed());
         tokio::time::sleep(pace.failed()).await;
     }
@@ -144,12 +201,14 @@ async fn keep_current(cluster: &Cluster, picture: &Shared) {
 
 /// One round of the three watches. True when they ended as watches do (resume from `rvs`),
 /// false when a list is needed.
-async fn follow_once(cluster: &Cluster, picture: &Shared, rvs: &mut [String; 3]) -> bool {
+async fn follow_once(
+    cluster: &Cluster,
+    updates: &mpsc::Sender<Update>,
+    rvs: &mut [String; 3],
+) -> bool {
     let lists = [Inventory::Ranges, Inventory::Ips, Inventory::Services];
     let ended = follow(cluster, &lists, rvs, |changes| {
-        let mut p = lock(picture);
-        changes.into_iter().for_each(|c| p.held.apply(c));
-        p.stats.last_sync = Some(SystemTime::now());
+        let _ = updates.send(Update::Changes(changes));
         Ok::<_, crate::cluster::Error>(())
     })
     .await;
@@ -159,7 +218,7 @@ async fn follow_once(cluster: &Cluster, picture: &Shared, rvs: &mut [String; 3])
         Ok(ended) => ended == Ended::Resume,
         Err(e) => {
             tracing::warn!("watch failed: {e}");
-            lock(picture).count_error("watch");
+            let _ = updates.send(Update::Failed("watch"));
             false
         }
     }
@@ -168,7 +227,11 @@ async fn follow_once(cluster: &Cluster, picture: &Shared, rvs: &mut [String; 3])
 /// Scrapes, at most `MAX_CONNECTIONS` at a time, each connection bounded: its headers within
 /// `HEADER_TIMEOUT`, its whole life within `CONNECTION_LIFETIME` (a scraper reconnects). An
 /// accept that fails (EMFILE when descriptors run out) is logged, counted and waited out.
-async fn serve_http(listener: TcpListener, picture: &Shared) -> Result<()> {
+async fn serve_http(
+    listener: TcpListener,
+    exposition: &Exposition,
+    updates: &mpsc::Sender<Update>,
+) -> Result<()> {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut pace = Pace::default();
     loop {
@@ -180,15 +243,16 @@ async fn serve_http(listener: TcpListener, picture: &Shared) -> Result<()> {
             Ok((stream, _)) => stream,
             Err(e) => {
                 tracing::warn!("cannot accept a scrape: {e}");
-                lock(picture).count_error("accept");
+                let _ = updates.send(Update::Failed("accept"));
                 tokio::time::sleep(pace.failed().min(ACCEPT_WAIT)).await;
                 continue;
             }
         };
-        let picture = Arc::clone(picture);
+        let exposition = Arc::clone(exposition);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let answer = answer(&req, &lock(&picture));
+                let rendered = lock(&exposition).clone();
+                let answer = answer(&req, rendered);
                 async move { Ok::<_, Infallible>(answer) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
@@ -208,29 +272,26 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 /// The longest wait after a failed accept.
 const ACCEPT_WAIT: Duration = Duration::from_secs(1);
 
-fn answer<B>(req: &Request<B>, picture: &Picture) -> Response<Full<Bytes>> {
-    let (status, content_type, body) = match req.uri().path() {
+/// The answer to a request, given the last rendering (None before the first list).
+fn answer<B>(req: &Request<B>, rendered: Option<Bytes>) -> Response<Full<Bytes>> {
+    let text = |s: &'static str| Bytes::from_static(s.as_bytes());
+    let (status, content_type, body) = match (req.uri().path(), rendered) {
+        ("/metrics", Some(bytes)) => (StatusCode::OK, prometheus::CONTENT_TYPE, bytes),
         // Before the first complete list there is nothing to tell: an answer of zeros would read
         // as an all-clear for a cluster never read.
-        "/metrics" if picture.synced => (
-            StatusCode::OK,
-            prometheus::CONTENT_TYPE,
-            picture.metrics(SystemTime::now()),
-        ),
-        "/metrics" | "/readyz" if !picture.synced => (
+        ("/metrics" | "/readyz", None) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
-            b"not synced yet\n".to_vec(),
+            text("not synced yet\n"),
         ),
-        "/healthz" => (StatusCode::OK, "text/plain", b"ok\n".to_vec()),
-        "/readyz" => (StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+        ("/healthz" | "/readyz", _) => (StatusCode::OK, "text/plain", text("ok\n")),
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
-            b"not found: /metrics, /healthz, /readyz\n".to_vec(),
+            text("not found: /metrics, /healthz, /readyz\n"),
         ),
     };
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
     if let Ok(v) = content_type.parse() {
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
@@ -242,54 +303,89 @@ fn answer<B>(req: &Request<B>, picture: &Picture) -> Response<Full<Bytes>> {
 mod tests {
     use super::*;
     use crate::audit::index::tests::{alloc, range};
-    use crate::cluster::Change;
 
-    /// The exposition speaks of the picture as changed by events.
+    /// The exposition speaks of the picture as changed by events, and counts failures.
     #[test]
     fn metrics_follow_the_changes() {
         let mut p = Picture::default();
-        p.load(Snapshot {
-            ranges: vec![range("a", &["10.0.0.0/24"])],
-            ips: vec![alloc("10.0.0.5")],
-            services: vec![],
-        });
-        p.held.apply(Change::PutRange(range("b", &["10.1.0.0/24"])));
-        p.held.apply(Change::PutIp(alloc("10.1.0.7")));
-        p.held.apply(Change::DeleteRange("a".into()));
-        let text = String::from_utf8(p.metrics(SystemTime::UNIX_EPOCH)).unwrap();
+        let t = SystemTime::UNIX_EPOCH;
+        p.update(
+            Update::Load(Snapshot {
+                ranges: vec![range("a", &["10.0.0.0/24"])],
+                ips: vec![alloc("10.0.0.5")],
+                services: vec![],
+            }),
+            t,
+        );
+        p.update(
+            Update::Changes(vec![
+                Change::PutRange(range("b", &["10.1.0.0/24"])),
+                Change::PutIp(alloc("10.1.0.7")),
+                Change::DeleteRange("a".into()),
+            ]),
+            t,
+        );
+        p.update(Update::Failed("list"), t);
+        p.update(Update::Load(p.held.snapshot().clone()), t);
+        let text = String::from_utf8(p.metrics(t)).unwrap();
+        for line in [
+            r#"servicecidr_range_allocated_addresses{servicecidr="b",cidr="10.1.0.0/24",family="IPv4"} 1"#,
+            r#"servicecidr_exporter_errors_total{operation="list"} 1"#,
+            r#"servicecidr_exporter_errors_total{operation="watch"} 0"#,
+            "servicecidr_exporter_relists_total 1",
+        ] {
+            assert!(text.contains(line), "{line} not in {text}");
+        }
+        assert!(!text.contains(r#"servicecidr="a""#), "{text}");
+    }
+
+    /// The renderer renders once a burst settles, and ends with its last sender.
+    #[test]
+    fn the_renderer_publishes_what_it_was_told_and_ends_with_its_senders() {
+        let exposition = Exposition::default();
+        let (updates, received) = mpsc::channel();
+        let out = Arc::clone(&exposition);
+        let renderer = std::thread::spawn(move || render(&received, &out));
+        updates.send(Update::Failed("watch")).unwrap();
+        updates
+            .send(Update::Load(Snapshot {
+                ranges: vec![range("a", &["10.0.0.0/24"])],
+                ips: vec![alloc("10.0.0.5")],
+                services: vec![],
+            }))
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let text = loop {
+            if let Some(b) = lock(&exposition).clone() {
+                break String::from_utf8(b.to_vec()).unwrap();
+            }
+            assert!(std::time::Instant::now() < deadline, "never rendered");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(text.contains(r#"servicecidr_range_allocated_addresses{servicecidr="a",cidr="10.0.0.0/24",family="IPv4"} 1"#), "{text}");
         assert!(
-            text.contains(r#"servicecidr_range_allocated_addresses{servicecidr="b",cidr="10.1.0.0/24",family="IPv4"} 1"#),
+            text.contains(r#"servicecidr_exporter_errors_total{operation="watch"} 1"#),
             "{text}"
         );
-        assert!(!text.contains(r#"servicecidr="a""#), "{text}");
-        assert!(
-            text.contains(r#"servicecidr_exporter_errors_total{operation="watch"} 0"#),
-            "errors start at 0: {text}"
-        );
+        drop(updates);
+        renderer.join().unwrap();
     }
 
     #[test]
     fn ready_and_metrics_only_after_the_first_list() {
-        let mut p = Picture::default();
         for path in ["/readyz", "/metrics"] {
             let req = Request::get(path).body(()).unwrap();
             assert_eq!(
-                answer(&req, &p).status(),
+                answer(&req, None).status(),
                 StatusCode::SERVICE_UNAVAILABLE,
                 "{path}"
             );
-        }
-        p.load(Snapshot::default());
-        for path in ["/readyz", "/metrics"] {
-            let req = Request::get(path).body(()).unwrap();
-            assert_eq!(answer(&req, &p).status(), StatusCode::OK, "{path}");
+            let rendered = Some(Bytes::from_static(b"x 1\n"));
+            assert_eq!(answer(&req, rendered).status(), StatusCode::OK, "{path}");
         }
         let health = Request::get("/healthz").body(()).unwrap();
-        assert_eq!(
-            answer(&health, &Picture::default()).status(),
-            StatusCode::OK
-        );
+        assert_eq!(answer(&health, None).status(), StatusCode::OK);
         let other = Request::get("/").body(()).unwrap();
-        assert_eq!(answer(&other, &p).status(), StatusCode::NOT_FOUND);
+        assert_eq!(answer(&other, None).status(), StatusCode::NOT_FOUND);
     }
 }

@@ -118,7 +118,7 @@ async fn list_and_follow(
             if moved_on_only {
                 return Ok(());
             }
-            draw(&held.snapshot(), style, names, tty)
+            draw(held.snapshot(), style, names, tty)
         })
         .await?;
         if ended == Ended::Relist {
