@@ -384,6 +384,96 @@ fn a_real_prometheus_scrapes_the_exporter_evaluates_the_rules_and_fills_the_dash
     cp.set_finalizers("servicecidr", &held, &[]);
 }
 
+/// Allocated addresses per (range, CIDR) of `names`, as the exporter serves them.
+fn served_allocations(metrics: &str, names: &[String]) -> Vec<(String, String, u64)> {
+    let mut out = Vec::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix("servicecidr_range_allocated_addresses{servicecidr=\"")
+        else {
+            continue;
+        };
+        let (name, rest) = rest.split_once('"').unwrap();
+        let cidr = rest
+            .split("cidr=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let value: f64 = rest.rsplit(' ').next().unwrap().parse().unwrap();
+        if names.iter().any(|n| n == name) {
+            out.push((name.to_owned(), cidr.to_owned(), value as u64));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The same, as a fresh `status -o json` reads them.
+fn listed_allocations(cp: &ControlPlane, names: &[String]) -> Vec<(String, String, u64)> {
+    let status: serde_json::Value =
+        serde_json::from_str(&stdout_of(&cp.plugin(&["status", "-o", "json"]))).unwrap();
+    let mut out = Vec::new();
+    for r in status["serviceCIDRs"].as_array().unwrap() {
+        let name = r["name"].as_str().unwrap();
+        if names.iter().any(|n| n == name) {
+            for c in r["cidrs"].as_array().unwrap() {
+                let cidr = c["cidr"].as_str().unwrap().to_owned();
+                out.push((name.to_owned(), cidr, c["allocated"].as_u64().unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// After churn (Services created and deleted, IPAddresses written by hand, a range going away),
+/// the exporter's rendering, made on changes rather than per scrape, equals a fresh read.
+#[test]
+fn after_churn_the_metrics_equal_a_fresh_status() {
+    let cp = ControlPlane::shared();
+    let (mut exporter, addr) = spawn_exporter(&cp.kubeconfig);
+    until_ready(&addr);
+    let names: Vec<String> = (0..3).map(|_| unique_name("churn")).collect();
+    let blocks: Vec<String> = (0..3).map(|_| cp.next_v4_block()).collect();
+    for (name, block) in names.iter().zip(&blocks) {
+        cp.create_ready_service_cidr(name, &[block]);
+    }
+    let ns = unique_name("churn");
+    for host in 1..=12u128 {
+        let block = &blocks[(host % 2) as usize];
+        cp.create_service(&ns, &format!("s{host}"), Some(&ip_in(block, host)));
+    }
+    for host in (1..=12u128).step_by(3) {
+        cp.delete_in(&ns, "service", &format!("s{host}"));
+    }
+    for host in 100..104 {
+        cp.create_ipaddress(&ip_in(&blocks[0], host), &ns, "by-hand", false);
+    }
+    cp.delete("servicecidr", &names[2]);
+    // The third range is gone from both once its deletion completes.
+    let want = |listed: &[(String, String, u64)]| {
+        listed.len() == 2 && listed.iter().map(|(_, _, n)| n).sum::<u64>() == 8 + 4
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = listed_allocations(cp, &names);
+        let (status, metrics) = get(&addr, "/metrics");
+        assert_eq!(status, 200);
+        let served = served_allocations(&metrics, &names);
+        if want(&listed) && served == listed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the exporter never agreed with a fresh read:\nserved {served:?}\nlisted {listed:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    exporter.kill().unwrap();
+    exporter.wait().unwrap();
+}
+
 /// Scrapes until `want` holds of the metrics, or fails after 20 s.
 fn until_metrics(addr: &str, what: &str, want: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -2,7 +2,7 @@
 //! versions, events) judged against what the objects say. Each check turns what was read into a
 //! status and the facts behind it; `render::doctor` words them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -10,7 +10,8 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::audit::findings::{FindingKind, counts};
-use crate::audit::range::{bits, capacity, contains_ip};
+use crate::audit::index::RangeIndex;
+use crate::audit::range::{bits, capacity};
 use crate::audit::usage::{CRITICAL_PERCENT, StatusReport, WARNING_PERCENT};
 use crate::model::{ConditionStatus, DEFAULT_SERVICE_CIDR, Right, ServiceCidr, Snapshot};
 
@@ -638,20 +639,45 @@ fn repair_events(events: &Read<Vec<EventSeen>>, orphans: usize) -> Check {
     )
 }
 
+/// IPAddresses created at or after `since`, per range and CIDR holding them: the recent ones
+/// through the range index, so the cost follows the new IPs, not IPs times CIDRs.
+fn made_since(snapshot: &Snapshot, since: SystemTime) -> HashMap<(&str, IpNet), usize> {
+    let index = RangeIndex::new(&snapshot.ranges);
+    let mut made: HashMap<(&str, IpNet), usize> = HashMap::new();
+    let recent = snapshot
+        .ips
+        .iter()
+        .filter(|a| a.created.is_some_and(|t| t >= since));
+    for a in recent {
+        // A range naming one CIDR twice holds the IP once.
+        let holding: BTreeSet<(&str, IpNet)> = index
+            .containing(a.ip)
+            .map(|e| {
+                let r = &snapshot.ranges[e.range];
+                (r.name.as_str(), r.cidrs[e.cidr])
+            })
+            .collect();
+        for key in holding {
+            *made.entry(key).or_default() += 1;
+        }
+    }
+    made
+}
+
 fn capacity_outlook(snapshot: &Snapshot, report: &StatusReport, now: SystemTime) -> Check {
     let since = now
         .checked_sub(RATE_WINDOW)
         .unwrap_or(SystemTime::UNIX_EPOCH);
+    let recent = made_since(snapshot, since);
     let mut tight = Vec::new();
     let mut cidrs = 0;
     for r in &report.ranges {
         for c in &r.cidrs {
             cidrs += 1;
-            let made = snapshot
-                .ips
-                .iter()
-                .filter(|a| a.created.is_some_and(|t| t >= since) && contains_ip(&c.cidr, a.ip))
-                .count();
+            let made = recent
+                .get(&(r.name.as_str(), c.cidr))
+                .copied()
+                .unwrap_or_default();
             let per_hour = made as f64 / (RATE_WINDOW.as_secs_f64() / 3600.0);
             let full_in = (per_hour > 0.0)
                 .then(|| Duration::from_secs_f64((c.free() as f64 / per_hour * 3600.0).min(1e12)));
@@ -698,11 +724,43 @@ pub fn healthy(checks: &[Check]) -> bool {
 mod tests {
     use super::*;
     use crate::audit::index::tests::{alloc, range};
+    use crate::audit::range::contains_ip;
     use crate::audit::usage::status_report;
     use crate::model::ServiceIps;
     use proptest::prelude::*;
 
     const NOW: Duration = Duration::from_secs(1_000_000);
+
+    proptest! {
+        // The recent IPs per range and CIDR, counted through the index, are what a scan of every
+        // CIDR against every IP counts (nested, overlapping and repeated CIDRs, old and new IPs).
+        #[test]
+        fn recent_ips_per_cidr_match_a_scan(
+            hosts in prop::collection::vec((0u8..64, 0u64..172_800), 0..40),
+        ) {
+            let ranges = vec![
+                range("a", &["10.0.0.0/26", "10.0.0.0/26"]),
+                range("b", &["10.0.0.0/28", "10.0.0.32/27"]),
+                range("c", &["10.0.0.16/28"]),
+            ];
+            let ips = hosts.iter().map(|(h, age)| {
+                let mut a = alloc(&format!("10.0.0.{h}"));
+                a.created = Some(now() - Duration::from_secs(*age));
+                a
+            }).collect();
+            let snapshot = Snapshot { ranges, ips, services: vec![] };
+            let since = now() - RATE_WINDOW;
+            let made = made_since(&snapshot, since);
+            for r in &snapshot.ranges {
+                for c in &r.cidrs {
+                    let scanned = snapshot.ips.iter()
+                        .filter(|a| a.created.is_some_and(|t| t >= since) && contains_ip(c, a.ip))
+                        .count();
+                    prop_assert_eq!(made.get(&(r.name.as_str(), *c)).copied().unwrap_or_default(), scanned);
+                }
+            }
+        }
+    }
 
     fn now() -> SystemTime {
         SystemTime::UNIX_EPOCH + NOW

@@ -115,7 +115,10 @@ fn render(updates: &mpsc::Receiver<Update>, exposition: &Exposition) {
             }
         }
         if picture.synced {
-            *lock(exposition) = Some(Bytes::from(picture.metrics(SystemTime::now())));
+            let started = std::time::Instant::now();
+            let bytes = Bytes::from(picture.metrics(SystemTime::now()));
+            tracing::debug!(took = ?started.elapsed(), bytes = bytes.len(), "rendered the metrics");
+            *lock(exposition) = Some(bytes);
         }
     }
 }
