@@ -763,6 +763,30 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Two old ranges give two Services the same offset: the pinned one keeps it, whatever the
+    /// order of their names.
+    #[test]
+    fn a_pinned_service_wins_an_offset_both_want() {
+        let ranges = [range("a", &["10.96.0.0/16"]), range("b", &["10.97.0.0/16"])];
+        let services = [
+            svc("a", "first", &["10.96.0.10"], false),
+            svc("z", "dns", &["10.97.0.10"], true),
+        ];
+        let p = simple(&req(&["a", "b"], &["10.200.0.0/16"]), &ranges, &services).unwrap();
+        let to: Vec<(String, Vec<IpAddr>, bool)> = p
+            .moves
+            .iter()
+            .map(|m| (m.key(), m.to.clone(), m.offset_kept))
+            .collect();
+        assert_eq!(
+            to,
+            [
+                ("a/first".into(), vec![ip("10.200.0.1")], false),
+                ("z/dns".into(), vec![ip("10.200.0.10")], true),
+            ]
+        );
+    }
+
     #[test]
     fn pinned_keep_their_offset_and_dynamic_ones_take_it_when_free() {
         let ranges = [range("old", &["10.96.0.0/16"])];
@@ -938,6 +962,32 @@ mod tests {
         assert_eq!(p.moves.len(), 1);
         assert!(p.moves[0].missing);
         assert_eq!(p.moves[0].to, [ip("10.200.0.6")]);
+    }
+
+    /// A full run retires every old range it empties, except the default one (the apiserver's
+    /// flags make it) and those already gone.
+    #[test]
+    fn a_full_run_retires_the_old_ranges_but_the_default() {
+        let ranges = [
+            range("kubernetes", &["10.96.0.0/16"]),
+            range("blue", &["10.97.0.0/16"]),
+            range("green", &["10.98.0.0/16"]),
+        ];
+        let services = [
+            svc("a", "x", &["10.96.0.5"], false),
+            svc("a", "y", &["10.97.0.6"], false),
+        ];
+        let p = simple(
+            &req(&["kubernetes", "blue", "green"], &["10.200.0.0/16"]),
+            &ranges,
+            &services,
+        )
+        .unwrap();
+        assert!(!p.partial && p.moves_default());
+        let retired: Vec<&str> = p.to_retire().iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(retired, ["blue", "green"]);
+        let q = simple(&req(&["blue"], &["10.200.0.0/16"]), &ranges, &services).unwrap();
+        assert!(!q.moves_default());
     }
 
     #[test]
