@@ -140,10 +140,10 @@ impl Names {
             .as_ref()
             .filter(|p| p.is_service())
             .map(parent_key);
-        let service = holder.clone().or_else(|| match &alloc.parent {
-            Some(p) if p.is_service() => parent.clone(),
-            p => p.as_ref().map(parent_key),
-        });
+        // Without a holder the parent names the Service (reusing `parent`'s string); any kind is named.
+        let service = (holder.clone())
+            .or_else(|| parent.clone())
+            .or_else(|| alloc.parent.as_ref().map(parent_key));
         Names {
             service,
             holder,
@@ -520,6 +520,36 @@ mod tests {
             ..opts()
         };
         assert_eq!(audit(&snap, &all).len(), 2);
+    }
+
+    /// The repair loop's grace ends at exactly 60 s: a dangling IPAddress of 59 s is left to it,
+    /// one of 60 s is reported. Without a Service holding the IP, the repair loop deletes a managed
+    /// one and an unmanaged one is for the operator to delete.
+    #[test]
+    fn the_grace_ends_at_60_seconds_and_who_deletes_follows_the_label() {
+        let mut young = ip("10.96.0.1", "ns/gone");
+        young.created = at(59);
+        let mut due = ip("10.96.0.2", "ns/gone");
+        due.created = at(60);
+        let mut unmanaged = ip("10.96.0.3", "ns/gone");
+        unmanaged.managed = false;
+        let snap = Snapshot {
+            ranges: vec![range("kubernetes", &["10.96.0.0/24"])],
+            ips: vec![young, due, unmanaged],
+            services: vec![],
+        };
+        let dangling: Vec<(String, Remedy)> = audit(&snap, &opts())
+            .into_iter()
+            .filter(|f| f.kind == FindingKind::DanglingParent)
+            .map(|f| (f.ip.to_string(), f.remedy))
+            .collect();
+        assert_eq!(
+            dangling,
+            [
+                ("10.96.0.2".to_owned(), Remedy::RepairDeletes),
+                ("10.96.0.3".to_owned(), Remedy::Delete),
+            ]
+        );
     }
 
     proptest! {
