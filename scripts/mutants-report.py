@@ -1,16 +1,20 @@
 """Merges a cargo-mutants outcomes.json into MUTANTS.json (every mutant's last outcome, by name)
-and writes MUTANTS.md from it: one row per file, and every mutant missed."""
+and writes MUTANTS.md from it: one row per file and a total for src/audit/, every mutant missed,
+and the mutants .cargo/mutants.toml excludes as equivalent, with their reasons."""
 import datetime
 import json
+import re
 import sys
 from collections import defaultdict
 
-outcomes, report = sys.argv[1], sys.argv[2]
+outcomes, report, whole = sys.argv[1], sys.argv[2], set(sys.argv[3:])
 store = report.replace(".md", ".json")
 try:
     known = json.load(open(store))
 except FileNotFoundError:
     known = {}
+# A file run whole replaces what is known of it: its mutants are named by line, and lines move.
+known = {n: v for n, v in known.items() if v["file"] not in whole}
 today = datetime.date.today().isoformat()
 for o in json.load(open(outcomes))["outcomes"]:
     scenario = o["scenario"]
@@ -37,12 +41,35 @@ lines = [
     "| file | caught | missed | timeout | unviable | score | runs |",
     "|---|---:|---:|---:|---:|---:|---|",
 ]
-for f in sorted(counts):
-    c = counts[f]
+
+
+def row(name, c, when):
     viable = c[0] + c[1] + c[2]
-    score = f"{100 * c[0] / viable:.0f}%" if viable else "-"
-    lines.append(f"| `{f}` | {c[0]} | {c[1]} | {c[2]} | {c[3]} | {score} | {', '.join(sorted(runs[f]))} |")
+    score = f"{100 * c[0] / viable:.1f}%" if viable else "-"
+    return f"| {name} | {c[0]} | {c[1]} | {c[2]} | {c[3]} | {score} | {when} |"
+
+
+for f in sorted(counts):
+    lines.append(row(f"`{f}`", counts[f], ", ".join(sorted(runs[f]))))
+core = [counts[f] for f in counts if f.startswith("src/audit/")]
+lines.append(row("**`src/audit/` in all**", [sum(c[i] for c in core) for i in range(4)], ""))
 lines += ["", "## Missed", ""]
 missed = sorted(n for n, v in known.items() if v["outcome"] == "MissedMutant")
 lines += [f"- `{n}`" for n in missed] or ["None in the files run."]
+# Each pattern in exclude_re follows the comment that gives its reason.
+excluded, reason = [], []
+try:
+    config = open(".cargo/mutants.toml").read()
+    listed = re.search(r"exclude_re = \[(.*?)\n\]", config, re.S).group(1)
+except (FileNotFoundError, AttributeError):
+    listed = ""
+for line in listed.splitlines():
+    line = line.strip()
+    if line.startswith("#"):
+        reason.append(line.lstrip("# "))
+    elif line:
+        excluded.append(f"- `{json.loads(line.rstrip(','))}`: {' '.join(reason)}")
+        reason = []
+lines += ["", "## Excluded as equivalent", "", "In `.cargo/mutants.toml`; no test can tell these apart from the code.", ""]
+lines += excluded or ["None."]
 open(report, "w").write("\n".join(lines) + "\n")

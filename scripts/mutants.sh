@@ -1,23 +1,52 @@
 #!/usr/bin/env bash
 # Mutation testing of the pure core with cargo-mutants (crates.io), against the unit and property
-# tests only (`-- --lib`): each mutant is a small change to src/audit/ that a test should notice.
-# Writes MUTANTS.md: caught, missed, timed out and unviable mutants per file, and each one missed.
+# tests only (`-- --lib`): each mutant is a small change to the code that a test should notice.
 #
-#   scripts/mutants.sh                      every file of src/audit/ (about an hour on 2 cores)
+#   scripts/mutants.sh                      src/audit/ and src/settings.rs (about 2 hours on 2 cores)
 #   scripts/mutants.sh src/audit/retire.rs  one file or a few (15 s a mutant after a 2-3 min build)
 #   MUTANTS_ARGS="--re grace_end" scripts/mutants.sh src/audit/retire.rs   only some mutants
+#   scripts/mutants.sh --changed            only the mutants on lines of those files changed since
+#                                           MUTANTS.json was last committed; fails if one is missed
+#                                           (what CI runs, so the score cannot fall silently)
 #
-# Each run updates its mutants' outcomes in MUTANTS.json, and MUTANTS.md is written from it.
+# A run updates its mutants' outcomes in MUTANTS.json (a file run whole replaces all of its own)
+# and writes MUTANTS.md from it. Mutants that are equivalent (no test can tell them apart) are excluded, each with its reason,
+# in .cargo/mutants.toml.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-command -v cargo-mutants >/dev/null || cargo install cargo-mutants --version 27.1.0 --locked
+core=(src/audit src/settings.rs)
+install() {
+  command -v cargo-mutants >/dev/null || cargo install cargo-mutants --version 27.1.0 --locked
+}
+
+if [ "${1:-}" = --changed ]; then
+  base=$(git log -1 --format=%H -- MUTANTS.json)
+  diff=target/mutants-changed.diff
+  mkdir -p target
+  git diff "$base" -- "${core[@]}" >"$diff"
+  if [ ! -s "$diff" ]; then
+    echo "mutants: the core is as MUTANTS.json last measured it (${base:0:7}); nothing to test"
+    exit 0
+  fi
+  install
+  echo "mutants: testing the lines of the core changed since ${base:0:7}"
+  # In CI the clone is throwaway, so the mutants are built in it, reusing its compiled tests.
+  where=(); [ -z "${CI:-}" ] || where=(--in-place)
+  status=0
+  cargo mutants --in-diff "$diff" "${where[@]}" --output target/mutants-changed -- --lib || status=$?
+  [ "$status" -ne 2 ] || echo "error: a mutant on a changed line was missed: kill it with a test, or exclude it as equivalent in .cargo/mutants.toml" >&2
+  exit "$status"
+fi
+
 files=("$@")
-[ ${#files[@]} -gt 0 ] || files=(src/audit/*.rs)
+[ ${#files[@]} -gt 0 ] || files=(src/audit/*.rs src/settings.rs)
 args=()
 for f in "${files[@]}"; do args+=(--file "$f"); done
+install
 out=target/mutants
 rm -rf "$out"
 # Exit 2 means mutants survived: the report says which.
 # shellcheck disable=SC2086 # MUTANTS_ARGS is a list of words
-cargo mutants "${args[@]}" ${MUTANTS_ARGS:-} --output "$out" -- --lib || [ $? -eq 2 ]
-python3 scripts/mutants-report.py "$out/mutants.out/outcomes.json" MUTANTS.md
+cargo mutants "${args[@]}" ${MUTANTS_ARGS:-} --profile mutants --output "$out" -- --lib || [ $? -eq 2 ]
+whole=("${files[@]}"); [ -z "${MUTANTS_ARGS:-}" ] || whole=()
+python3 scripts/mutants-report.py "$out/mutants.out/outcomes.json" MUTANTS.md "${whole[@]}"

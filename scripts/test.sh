@@ -19,9 +19,10 @@ debian_packages() {
 step "Debian packages driven by the tests: zsh, fish (completion), man-db (man pages), prometheus (server and promtool), podman and runc (the exporter's image)"
 debian_packages zsh:zsh fish:fish man:man-db promtool:prometheus prometheus:prometheus podman:podman runc:runc
 
-step "control plane binaries: Kubernetes 1.37 and 1.34 (built once each, cached outside the repo)"
+step "control plane binaries: Kubernetes 1.37, 1.34 and 1.33 (built once each, cached outside the repo)"
 bash scripts/build-controlplane.sh >/dev/null
 bash scripts/build-controlplane.sh 1.34 >/dev/null
+bash scripts/build-controlplane.sh 1.33 >/dev/null
 step "krew (built once, cached beside them)"
 bash scripts/build-krew.sh >/dev/null
 
@@ -42,6 +43,10 @@ cargo test --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 if grep -Eq '^test result: .* [1-9][0-9]* ignored' "$log"; then
   echo "error: some tests were ignored; every test must run" >&2
   status=1
+fi
+if [ "$status" -eq 0 ]; then
+  step "mutation testing of the core's lines changed since MUTANTS.json was written"
+  bash scripts/mutants.sh --changed || status=$?
 fi
 if [ "$status" -ne 0 ]; then
   # Control-plane logs of failed runs stay under target/tmp/controlplane for inspection.

@@ -79,6 +79,19 @@ fn lists_that_never_end_are_stopped() {
     );
 }
 
+/// Pages that are full and never end hit the object cap (5,000,000) long before the page cap:
+/// 100,000 ranges a page, stopped at page 51 of the 1,050 the page cap would allow.
+#[test]
+fn a_list_stops_at_five_million_objects() {
+    let server = Hostile::start(Misbehaviour::FullPages(100_000), false);
+    let (out, took, peak_kib) = server.run(&["status", "--chunk-size", "100000"]);
+    one_line_error(
+        &out,
+        "more than 5000000 objects: not a list a real server sends",
+    );
+    eprintln!("stopped after {took:?}, peak {} MiB", peak_kib >> 10);
+}
+
 /// Lists are read item by item as they arrive: a page cut short after an item that is skipped
 /// must still say one thing (the cut), not warn of the item first; a page that ends early in
 /// well-formed JSON is an error too, not a short list.

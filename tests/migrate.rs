@@ -1274,10 +1274,12 @@ fn json_of_any(out: &std::process::Output) -> Value {
 }
 
 /// Right before the plugin's first real Service create in the case's namespace goes through, a
-/// competing client creates `thief` asking for node port `port`.
+/// competing client creates `thief` asking for node port `port`. Its ClusterIP is pinned in the
+/// case's target range: a dynamic one lands in any Ready range, other tests' old ranges included.
 fn when_recreated_steal_port(cp: &ControlPlane, case: &Case, thief: &str, port: i64) -> FaultProxy {
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": thief, "namespace": case.ns},
-        "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": port}]}});
+        "spec": {"type": "NodePort", "clusterIP": ip_in(&case.target, 200),
+            "ports": [{"port": 80, "nodePort": port}]}});
     let creates = format!("/api/v1/namespaces/{}/services?", case.ns);
     when_sent_create(cp, move |s| is_write(s, "POST", &creates), svc)
 }

@@ -85,7 +85,9 @@ fn assert_allocator_ipaddress(cp: &ControlPlane, ip: &str, family: &str, ns: &st
 ///    the IP in canonical form, labelled with family and manager, whose parentRef points at the Service.
 #[test]
 fn service_allocates_ipaddress_named_after_cluster_ip() {
-    let cp = ControlPlane::shared();
+    // Its own control plane: the dynamic ClusterIP below may land in any Ready range, and a
+    // shared one holds other tests' ranges, which must stay empty to be released.
+    let cp = &ControlPlane::start_dedicated(true);
     let ns = unique_name("upstream-alloc");
 
     // Static IP inside a range of our own.

@@ -1,9 +1,10 @@
-//! The plugin against other Kubernetes versions than the pinned 1.37: a real 1.34 control plane,
-//! and a server that serves ServiceCIDRs and IPAddresses at networking.k8s.io/v1beta1 only, as a
-//! 1.31-1.32 cluster does. Every other suite runs against 1.37; this one runs the smoke path of
-//! `status`, `orphans` and `delete` on each, and pins the behaviour the plugin depends on.
+//! The plugin against other Kubernetes versions than the pinned 1.37: real 1.33 (the first with
+//! networking.k8s.io/v1) and 1.34 control planes, and a server that serves ServiceCIDRs and
+//! IPAddresses at networking.k8s.io/v1beta1 only, as a 1.31-1.32 cluster does. Every other suite
+//! runs against 1.37; this one runs the smoke path of `status`, `orphans` and `delete` on each, and
+//! pins the behaviour the plugin depends on.
 //!
-//! No single kube-apiserver of a version the Go module proxy serves (1.34+) can serve v1beta1 alone
+//! No single kube-apiserver of a version the Go module proxy serves (1.33+) can serve v1beta1 alone
 //! and still allocate: its allocator, repair loop and controllers use v1, and 1.34 emulates 1.31 at
 //! the oldest. So the v1beta1-only server is a second kube-apiserver of the same 1.34 control plane,
 //! emulating 1.32 (`--emulated-version=1.32`), on the same etcd: it serves the two resources at
@@ -16,8 +17,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::{ControlPlane, SERVICE_CIDR_FINALIZER, code, ip_in, json_of, stderr_of, unique_name};
 
-/// What the service-cidr controller writes on a terminating range that still holds IPs (1.34 and
-/// 1.37 alike, `pkg/controller/servicecidrs`).
+/// What the service-cidr controller writes on a terminating range that still holds IPs (1.33,
+/// 1.34 and 1.37 alike, `pkg/controller/servicecidrs`).
 const TERMINATING_MESSAGE: &str = "There are still IPAddresses referencing the ServiceCIDR, please remove them or create a new ServiceCIDR";
 
 fn range<'a>(status: &'a Value, name: &str) -> &'a Value {
@@ -126,15 +127,29 @@ fn pin_terminating_condition(cp: &ControlPlane) {
     );
 }
 
-#[test]
-fn kubernetes_1_34() {
-    let cp = ControlPlane::start_version("1.34", "", None);
+/// The smoke path and the Terminating condition on a real control plane of this minor, at v1.
+fn on_a_real(minor: &str, git_version: &str) {
+    let cp = ControlPlane::start_version(minor, "", None);
     let version = cp.kubectl_ok(&["version", "-o", "json"]);
     let v: Value = serde_json::from_str(&version).unwrap();
-    assert_eq!(v["serverVersion"]["gitVersion"], "v1.34.4");
+    assert_eq!(v["serverVersion"]["gitVersion"], git_version);
     let log = smoke(&cp, &cp.kubeconfig);
     assert!(log.contains("/apis/networking.k8s.io/v1/"), "{log}");
     pin_terminating_condition(&cp);
+    // This release's kubectl finds the plugin on PATH and runs it.
+    let via = cp.via_kubectl(&["status", "kubernetes", "-o", "json"]);
+    assert_eq!(json_of(&via)["serviceCIDRs"][0]["name"], "kubernetes");
+}
+
+/// The first release with `networking.k8s.io/v1`.
+#[test]
+fn kubernetes_1_33() {
+    on_a_real("1.33", "v1.33.13");
+}
+
+#[test]
+fn kubernetes_1_34() {
+    on_a_real("1.34", "v1.34.4");
 }
 
 #[test]

@@ -24,6 +24,9 @@ pub enum Misbehaviour {
     EndlessPages,
     /// Lists of no items, every page with the same continue token.
     RepeatedToken,
+    /// ServiceCIDR lists whose every page holds this many valid ranges and a new continue token:
+    /// a list with no end that is not empty (every other list is empty).
+    FullPages(usize),
     /// Reads the request and never answers; over TLS, never answers the hello.
     Silent,
     /// These bytes as the whole answer, `pace` between chunks of 64 bytes.
@@ -206,6 +209,19 @@ fn serve(mut stream: TcpStream, mode: &Misbehaviour, n: usize) {
                 "{{\"kind\":\"List\",\"apiVersion\":\"v1\",\"metadata\":{{\"resourceVersion\":\"1\",\"continue\":\"{token}\"}},\"items\":[]}}"
             );
             let _ = stream.write_all(&response(200, "application/json", body.as_bytes()));
+        }
+        Misbehaviour::FullPages(items) if path.contains("/servicecidrs") => {
+            let item = r#"{"metadata":{"name":"r"},"spec":{"cidrs":["10.96.0.0/16"]}},"#;
+            let mut body = format!(
+                "{{\"kind\":\"List\",\"apiVersion\":\"v1\",\"metadata\":{{\"resourceVersion\":\"1\",\"continue\":\"page-{n}\"}},\"items\":["
+            );
+            body.push_str(&item.repeat(*items));
+            body.pop();
+            body.push_str("]}");
+            let _ = stream.write_all(&response(200, "application/json", body.as_bytes()));
+        }
+        Misbehaviour::FullPages(_) => {
+            let _ = stream.write_all(&response(200, "application/json", br#"{"items":[]}"#));
         }
         Misbehaviour::Silent => {
             let _ = std::io::copy(&mut stream, &mut std::io::sink());
