@@ -5,6 +5,7 @@
 //! `Settings::resolve` fills every default. Everything after it reads these plain types, so no
 //! command, renderer or decision knows about clap or asks the environment again.
 
+use std::ffi::OsStr;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,11 +71,21 @@ pub struct Environment {
 
 impl Environment {
     pub fn read() -> Environment {
-        let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+        Environment::of(
+            std::env::var_os("NO_COLOR").as_deref(),
+            std::env::var_os("TERM").as_deref(),
+            std::io::stdout().is_terminal(),
+            std::io::stderr().is_terminal(),
+        )
+    }
+
+    /// From NO_COLOR, TERM, and whether stdout and stderr are terminals.
+    fn of(no_color: Option<&OsStr>, term: Option<&OsStr>, stdout: bool, stderr: bool) -> Self {
+        let dumb = term.is_some_and(|t| t == "dumb");
         Environment {
-            no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
-            stdout_terminal: std::io::stdout().is_terminal() && !dumb,
-            stderr_terminal: std::io::stderr().is_terminal() && !dumb,
+            no_color: no_color.is_some_and(|v| !v.is_empty()),
+            stdout_terminal: stdout && !dumb,
+            stderr_terminal: stderr && !dumb,
         }
     }
 }
@@ -504,6 +515,8 @@ mod tests {
             &["orphans", "--suggest-range", "-o", "json"],
             &["orphans", "--suggest-range", "--no-headers"],
             &["orphans", "--kind", "orphaned"],
+            &["status", "--all-contexts", "--watch"],
+            &["status", "--contexts", "a", "-o", "prometheus"],
         ] {
             assert!(refused(bad), "{bad:?} was taken");
         }
@@ -513,6 +526,8 @@ mod tests {
             &["orphans", "--kind", "Orphaned,AtRisk", "-o", "json"],
             &["orphans", "--suggest-range"],
             &["--context", "x", "status"],
+            &["status", "-o", "prometheus"],
+            &["status", "--all-contexts", "-o", "json"],
         ] {
             assert!(!refused(good), "{good:?} was refused");
         }
@@ -586,5 +601,106 @@ mod tests {
         assert!(!read_progress(&json, &env(true, true)));
         assert!(!read_progress(&table(true), &env(false, true)));
         assert!(read_progress(&table(true), &env(true, true)));
+    }
+
+    #[test]
+    fn no_color_counts_when_not_empty_and_term_dumb_is_no_terminal() {
+        let os = |s| Some(OsStr::new(s));
+        let env = Environment::of;
+        assert_eq!(
+            env(None, None, true, true),
+            Environment {
+                no_color: false,
+                stdout_terminal: true,
+                stderr_terminal: true
+            }
+        );
+        assert!(!env(os(""), None, true, true).no_color);
+        assert!(env(os("1"), None, true, true).no_color);
+        let dumb = env(None, os("dumb"), true, true);
+        assert!(!dumb.stdout_terminal && !dumb.stderr_terminal);
+        let stdout_only = env(None, os("xterm"), true, false);
+        assert!(stdout_only.stdout_terminal && !stdout_only.stderr_terminal);
+        let stderr_only = env(None, os("xterm"), false, true);
+        assert!(!stderr_only.stdout_terminal && stderr_only.stderr_terminal);
+    }
+
+    fn resolve(args: &[&str], env: Environment) -> Settings {
+        let argv = std::iter::once("kubectl-servicecidr").chain(args.iter().copied());
+        let cli = Cli::try_parse_from(argv).unwrap();
+        check(&cli).unwrap();
+        Settings::resolve(cli, env)
+    }
+
+    /// Which contexts a fleet reads, each once in the order first named, and that a fleet's
+    /// requests get the fleet's bound; a single cluster's get none unless asked.
+    #[test]
+    fn a_fleet_is_decided_once_for_every_command_that_reads_one() {
+        let fleet_of = |args: &[&str]| {
+            let s = resolve(args, Environment::default());
+            let fleet = match &s.task {
+                Task::Status(t) => t.fleet.as_ref(),
+                Task::Orphans(t) => t.fleet.as_ref(),
+                Task::Doctor(t) => t.fleet.as_ref(),
+                _ => None,
+            };
+            assert_eq!(s.task.fleet(), fleet.is_some(), "{args:?}");
+            let timeout = s.connection.request_timeout;
+            assert_eq!(timeout.is_some(), fleet.is_some(), "{args:?}");
+            fleet.map(|f| (f.contexts.clone(), f.concurrency))
+        };
+        let ab = Some(vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(
+            fleet_of(&["status", "--contexts", "a,b,a"]),
+            Some((ab.clone(), 8))
+        );
+        assert_eq!(fleet_of(&["status", "--all-contexts"]), Some((None, 8)));
+        assert_eq!(fleet_of(&["status"]), None);
+        assert_eq!(
+            fleet_of(&[
+                "orphans",
+                "--contexts",
+                "b",
+                "--contexts",
+                "a,b",
+                "--concurrency",
+                "2"
+            ]),
+            Some((Some(vec!["b".to_owned(), "a".to_owned()]), 2))
+        );
+        assert_eq!(fleet_of(&["orphans"]), None);
+        assert_eq!(fleet_of(&["doctor", "--all-contexts"]), Some((None, 8)));
+        assert_eq!(fleet_of(&["doctor"]), None);
+        assert_eq!(fleet_of(&["delete", "blue"]), None);
+        let cross = |args: &[&str]| match resolve(args, Environment::default()).task {
+            Task::Status(t) => t.cross_cluster,
+            _ => unreachable!(),
+        };
+        assert!(cross(&["status", "--all-contexts"]));
+        assert!(!cross(&["status", "--all-contexts", "--no-cross-cluster"]));
+    }
+
+    /// A spinner while lists are read, for a person at a terminal, only where a command reads
+    /// lists once: not under `--watch`, `--suggest-range` or a fleet's own progress.
+    #[test]
+    fn the_reading_spinner_is_decided_per_command() {
+        let at_terminal = Environment {
+            no_color: false,
+            stdout_terminal: true,
+            stderr_terminal: true,
+        };
+        let reading = |args: &[&str], env| resolve(args, env).live.reading;
+        for (args, want) in [
+            (&["status"][..], true),
+            (&["status", "--watch"], false),
+            (&["orphans"], true),
+            (&["orphans", "--suggest-range"], false),
+            (&["doctor"], true),
+            (&["doctor", "--all-contexts"], false),
+            (&["delete", "blue"], false),
+        ] {
+            assert_eq!(reading(args, at_terminal), want, "{args:?}");
+            assert!(!reading(args, Environment::default()), "{args:?} in a pipe");
+        }
     }
 }

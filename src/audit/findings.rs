@@ -299,7 +299,6 @@ pub fn uncovered_ips(findings: &[Finding]) -> Vec<IpAddr> {
         .collect()
 }
 
-/// Count per kind, in kind order, only kinds that occur.
 /// The findings of `kinds` (none: all), and how many of other kinds were left out (counted, so
 /// that "nothing found" is never said of them).
 pub fn selected(
@@ -323,6 +322,7 @@ pub fn selected(
     (findings, left_out)
 }
 
+/// Count per kind, in kind order, only kinds that occur.
 pub fn counts(findings: &[Finding]) -> Vec<(FindingKind, usize)> {
     let mut out: Vec<(FindingKind, usize)> = Vec::new();
     for f in findings {
@@ -550,6 +550,52 @@ mod tests {
                 ("10.96.0.3".to_owned(), Remedy::Delete),
             ]
         );
+    }
+
+    /// A Service's IP without an IPAddress is the repair loop's for its first 60 s: reported
+    /// from 60 s on, or at once with `--include-recent`.
+    #[test]
+    fn an_unrecorded_ip_is_reported_from_60_seconds() {
+        let mut young = svc("a/young", &["10.96.0.1"]);
+        young.created = at(59);
+        let mut due = svc("a/due", &["10.96.0.2"]);
+        due.created = at(60);
+        let snap = Snapshot {
+            ranges: vec![range("kubernetes", &["10.96.0.0/24"])],
+            ips: vec![],
+            services: vec![young, due],
+        };
+        let unrecorded = |include_recent| {
+            let opts = AuditOptions {
+                include_recent,
+                ..opts()
+            };
+            kinds(&audit(&snap, &opts))
+        };
+        use FindingKind::Unrecorded;
+        assert_eq!(unrecorded(false), [(Unrecorded, "10.96.0.2".to_owned())]);
+        assert_eq!(unrecorded(true).len(), 2);
+    }
+
+    /// `orphans --kind` keeps the findings of those kinds and counts the rest as left out.
+    #[test]
+    fn selected_keeps_the_kinds_asked_for_and_counts_the_others() {
+        let snap = Snapshot {
+            ranges: vec![range("kubernetes", &["10.96.0.0/24"])],
+            ips: vec![ip("10.1.0.5", "a/orphan"), ip("10.96.0.5", "a/gone")],
+            services: vec![svc("a/orphan", &["10.1.0.5"])],
+        };
+        let now = opts().now;
+        use FindingKind::*;
+        let (all, left_out) = selected(&snap, &[], false, now);
+        assert_eq!((all.len(), left_out), (2, 0));
+        let (orphans, left_out) = selected(&snap, &[Orphaned], false, now);
+        assert_eq!(
+            (kinds(&orphans), left_out),
+            (vec![(Orphaned, "10.1.0.5".to_owned())], 1)
+        );
+        let (none, left_out) = selected(&snap, &[AtRisk], false, now);
+        assert_eq!((none.len(), left_out), (0, 2));
     }
 
     proptest! {

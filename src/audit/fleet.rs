@@ -38,11 +38,14 @@ pub fn server_key(url: &str) -> String {
     let url = url.trim_end_matches('/');
     let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    // An empty port is the default one (RFC 3986 6.2.3).
+    let authority = authority.strip_suffix(':').unwrap_or(authority);
     let authority = authority.to_ascii_lowercase();
     let scheme = scheme.to_ascii_lowercase();
-    let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| {
-        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !authority.ends_with(']')
-    });
+    // After an IPv6 literal's last ':' come digits and ']', never a port.
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     let port = match (has_port, scheme.as_str()) {
         (false, "http") => ":80",
         (false, _) => ":443",
@@ -150,6 +153,13 @@ mod tests {
             "HTTPS://localhost:6443/",
         ] {
             assert_eq!(server_key(spelling), k, "{spelling}");
+        }
+        for spelling in ["https://k8s.example:", "https://k8s.example:443"] {
+            assert_eq!(
+                server_key(spelling),
+                "https://k8s.example:443",
+                "{spelling}"
+            );
         }
         assert_eq!(server_key("https://k8s.example"), "https://k8s.example:443");
         assert_eq!(server_key("http://k8s.example/"), "http://k8s.example:80");

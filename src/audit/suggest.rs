@@ -101,6 +101,20 @@ mod tests {
         assert_eq!(suggest(&["fd00:1::10"]), ["fd00:1::/123"]);
         assert_eq!(suggest(&["fd00:1::f"]), ["fd00:1::/124"]);
         assert!(suggest(&[]).is_empty());
+        // Nothing holds 0.0.0.0, 255.255.255.255 or ::, and they drag no other IP along; an IPv6
+        // address with the IPv4 broadcast's bits is an ordinary one.
+        assert_eq!(suggest(&["0.0.0.0", "10.1.0.5"]), ["10.1.0.0/28"]);
+        assert!(suggest(&["255.255.255.255", "::"]).is_empty());
+        assert_eq!(suggest(&["::ffff:ffff"]), ["::ffff:fff0/124"]);
+        // Farther apart than a /16 (IPv4) or a /64 (IPv6): one suggestion each.
+        assert_eq!(
+            suggest(&["10.1.0.5", "10.2.0.5"]),
+            ["10.1.0.0/28", "10.2.0.0/28"]
+        );
+        assert_eq!(
+            suggest(&["fd00:1::5", "fd00:1:0:1::5"]),
+            ["fd00:1::/124", "fd00:1:0:1::/124"]
+        );
     }
 
     proptest! {
@@ -115,16 +129,18 @@ mod tests {
                     && (Family::of(*ip) == Family::IPv6 || *ip != n.broadcast());
                 prop_assert!(nets.iter().any(inside), "{} uncovered by {:?}", ip, nets);
             }
-            // Wider than `min_len` only for an address aligned on that boundary.
+            // Wider than a /16 (IPv4) or /64 (IPv6) only for an address aligned on that boundary;
+            // never narrower than a /28 or /124.
+            let bounds = |f| match f { Family::IPv4 => (16, 28), Family::IPv6 => (64, 124) };
             let aligned = |ip: &IpAddr| {
                 let (b, w) = (bits(*ip), crate::audit::range::width(Family::of(*ip)));
-                let host = u32::from(w - min_len(Family::of(*ip)));
+                let host = u32::from(w - bounds(Family::of(*ip)).0);
                 b.trailing_zeros() >= host || (!b).trailing_zeros() >= host
             };
             for n in &nets {
                 let family = Family::of_net(n);
-                prop_assert!(n.prefix_len() >= min_len(family) || ips.iter().any(|ip| n.contains(ip) && aligned(ip)), "{}", n);
-                prop_assert!(n.prefix_len() <= max_len(family));
+                prop_assert!(n.prefix_len() >= bounds(family).0 || ips.iter().any(|ip| n.contains(ip) && aligned(ip)), "{}", n);
+                prop_assert!(n.prefix_len() <= bounds(family).1);
                 prop_assert_eq!(n.trunc(), *n);
             }
             for (i, a) in nets.iter().enumerate() {

@@ -419,6 +419,51 @@ mod tests {
     }
 
     #[test]
+    fn percent_is_of_the_capacity_and_a_cidr_without_room_is_full_once_it_holds_one() {
+        let usage = |capacity, allocated| CidrUsage {
+            cidr: "10.0.0.0/30".parse().unwrap(),
+            family: Family::IPv4,
+            capacity,
+            allocated,
+            attributed: 0,
+            overlaps_with: vec![],
+            twins: vec![],
+            allocating: Allocating::Yes,
+        };
+        assert_eq!(usage(4, 1).percent(), 25.0);
+        assert_eq!(usage(0, 0).percent(), 0.0);
+        assert_eq!(usage(0, 1).percent(), 100.0);
+    }
+
+    /// `status NAME...` keeps the named ranges and then says nothing of the whole cluster's
+    /// totals and orphans; a name that is no range is an error.
+    #[test]
+    fn selected_keeps_the_named_ranges_and_refuses_an_unknown_name() {
+        let snapshot = Snapshot {
+            ranges: vec![range("a", &["10.1.0.0/24"]), range("b", &["10.2.0.0/24"])],
+            ips: ["10.1.0.1", "10.2.0.1", "10.3.0.1"]
+                .iter()
+                .map(|s| alloc(s))
+                .collect(),
+            services: vec![],
+        };
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(600);
+        let pick = |names: &[&str]| {
+            let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+            selected(&snapshot, &names, now, true)
+        };
+        let all = pick(&[]).unwrap();
+        assert_eq!(all.ranges.len(), 2);
+        let shape = |r: &StatusReport| (r.totals.len(), r.orphaned, r.attribution.len());
+        assert_eq!(shape(&all), (1, 1, 3));
+        let a = pick(&["a"]).unwrap();
+        let names: Vec<&str> = a.ranges.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a"]);
+        assert_eq!(shape(&a), (0, 0, 1));
+        assert_eq!(pick(&["a", "nope"]).unwrap_err(), "nope");
+    }
+
+    #[test]
     fn counts_allocated_and_free_per_cidr() {
         let ranges = [range("kubernetes", &["10.96.0.0/24", "fd00::/112"])];
         let r = report(

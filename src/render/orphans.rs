@@ -355,6 +355,27 @@ mod tests {
         );
     }
 
+    /// Only `-o wide` shows the ranges a finding is about, before AGE.
+    #[test]
+    fn wide_adds_the_ranges_column() {
+        let f = [Finding {
+            ranges: vec!["blue".into(), "green".into()],
+            ..finding(FindingKind::AtRisk, "10.1.0.5")
+        }];
+        let header = |output| {
+            let text = render(output, &f);
+            let line = text.lines().find(|l| l.contains("ACTION")).unwrap();
+            line.split_whitespace().collect::<Vec<_>>().join(" ")
+        };
+        assert_eq!(
+            header(Output::Wide),
+            "KIND IP SERVICE SERVICECIDRS AGE ACTION"
+        );
+        assert_eq!(header(Output::Table), "KIND IP SERVICE AGE ACTION");
+        assert!(render(Output::Wide, &f).contains("blue,green"));
+        assert!(!render(Output::Table, &f).contains("blue,green"));
+    }
+
     #[test]
     fn json_lists_every_finding() {
         let v: serde_json::Value = serde_json::from_str(&render(
