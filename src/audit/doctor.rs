@@ -723,7 +723,7 @@ pub fn healthy(checks: &[Check]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::index::tests::{alloc, range};
+    use crate::audit::index::tests::{alloc, finding, range};
     use crate::audit::range::contains_ip;
     use crate::audit::usage::status_report;
     use crate::model::ServiceIps;
@@ -874,6 +874,109 @@ mod tests {
         assert_eq!(silent, [("old".to_owned(), CONTROLLER_SILENCE)]);
     }
 
+    /// A range being deleted with neither the controller's finalizer nor its condition, 30 s
+    /// after the delete: no controller holds it.
+    #[test]
+    fn a_terminating_range_no_controller_holds_is_told_once_30_seconds_pass() {
+        let gone = |deleted_ago: Duration, finalizer: bool, ready: bool| {
+            let mut r = range("gone", &["10.1.0.0/24"]);
+            if !finalizer {
+                r.finalizers.clear();
+            }
+            if !ready {
+                r.ready = None;
+            }
+            r.created = None;
+            r.deleting = Some(now() - deleted_ago);
+            controller(&[r], now())
+        };
+        let c = gone(CONTROLLER_SILENCE, false, false);
+        assert_eq!(c.status, Status::Warn);
+        let Facts::Controller { unheld, silent, .. } = c.facts else {
+            panic!()
+        };
+        assert_eq!((unheld, silent), (vec!["gone".to_owned()], vec![]));
+        let just_now = CONTROLLER_SILENCE - Duration::from_secs(1);
+        assert_eq!(gone(just_now, false, false).status, Status::Ok);
+        assert_eq!(gone(CONTROLLER_SILENCE, true, false).status, Status::Ok);
+        assert_eq!(gone(CONTROLLER_SILENCE, false, true).status, Status::Ok);
+    }
+
+    /// Apiservers whose flags disagree fail even where no default range is there to compare.
+    #[test]
+    fn apiservers_that_disagree_fail_without_a_default_range() {
+        let flags = |a: &str, b: &str| {
+            let mut s = surroundings();
+            s.apiservers = Read::Got(vec![pod("a", a), pod("b", b)]);
+            default_range_flags(&[], &s).status
+        };
+        assert_eq!(flags("10.96.0.0/16", "10.97.0.0/16"), Status::Fail);
+        assert_eq!(flags("10.96.0.0/16", "10.96.0.0/16"), Status::Warn);
+    }
+
+    /// Every check runs, in the order the report prints them, and the repair events are told
+    /// with the number of orphans.
+    #[test]
+    fn diagnose_runs_every_check_and_counts_the_orphans() {
+        let findings = [
+            finding(FindingKind::Orphaned, "10.1.0.5"),
+            finding(FindingKind::Orphaned, "10.1.0.6"),
+            finding(FindingKind::DanglingParent, "10.96.0.5"),
+        ];
+        let snapshot = Snapshot {
+            ranges: vec![default_range()],
+            ips: vec![],
+            services: vec![],
+        };
+        let report = status_report(&snapshot.ranges, &snapshot.ips, now(), false);
+        let checks = diagnose(&snapshot, &report, &findings, &surroundings(), now());
+        let ids: Vec<String> = checks.iter().map(|c| format!("{:?}", c.id)).collect();
+        assert_eq!(
+            ids.join(" "),
+            "DefaultRangeFlags Controller KubernetesService UnusableRanges NodeOverlap \
+             CniAdvertisement VersionHazards RepairEvents Capacity Orphans"
+        );
+        assert!(matches!(
+            checks[7].facts,
+            Facts::RepairEvents { orphans: 2, .. }
+        ));
+    }
+
+    /// The allocation rate is measured over the last day, and a CIDR that fills within a week at
+    /// that rate is tight: 32 of a /24's 254 addresses made in a day fill the other 222 in
+    /// 166.5 hours, 31 fill the other 223 in 172.6.
+    #[test]
+    fn a_day_of_allocations_and_a_week_to_full() {
+        let outlook = |n: u8, ago: Duration| {
+            let snapshot = Snapshot {
+                ranges: vec![range("r", &["10.1.0.0/24"])],
+                ips: (1..=n)
+                    .map(|h| crate::model::IpAllocation {
+                        created: Some(now() - ago),
+                        ..alloc(&format!("10.1.0.{h}"))
+                    })
+                    .collect(),
+                services: vec![],
+            };
+            let report = status_report(&snapshot.ranges, &snapshot.ips, now(), false);
+            capacity_outlook(&snapshot, &report, now())
+        };
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        let tight = outlook(32, hours(23));
+        assert_eq!(tight.status, Status::Warn);
+        let Facts::Capacity { tight, cidrs } = tight.facts else {
+            panic!()
+        };
+        assert_eq!((tight[0].per_hour, cidrs), (32.0 / 24.0, 1));
+        assert_eq!(outlook(31, hours(23)).status, Status::Ok);
+        assert_eq!(outlook(32, hours(25)).status, Status::Ok);
+        // 80% full but nothing made in the day: tight, and no date to be full by.
+        let Facts::Capacity { tight, .. } = outlook(204, hours(25)).facts else {
+            panic!()
+        };
+        assert_eq!((tight[0].per_hour, tight[0].full_in), (0.0, None));
+    }
+
     #[test]
     fn the_kubernetes_service_holds_the_first_address_of_the_default_range() {
         let svc = |ip: &str| ServiceIps {
@@ -894,6 +997,20 @@ mod tests {
         );
         assert_eq!(kubernetes_service(&snap("10.96.0.2")).status, Status::Fail);
         assert_eq!(kubernetes_service(&snap("10.0.0.1")).status, Status::Fail);
+        // Only default/kubernetes is that Service.
+        let others = |namespace: &str, name: &str, ip: &str| ServiceIps {
+            namespace: namespace.into(),
+            name: name.into(),
+            ..svc(ip)
+        };
+        let mut crowded = snap("10.96.0.1");
+        crowded
+            .services
+            .insert(0, others("default", "web", "10.96.0.9"));
+        crowded
+            .services
+            .insert(1, others("other", "kubernetes", "10.96.0.10"));
+        assert_eq!(kubernetes_service(&crowded).status, Status::Ok);
     }
 
     #[test]
@@ -915,6 +1032,90 @@ mod tests {
             Status::Ok
         );
         assert_eq!(status(calico(Some(&["10.96.0.0/16"]))), Status::Warn);
+    }
+
+    /// kubernetes#138374: an IPv6 /64 range hands out IPs outside itself up to 1.34.
+    #[test]
+    fn an_ipv6_slash_64_is_a_hazard_up_to_1_34() {
+        let hazard = |minor, cidr: &str| {
+            let mut s = surroundings();
+            s.version = Read::Got(ServerVersion {
+                major: 1,
+                minor,
+                git: format!("v1.{minor}.0"),
+            });
+            version_hazards(&[range("r", &[cidr])], &s).status
+        };
+        assert_eq!(hazard(34, "fd00::/64"), Status::Warn);
+        assert_eq!(hazard(35, "fd00::/64"), Status::Ok);
+        assert_eq!(hazard(34, "fd00::/65"), Status::Ok);
+        assert_eq!(hazard(34, "10.96.0.0/16"), Status::Ok);
+    }
+
+    /// A Calico IP pool overlapping a range, inside it or around it, fails.
+    #[test]
+    fn an_ip_pool_overlapping_a_range_either_way_fails() {
+        let ranges = [range("r", &["10.96.0.0/16"])];
+        let pool = |cidr: &str| {
+            let calico = Read::Got(Some(Calico {
+                advertised: None,
+                pools: vec![("pool".into(), cidr.parse().unwrap())],
+            }));
+            node_overlap(&ranges, &Read::Got(vec![]), &calico).status
+        };
+        assert_eq!(pool("10.0.0.0/8"), Status::Fail);
+        assert_eq!(pool("10.96.1.0/24"), Status::Fail);
+        assert_eq!(pool("10.97.0.0/16"), Status::Ok);
+    }
+
+    /// The repair loop's events per reason: counted (an event without a count is one), the
+    /// latest object named; other reasons are not its.
+    #[test]
+    fn repair_events_are_counted_per_reason_with_the_latest_object() {
+        let event = |reason: &str, object: &str, count, secs| EventSeen {
+            reason: reason.into(),
+            object: object.into(),
+            count,
+            last: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
+            message: String::new(),
+        };
+        let events = Read::Got(vec![
+            event("ClusterIPOutOfRange", "Service a/b", 2, 10),
+            event("ClusterIPOutOfRange", "Service a/c", 0, 20),
+            event("Scheduled", "Pod a/p", 5, 30),
+        ]);
+        let c = repair_events(&events, 0);
+        assert_eq!(c.status, Status::Warn);
+        let Facts::RepairEvents { reasons, .. } = c.facts else {
+            panic!()
+        };
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(20);
+        assert_eq!(
+            reasons,
+            [(
+                "ClusterIPOutOfRange".to_owned(),
+                3,
+                Some(at),
+                "Service a/c".to_owned()
+            )]
+        );
+        let unrelated = Read::Got(vec![event("Scheduled", "Pod a/p", 5, 30)]);
+        assert_eq!(repair_events(&unrelated, 0).status, Status::Ok);
+    }
+
+    /// doctor exits with findings when any check warns or fails; skipped checks are not findings.
+    #[test]
+    fn healthy_is_every_check_ok_or_skipped() {
+        let of = |statuses: &[Status]| {
+            let checks: Vec<Check> = statuses
+                .iter()
+                .map(|&s| check(CheckId::CniAdvertisement, s, Facts::NoCalico))
+                .collect();
+            healthy(&checks)
+        };
+        assert!(of(&[Status::Ok, Status::Skipped]));
+        assert!(!of(&[Status::Ok, Status::Warn]));
+        assert!(!of(&[Status::Fail, Status::Skipped]));
     }
 
     #[test]

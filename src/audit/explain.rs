@@ -193,7 +193,7 @@ pub fn explain_range(snapshot: &Snapshot, report: &StatusReport, name: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::index::tests::{alloc, range};
+    use crate::audit::index::tests::{alloc, finding, range};
     use crate::audit::usage::status_report;
     use std::time::SystemTime;
 
@@ -229,6 +229,20 @@ mod tests {
     }
 
     #[test]
+    fn an_ip_carries_only_its_own_findings() {
+        use crate::audit::findings::FindingKind::Orphaned;
+        let (s, r) = facts(vec![range("blue", &["10.1.0.0/24"])], &[]);
+        let found = [finding(Orphaned, "10.9.0.1"), finding(Orphaned, "10.9.0.2")];
+        let ip: IpAddr = "10.9.0.2".parse().unwrap();
+        let own: Vec<IpAddr> = explain_ip(&s, &r, &found, ip)
+            .findings
+            .iter()
+            .map(|f| f.ip)
+            .collect();
+        assert_eq!(own, [ip]);
+    }
+
+    #[test]
     fn new_ips_come_from_every_ready_cidr_with_room_twins_once() {
         let mut old = range("old", &["10.2.0.0/24"]);
         old.deleting = Some(SystemTime::UNIX_EPOCH);
@@ -253,7 +267,11 @@ mod tests {
         let f = explain_range(&s, &r, "full").unwrap();
         assert_eq!(f.cidrs[0].why_not, Some(Idle::Full));
         let f = explain_range(&s, &r, "a").unwrap();
-        assert_eq!(f.cidrs[1].candidates.len(), 1);
+        let of_family = |c: &CidrFacts| -> Vec<String> {
+            c.candidates.iter().map(|(_, n, _)| n.to_string()).collect()
+        };
+        assert_eq!(of_family(&f.cidrs[0]), ["10.1.0.0/24"]);
+        assert_eq!(of_family(&f.cidrs[1]), ["fd00::/120"]);
         assert_eq!(f.cidrs[0].twins, ["twin"]);
         assert!(explain_range(&s, &r, "nope").is_none());
     }

@@ -121,6 +121,24 @@ pub(crate) mod tests {
         }
     }
 
+    /// A finding of this kind about this IP, with nothing else known.
+    pub fn finding(
+        kind: crate::audit::findings::FindingKind,
+        ip: &str,
+    ) -> crate::audit::findings::Finding {
+        crate::audit::findings::Finding {
+            kind,
+            ip: ip.parse().unwrap(),
+            service: None,
+            holder: None,
+            parent: None,
+            ranges: vec![],
+            age: None,
+            self_healing: false,
+            remedy: crate::audit::findings::Remedy::Cover,
+        }
+    }
+
     pub fn alloc(ip: &str) -> crate::model::IpAllocation {
         crate::model::IpAllocation {
             ip: ip.parse().unwrap(),

@@ -201,6 +201,22 @@ mod tests {
     }
 
     #[test]
+    fn remember_adds_new_ranges_and_keeps_the_cidrs_first_seen() {
+        let mut r = record(&[]);
+        let range = |name: &str, cidr: &str| RecordedRange {
+            name: name.into(),
+            cidrs: vec![cidr.parse().unwrap()],
+        };
+        r.remember([range("old", "10.97.0.0/24"), range("older", "10.98.0.0/24")]);
+        let seen: Vec<String> = r
+            .from
+            .iter()
+            .map(|f| format!("{} {}", f.name, f.cidrs[0]))
+            .collect();
+        assert_eq!(seen, ["old 10.96.0.0/24", "older 10.98.0.0/24"]);
+    }
+
+    #[test]
     fn a_journal_reads_back_as_written_and_refuses_what_it_does_not_know() {
         let r = record(&[entry("a/web", "10.96.0.5")]);
         let text = serde_json::to_string(&r).unwrap();
