@@ -46,3 +46,16 @@ pub fn ok(what: &str, out: Output) -> String {
     );
     stdout_of(&out)
 }
+
+/// One line on stderr, starting `error: `, holding `want`; exit 1; no panic.
+pub fn one_line_error(out: &Output, want: &str) {
+    let err = stderr_of(out);
+    assert_eq!(code(out), 1, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(want),
+        "{err}"
+    );
+}
