@@ -773,18 +773,21 @@ mod tests {
             svc("z", "dns", &["10.97.0.10"], true),
         ];
         let p = simple(&req(&["a", "b"], &["10.200.0.0/16"]), &ranges, &services).unwrap();
-        let to: Vec<(String, Vec<IpAddr>, bool)> = p
-            .moves
-            .iter()
-            .map(|m| (m.key(), m.to.clone(), m.offset_kept))
-            .collect();
         assert_eq!(
-            to,
+            destinations(&p),
             [
                 ("a/first".into(), vec![ip("10.200.0.1")], false),
                 ("z/dns".into(), vec![ip("10.200.0.10")], true),
             ]
         );
+    }
+
+    /// Each move: the Service, its new IPs, and whether it kept its offset.
+    fn destinations(p: &Plan) -> Vec<(String, Vec<IpAddr>, bool)> {
+        p.moves
+            .iter()
+            .map(|m| (m.key(), m.to.clone(), m.offset_kept))
+            .collect()
     }
 
     #[test]
@@ -806,13 +809,8 @@ mod tests {
             &[],
         )
         .unwrap();
-        let to: Vec<(String, Vec<IpAddr>, bool)> = p
-            .moves
-            .iter()
-            .map(|m| (m.key(), m.to.clone(), m.offset_kept))
-            .collect();
         assert_eq!(
-            to,
+            destinations(&p),
             [
                 ("a/api".into(), vec![ip("10.200.0.2")], false),
                 ("a/web".into(), vec![ip("10.200.200.7")], true),
